@@ -1,0 +1,370 @@
+//! What a valid bet is, for the central and the agency alike.
+//!
+//! One set of rules (`PROTOCOL.md`, "A valid bet") checked in one place:
+//! names are 1..=255 bytes of UTF-8 without control characters, the document
+//! is 1..=16 ASCII digits kept as text, the birthdate is a real calendar date
+//! from 1900-01-01 up to today, the number is 0..=9999. The agency checks its
+//! CSV rows with [`parse_row`] before sending; the central checks every
+//! decoded bet with [`validate`] before storing.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::wire::{BetFields, BetRef, Date};
+
+/// The earliest birthdate accepted.
+pub const EARLIEST_BIRTHDATE: Date = Date {
+    year: 1900,
+    month: 1,
+    day: 1,
+};
+/// The largest bet number.
+pub const MAX_NUMBER: u16 = 9999;
+/// The longest document, in digits.
+pub const MAX_DOCUMENT: usize = 16;
+
+/// Why a bet is not valid. The `Display` text is what goes in an
+/// `ERROR INVALID_BET` message and in the agency's log (it never holds `|`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BetError {
+    FirstName(NameProblem),
+    LastName(NameProblem),
+    Document,
+    Birthdate,
+    BirthdateFormat,
+    Number,
+    NumberFormat,
+    FieldCount(usize),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameProblem {
+    Empty,
+    TooLong,
+    NotUtf8,
+    ControlCharacter,
+}
+
+impl fmt::Display for BetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = |f: &mut fmt::Formatter<'_>, which: &str, p: &NameProblem| match p {
+            NameProblem::Empty => write!(f, "empty {which}"),
+            NameProblem::TooLong => write!(f, "{which} longer than 255 bytes"),
+            NameProblem::NotUtf8 => write!(f, "{which} is not UTF-8"),
+            NameProblem::ControlCharacter => write!(f, "{which} has a control character"),
+        };
+        match self {
+            BetError::FirstName(p) => name(f, "first name", p),
+            BetError::LastName(p) => name(f, "last name", p),
+            BetError::Document => write!(f, "document must be 1 to 16 digits"),
+            BetError::Birthdate => {
+                write!(f, "birthdate must be a real date from 1900-01-01 to today")
+            }
+            BetError::BirthdateFormat => write!(f, "birthdate must be YYYY-MM-DD"),
+            BetError::Number => write!(f, "number must be 0 to 9999"),
+            BetError::NumberFormat => write!(f, "number must be a whole number"),
+            BetError::FieldCount(n) => write!(f, "expected 5 fields, found {n}"),
+        }
+    }
+}
+
+impl std::error::Error for BetError {}
+
+/// Checks one decoded bet against the rules, with `today` as the latest birthdate.
+pub fn validate(bet: &BetFields<'_>, today: Date) -> Result<(), BetError> {
+    check_name(bet.first_name).map_err(BetError::FirstName)?;
+    check_name(bet.last_name).map_err(BetError::LastName)?;
+    check_document(bet.document)?;
+    if !is_calendar_date(bet.birthdate)
+        || bet.birthdate < EARLIEST_BIRTHDATE
+        || bet.birthdate > today
+    {
+        return Err(BetError::Birthdate);
+    }
+    if bet.number > MAX_NUMBER {
+        return Err(BetError::Number);
+    }
+    Ok(())
+}
+
+fn check_name(name: &[u8]) -> Result<(), NameProblem> {
+    if name.is_empty() {
+        return Err(NameProblem::Empty);
+    }
+    if name.len() > 255 {
+        return Err(NameProblem::TooLong);
+    }
+    // ASCII fast path: most names are plain letters and spaces.
+    if name.iter().all(|&b| (0x20..0x7f).contains(&b)) {
+        return Ok(());
+    }
+    let text = std::str::from_utf8(name).map_err(|_| NameProblem::NotUtf8)?;
+    if text.chars().any(char::is_control) {
+        return Err(NameProblem::ControlCharacter);
+    }
+    Ok(())
+}
+
+fn check_document(document: &[u8]) -> Result<(), BetError> {
+    if document.is_empty()
+        || document.len() > MAX_DOCUMENT
+        || !document.iter().all(u8::is_ascii_digit)
+    {
+        return Err(BetError::Document);
+    }
+    Ok(())
+}
+
+/// Whether `d` names a day that exists in the proleptic Gregorian calendar.
+pub fn is_calendar_date(d: Date) -> bool {
+    (1..=12).contains(&d.month) && d.day >= 1 && d.day <= days_in_month(d.year, d.month)
+}
+
+fn days_in_month(year: u16, month: u8) -> u8 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(year) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+fn is_leap(year: u16) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+/// Today's date in UTC.
+pub fn today() -> Date {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    civil_from_days((secs / 86_400) as i64)
+}
+
+/// Days since 1970-01-01 to a calendar date (H. Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> Date {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = (yoe + era * 400 + i64::from(month <= 2)) as u16;
+    Date { year, month, day }
+}
+
+/// Writes `d` as `YYYY-MM-DD` (how the course's files and `bets.csv` hold it).
+pub fn format_date(d: Date) -> [u8; 10] {
+    let mut out = *b"0000-00-00";
+    let y = d.year.min(9999);
+    out[0] = b'0' + (y / 1000) as u8;
+    out[1] = b'0' + (y / 100 % 10) as u8;
+    out[2] = b'0' + (y / 10 % 10) as u8;
+    out[3] = b'0' + (y % 10) as u8;
+    out[5] = b'0' + d.month / 10 % 10;
+    out[6] = b'0' + d.month % 10;
+    out[8] = b'0' + d.day / 10 % 10;
+    out[9] = b'0' + d.day % 10;
+    out
+}
+
+/// Reads `YYYY-MM-DD` (exactly that shape; the calendar is checked by [`validate`]).
+pub fn parse_date(text: &str) -> Option<Date> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let digits = |r: std::ops::Range<usize>| -> Option<u16> {
+        b[r].iter().try_fold(0u16, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u16)
+        })
+    };
+    Some(Date {
+        year: digits(0..4)?,
+        month: digits(5..7)? as u8,
+        day: digits(8..10)? as u8,
+    })
+}
+
+/// One bet as an agency holds it: a row of its CSV file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bet {
+    pub first_name: String,
+    pub last_name: String,
+    pub document: String,
+    pub birthdate: Date,
+    pub number: u16,
+}
+
+impl Bet {
+    pub fn as_ref(&self) -> BetRef<'_> {
+        BetRef {
+            first_name: &self.first_name,
+            last_name: &self.last_name,
+            document: &self.document,
+            birthdate: self.birthdate,
+            number: self.number,
+        }
+    }
+
+    pub fn fields(&self) -> BetFields<'_> {
+        BetFields {
+            first_name: self.first_name.as_bytes(),
+            last_name: self.last_name.as_bytes(),
+            document: self.document.as_bytes(),
+            birthdate: self.birthdate,
+            number: self.number,
+        }
+    }
+}
+
+/// Reads one row of an agency file (`nombre,apellido,documento,nacimiento,numero`)
+/// and checks it with the central's rules, so a bad row is never sent.
+pub fn parse_row<S: AsRef<str>>(fields: &[S], today: Date) -> Result<Bet, BetError> {
+    let [first, last, document, birthdate, number] = fields else {
+        return Err(BetError::FieldCount(fields.len()));
+    };
+    let birthdate = parse_date(birthdate.as_ref()).ok_or(BetError::BirthdateFormat)?;
+    let number_text = number.as_ref();
+    if number_text.is_empty() || !number_text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(BetError::NumberFormat);
+    }
+    let number = number_text
+        .parse::<u32>()
+        .ok()
+        .filter(|&n| n <= MAX_NUMBER as u32)
+        .ok_or(BetError::Number)? as u16;
+    let bet = Bet {
+        first_name: first.as_ref().to_owned(),
+        last_name: last.as_ref().to_owned(),
+        document: document.as_ref().to_owned(),
+        birthdate,
+        number,
+    };
+    validate(&bet.fields(), today)?;
+    Ok(bet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TODAY: Date = Date {
+        year: 2026,
+        month: 11,
+        day: 27,
+    };
+
+    fn bet<'a>(first: &'a [u8], doc: &'a [u8], date: Date, number: u16) -> BetFields<'a> {
+        BetFields {
+            first_name: first,
+            last_name: b"Lorca",
+            document: doc,
+            birthdate: date,
+            number,
+        }
+    }
+
+    fn date(year: u16, month: u8, day: u8) -> Date {
+        Date { year, month, day }
+    }
+
+    #[test]
+    fn a_plain_bet_is_valid() {
+        assert_eq!(validate(&bet(b"Ana", b"30904465", date(1999, 3, 17), 7574), TODAY), Ok(()));
+    }
+
+    #[test]
+    fn accented_names_are_valid_and_control_characters_are_not() {
+        assert!(validate(&bet("Nicolás".as_bytes(), b"1", date(2000, 1, 1), 0), TODAY).is_ok());
+        assert_eq!(
+            validate(&bet(b"An\x07a", b"1", date(2000, 1, 1), 0), TODAY),
+            Err(BetError::FirstName(NameProblem::ControlCharacter))
+        );
+        assert_eq!(
+            validate(&bet("a\u{85}b".as_bytes(), b"1", date(2000, 1, 1), 0), TODAY),
+            Err(BetError::FirstName(NameProblem::ControlCharacter))
+        );
+        assert_eq!(
+            validate(&bet(b"\xff", b"1", date(2000, 1, 1), 0), TODAY),
+            Err(BetError::FirstName(NameProblem::NotUtf8))
+        );
+        assert_eq!(
+            validate(&bet(b"", b"1", date(2000, 1, 1), 0), TODAY),
+            Err(BetError::FirstName(NameProblem::Empty))
+        );
+    }
+
+    #[test]
+    fn documents_are_one_to_sixteen_digits_with_leading_zeros_kept() {
+        assert!(validate(&bet(b"A", b"0000000000000001", date(2000, 1, 1), 0), TODAY).is_ok());
+        for doc in [&b""[..], b"12345678901234567", b"12a4", b"-1", b" 1"] {
+            assert_eq!(
+                validate(&bet(b"A", doc, date(2000, 1, 1), 0), TODAY),
+                Err(BetError::Document),
+                "{doc:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn birthdates_must_be_real_days_between_1900_and_today() {
+        for ok in [date(1900, 1, 1), date(2000, 2, 29), TODAY] {
+            assert!(validate(&bet(b"A", b"1", ok, 0), TODAY).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            date(1899, 12, 31),
+            date(1900, 2, 29),
+            date(2001, 2, 29),
+            date(2000, 4, 31),
+            date(2000, 13, 1),
+            date(2000, 0, 10),
+            date(2000, 1, 0),
+            date(2026, 11, 28),
+        ] {
+            assert_eq!(validate(&bet(b"A", b"1", bad, 0), TODAY), Err(BetError::Birthdate), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_above_9999_are_invalid() {
+        assert!(validate(&bet(b"A", b"1", date(2000, 1, 1), 9999), TODAY).is_ok());
+        assert_eq!(validate(&bet(b"A", b"1", date(2000, 1, 1), 10000), TODAY), Err(BetError::Number));
+    }
+
+    #[test]
+    fn rows_parse_into_bets_and_bad_rows_say_why() {
+        let row = ["Santiago Lionel", "Lorca", "30904465", "1999-03-17", "7574"];
+        let b = parse_row(&row, TODAY).unwrap();
+        assert_eq!(b.birthdate, date(1999, 3, 17));
+        assert_eq!(b.number, 7574);
+        assert_eq!(parse_row(&row[..4], TODAY), Err(BetError::FieldCount(4)));
+        let mut bad = row;
+        bad[3] = "17/03/1999";
+        assert_eq!(parse_row(&bad, TODAY), Err(BetError::BirthdateFormat));
+        bad = row;
+        bad[4] = "75a";
+        assert_eq!(parse_row(&bad, TODAY), Err(BetError::NumberFormat));
+        bad[4] = "10000";
+        assert_eq!(parse_row(&bad, TODAY), Err(BetError::Number));
+    }
+
+    #[test]
+    fn dates_format_and_parse_back() {
+        let d = date(1999, 3, 7);
+        assert_eq!(&format_date(d), b"1999-03-07");
+        assert_eq!(parse_date("1999-03-07"), Some(d));
+        assert_eq!(parse_date("1999-3-07"), None);
+    }
+
+    #[test]
+    fn civil_dates_from_epoch_days() {
+        assert_eq!(civil_from_days(0), date(1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), date(2000, 2, 29));
+        assert_eq!(civil_from_days(20_784), date(2026, 11, 27));
+    }
+}

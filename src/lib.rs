@@ -1,0 +1,17 @@
+//! The lottery: a central that collects agencies' bets durably and runs the draw.
+//!
+//! # Layout
+//!
+//! - [`wire`]: the frames of `PROTOCOL.md`, bytes to frames and back (pure).
+//! - [`bet`]: what a valid bet is, shared by the central and the agencies (pure).
+//! - [`config`]: the central's settings from `config.ini` and the environment.
+//! - [`lottery`]: stored counts, closed agencies, winners, the draw (pure state).
+//! - [`storage`]: `bets.csv` and the DONE journal: group commit and recovery.
+//! - [`connection`]: one agency's socket, its read and write buffers, its stage.
+//! - [`server`]: the single-threaded mio loop: accept, dispatch, park, wake, close.
+//!
+//! `lottery-server` (`src/main.rs`) only reads the config, starts logging and
+//! calls [`server::Server::run`], so tests can run a central in-process.
+
+pub mod bet;
+pub mod wire;
