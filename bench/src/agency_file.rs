@@ -1,0 +1,196 @@
+//! Agency files in the course's format: `nombre,apellido,documento,nacimiento,numero`.
+//!
+//! No header, one bet a line. Written with LF endings and quoted only where
+//! needed (a comma, a double quote or a line break in a field), which is what
+//! Python's `csv` module writes with `QUOTE_MINIMAL` and `lineterminator='\n'`
+//! and what it reads back unchanged. Read with the central's own row rules
+//! ([`lottery::bet::parse_row`]), accepting CRLF too, as the course's files use it.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use lottery::bet::{Bet, BetError, format_date, parse_row, today};
+
+use crate::synth::{Synth, SynthBet};
+
+/// The name of agency `agency`'s file inside a data directory.
+pub fn file_name(agency: u32) -> String {
+    format!("agency-{agency}.csv")
+}
+
+/// A CSV writer set up like Python's `csv.writer(f, lineterminator='\n')`.
+pub fn csv_writer<W: Write>(out: W) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .has_headers(false)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .quote_style(csv::QuoteStyle::Necessary)
+        .buffer_capacity(1 << 16)
+        .from_writer(out)
+}
+
+/// Writes one bet as a row.
+pub fn write_bet<W: Write>(out: &mut csv::Writer<W>, bet: &SynthBet<'_>) -> csv::Result<()> {
+    let date = format_date(bet.birthdate);
+    let mut number = itoa_buf();
+    let number = format_number(bet.number, &mut number);
+    out.write_record([
+        bet.first_name.as_bytes(),
+        bet.last_name.as_bytes(),
+        bet.document().as_bytes(),
+        &date,
+        number,
+    ])
+}
+
+/// Writes all of `agency`'s bets to `out`.
+pub fn write_agency<W: Write>(synth: &Synth, agency: u32, out: W) -> csv::Result<W> {
+    let mut csv = csv_writer(out);
+    for bet in synth.bets_of(agency) {
+        write_bet(&mut csv, &bet)?;
+    }
+    csv.into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))
+}
+
+/// Writes `DIR/agency-{agency}.csv`.
+pub fn write_agency_file(synth: &Synth, agency: u32, dir: &Path) -> csv::Result<()> {
+    let file = File::create(dir.join(file_name(agency)))?;
+    let mut out = write_agency(synth, agency, BufWriter::with_capacity(1 << 20, file))?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Why an agency file could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(PathBuf, io::Error),
+    Csv(PathBuf, csv::Error),
+    /// A row the central would reject; `line` counts from 1.
+    Row(PathBuf, u64, BetError),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            ReadError::Csv(p, e) => write!(f, "{}: {e}", p.display()),
+            ReadError::Row(p, line, e) => write!(f, "{} line {line}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// Reads every row of an agency file, checked as the central would.
+pub fn read_agency_file(path: &Path) -> Result<Vec<Bet>, ReadError> {
+    let file = File::open(path).map_err(|e| ReadError::Io(path.to_owned(), e))?;
+    read_agency(file, path)
+}
+
+/// Reads rows from `input`; `path` only names it in errors.
+pub fn read_agency<R: io::Read>(input: R, path: &Path) -> Result<Vec<Bet>, ReadError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(1 << 20)
+        .from_reader(input);
+    let today = today();
+    let mut bets = Vec::new();
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => return Ok(bets),
+            Ok(true) => {}
+            Err(e) => return Err(ReadError::Csv(path.to_owned(), e)),
+        }
+        let fields: Vec<&str> = record.iter().collect();
+        let line = record.position().map_or(0, |p| p.line());
+        let bet =
+            parse_row(&fields, today).map_err(|e| ReadError::Row(path.to_owned(), line, e))?;
+        bets.push(bet);
+    }
+}
+
+fn itoa_buf() -> [u8; 5] {
+    [0; 5]
+}
+
+/// Writes `n` (at most 9999) in decimal without allocating.
+fn format_number(mut n: u16, buf: &mut [u8; 5]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::WinnerPlan;
+
+    fn written(synth: &Synth, agency: u32) -> Vec<u8> {
+        write_agency(synth, agency, Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn rows_read_back_as_the_bets_that_were_generated() {
+        let synth = Synth::new(21, 20_000, WinnerPlan::Varied);
+        let bytes = written(&synth, 4);
+        let read = read_agency(&bytes[..], Path::new("mem")).unwrap();
+        let generated: Vec<Bet> = synth.bets_of(4).map(|b| b.to_bet()).collect();
+        assert_eq!(read, generated);
+    }
+
+    #[test]
+    fn fields_are_quoted_only_where_python_would() {
+        let bytes = written(&Synth::new(8, 50_000, WinnerPlan::Varied), 1);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(!text.contains('\r'), "LF line endings only");
+        assert!(text.contains(",\"Pérez, hijo\","));
+        assert!(
+            text.contains("\"José \"\"Pepe\"\"") || text.contains("\"Francisco \"\"Pancho\"\"")
+        );
+        assert!(text.contains(",\"Iñíguez \"\"Chino\"\"\","));
+        assert!(text.contains(",O'Brien,"), "an apostrophe needs no quotes");
+        assert!(text.contains(",Núñez,"), "accents need no quotes");
+        for line in text.lines().filter(|l| !l.contains('"')) {
+            assert_eq!(line.split(',').count(), 5, "{line}");
+        }
+    }
+
+    #[test]
+    fn crlf_files_like_the_courses_are_read_too() {
+        let text = "Santiago Lionel,Lorca,30904465,1999-03-17,2201\r\n\"Pérez, hijo\",Ana,01234567,2000-02-29,7574\r\n";
+        let bets = read_agency(text.as_bytes(), Path::new("mem")).unwrap();
+        assert_eq!(bets.len(), 2);
+        assert_eq!(bets[1].first_name, "Pérez, hijo");
+        assert_eq!(bets[1].document, "01234567");
+        assert_eq!(bets[1].number, 7574);
+    }
+
+    #[test]
+    fn a_bad_row_is_reported_with_its_line() {
+        let text = "A,B,1,2000-01-01,1\nA,B,1,2000-02-30,1\n";
+        match read_agency(text.as_bytes(), Path::new("f.csv")) {
+            Err(ReadError::Row(_, 2, BetError::Birthdate)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn numbers_format_without_padding() {
+        let mut buf = itoa_buf();
+        assert_eq!(format_number(0, &mut buf), b"0");
+        let mut buf = itoa_buf();
+        assert_eq!(format_number(7574, &mut buf), b"7574");
+        let mut buf = itoa_buf();
+        assert_eq!(format_number(40, &mut buf), b"40");
+    }
+}
