@@ -131,7 +131,7 @@ fn days_in_month(year: u16, month: u8) -> u8 {
 }
 
 fn is_leap(year: u16) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
 
 /// Today's date in UTC.
@@ -275,7 +275,10 @@ mod tests {
 
     #[test]
     fn a_plain_bet_is_valid() {
-        assert_eq!(validate(&bet(b"Ana", b"30904465", date(1999, 3, 17), 7574), TODAY), Ok(()));
+        assert_eq!(
+            validate(&bet(b"Ana", b"30904465", date(1999, 3, 17), 7574), TODAY),
+            Ok(())
+        );
     }
 
     #[test]
@@ -286,7 +289,10 @@ mod tests {
             Err(BetError::FirstName(NameProblem::ControlCharacter))
         );
         assert_eq!(
-            validate(&bet("a\u{85}b".as_bytes(), b"1", date(2000, 1, 1), 0), TODAY),
+            validate(
+                &bet("a\u{85}b".as_bytes(), b"1", date(2000, 1, 1), 0),
+                TODAY
+            ),
             Err(BetError::FirstName(NameProblem::ControlCharacter))
         );
         assert_eq!(
@@ -326,14 +332,21 @@ mod tests {
             date(2000, 1, 0),
             date(2026, 11, 28),
         ] {
-            assert_eq!(validate(&bet(b"A", b"1", bad, 0), TODAY), Err(BetError::Birthdate), "{bad:?}");
+            assert_eq!(
+                validate(&bet(b"A", b"1", bad, 0), TODAY),
+                Err(BetError::Birthdate),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn numbers_above_9999_are_invalid() {
         assert!(validate(&bet(b"A", b"1", date(2000, 1, 1), 9999), TODAY).is_ok());
-        assert_eq!(validate(&bet(b"A", b"1", date(2000, 1, 1), 10000), TODAY), Err(BetError::Number));
+        assert_eq!(
+            validate(&bet(b"A", b"1", date(2000, 1, 1), 10000), TODAY),
+            Err(BetError::Number)
+        );
     }
 
     #[test]

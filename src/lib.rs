@@ -14,4 +14,9 @@
 //! calls [`server::Server::run`], so tests can run a central in-process.
 
 pub mod bet;
+pub mod config;
+pub mod connection;
+pub mod lottery;
+pub mod server;
+pub mod storage;
 pub mod wire;

@@ -1,1 +1,42 @@
-fn main() {}
+//! `lottery-server`: reads the config, starts logging, runs the central.
+//!
+//! Exit codes: 0 after a graceful shutdown (SIGTERM or SIGINT), 2 for a bad
+//! configuration, 1 when the files or the listening socket cannot be used.
+
+use std::process::ExitCode;
+
+use lottery::config::Config;
+use lottery::server::Server;
+use simple_logger::SimpleLogger;
+
+fn main() -> ExitCode {
+    let config = match Config::load(std::path::Path::new(".")) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("lottery-server: bad configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = SimpleLogger::new()
+        .with_level(config.logging_level)
+        .with_utc_timestamps()
+        .init()
+    {
+        eprintln!("lottery-server: cannot start logging: {e}");
+        return ExitCode::from(1);
+    }
+    let server = match Server::bind(config) {
+        Ok(server) => server,
+        Err(e) => {
+            log::error!("action: iniciar | result: fail | error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("action: servidor | result: fail | error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -506,7 +506,10 @@ fn begin(out: &mut Vec<u8>, kind: u8) -> usize {
 
 fn finish(out: &mut [u8], at: usize) {
     let len = out.len() - at - 2;
-    assert!(len <= MAX_LEN, "frame of {len} bytes exceeds the protocol's limit");
+    assert!(
+        len <= MAX_LEN,
+        "frame of {len} bytes exceeds the protocol's limit"
+    );
     out[at..at + 2].copy_from_slice(&(len as u16).to_be_bytes());
 }
 
@@ -570,7 +573,7 @@ pub fn encode_get_winners(out: &mut Vec<u8>, agency: u32, wait: bool) {
 
 /// Appends one `WINNERS` frame holding `documents`, which must fit one frame
 /// (see [`winners_frame_split`] for splitting a long list).
-pub fn encode_winners<S: AsRef<[u8]>>(
+pub fn encode_winners<S: AsRef<str>>(
     out: &mut Vec<u8>,
     agency: u32,
     total: u32,
@@ -583,13 +586,13 @@ pub fn encode_winners<S: AsRef<[u8]>>(
     out.push(last as u8);
     out.extend_from_slice(&(documents.len() as u16).to_be_bytes());
     for doc in documents {
-        put_str8(out, doc.as_ref());
+        put_str8(out, doc.as_ref().as_bytes());
     }
     finish(out, at);
 }
 
 /// How many of `documents` (from the start) fit in one `WINNERS` frame.
-pub fn winners_frame_split<S: AsRef<[u8]>>(documents: &[S]) -> usize {
+pub fn winners_frame_split<S: AsRef<str>>(documents: &[S]) -> usize {
     let mut size = HEADER + WINNERS_PREFIX;
     for (i, doc) in documents.iter().enumerate() {
         size += 1 + doc.as_ref().len();
@@ -616,6 +619,6 @@ pub fn encode_error(out: &mut Vec<u8>, code: ErrorCode, detail: u32, message: &s
     let at = begin(out, kind::ERROR);
     out.push(code as u8);
     out.extend_from_slice(&detail.to_be_bytes());
-    put_str8(out, message[..end].as_bytes());
+    put_str8(out, &message.as_bytes()[..end]);
     finish(out, at);
 }

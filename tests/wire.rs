@@ -32,7 +32,11 @@ fn reencode(frame: &Frame<'_>) -> Vec<u8> {
     let mut out = Vec::new();
     match *frame {
         Frame::Ack { agency, stored } => wire::encode_ack(&mut out, agency, stored),
-        Frame::Batch { agency, first, bets } => {
+        Frame::Batch {
+            agency,
+            first,
+            bets,
+        } => {
             let owned: Vec<Bet> = bets
                 .iter()
                 .map(|b| Bet {
@@ -81,9 +85,17 @@ fn every_vector_decodes_whole_and_reencodes_to_the_same_bytes() {
 #[test]
 fn vectors_decode_to_the_values_their_titles_name() {
     let v = vectors();
-    let decoded: Vec<Frame<'_>> = v.iter().map(|(_, b)| wire::decode(b).unwrap().unwrap().0).collect();
+    let decoded: Vec<Frame<'_>> = v
+        .iter()
+        .map(|(_, b)| wire::decode(b).unwrap().unwrap().0)
+        .collect();
 
-    let Frame::Batch { agency: 1, first: 0, bets } = decoded[0] else {
+    let Frame::Batch {
+        agency: 1,
+        first: 0,
+        bets,
+    } = decoded[0]
+    else {
         panic!("{:?}", decoded[0])
     };
     let bets: Vec<_> = bets.iter().collect();
@@ -91,42 +103,114 @@ fn vectors_decode_to_the_values_their_titles_name() {
     assert_eq!(bets[0].first_name, b"Santiago Lionel");
     assert_eq!(bets[0].last_name, b"Lorca");
     assert_eq!(bets[0].document, b"30904465");
-    assert_eq!(bets[0].birthdate, Date { year: 1999, month: 3, day: 17 });
+    assert_eq!(
+        bets[0].birthdate,
+        Date {
+            year: 1999,
+            month: 3,
+            day: 17
+        }
+    );
     assert_eq!(bets[0].number, 2201);
     assert_eq!(bets[1].first_name, "Tiago Nicolás".as_bytes());
 
-    let Frame::Batch { agency: 2, first: 120, bets } = decoded[1] else {
+    let Frame::Batch {
+        agency: 2,
+        first: 120,
+        bets,
+    } = decoded[1]
+    else {
         panic!("{:?}", decoded[1])
     };
     let bet = bets.iter().next().unwrap();
     assert_eq!(bet.document, b"00000050");
     assert_eq!(bet.number, 7574);
 
-    assert_eq!(decoded[2], Frame::Done { agency: 1, total: 26936 });
-    assert_eq!(decoded[3], Frame::GetWinners { agency: 3, wait: true });
-    assert_eq!(decoded[4], Frame::GetWinners { agency: 3, wait: false });
-    assert_eq!(decoded[5], Frame::Ack { agency: 1, stored: 2 });
-    let Frame::Winners { agency: 1, total: 2, last: true, documents } = decoded[6] else {
+    assert_eq!(
+        decoded[2],
+        Frame::Done {
+            agency: 1,
+            total: 26936
+        }
+    );
+    assert_eq!(
+        decoded[3],
+        Frame::GetWinners {
+            agency: 3,
+            wait: true
+        }
+    );
+    assert_eq!(
+        decoded[4],
+        Frame::GetWinners {
+            agency: 3,
+            wait: false
+        }
+    );
+    assert_eq!(
+        decoded[5],
+        Frame::Ack {
+            agency: 1,
+            stored: 2
+        }
+    );
+    let Frame::Winners {
+        agency: 1,
+        total: 2,
+        last: true,
+        documents,
+    } = decoded[6]
+    else {
         panic!("{:?}", decoded[6])
     };
-    assert_eq!(documents.iter().collect::<Vec<_>>(), ["00000000", "00000099"]);
-    let Frame::Winners { agency: 5, total: 0, last: true, documents } = decoded[7] else {
+    assert_eq!(
+        documents.iter().collect::<Vec<_>>(),
+        ["00000000", "00000099"]
+    );
+    let Frame::Winners {
+        agency: 5,
+        total: 0,
+        last: true,
+        documents,
+    } = decoded[7]
+    else {
         panic!("{:?}", decoded[7])
     };
     assert!(documents.is_empty());
-    assert_eq!(decoded[8], Frame::NotReady { done: 3, expected: 5 });
+    assert_eq!(
+        decoded[8],
+        Frame::NotReady {
+            done: 3,
+            expected: 5
+        }
+    );
     assert_eq!(
         decoded[9],
-        Frame::Error { code: 7, detail: 120, message: "expected bet 120" }
+        Frame::Error {
+            code: 7,
+            detail: 120,
+            message: "expected bet 120"
+        }
     );
-    assert_eq!(decoded[10], Frame::Error { code: 4, detail: 0, message: "bad date" });
+    assert_eq!(
+        decoded[10],
+        Frame::Error {
+            code: 4,
+            detail: 0,
+            message: "bad date"
+        }
+    );
 }
 
 #[test]
 fn every_proper_prefix_of_a_frame_is_incomplete() {
     for (title, bytes) in vectors() {
         for cut in 0..bytes.len() {
-            assert_eq!(wire::decode(&bytes[..cut]), Ok(None), "{title} cut at {cut}");
+            assert_eq!(
+                wire::decode(&bytes[..cut]),
+                Ok(None),
+                "{title} cut at {cut}"
+            );
         }
     }
 }
@@ -137,7 +221,11 @@ fn frames_split_at_every_offset_reassemble_in_order() {
     let whole = decode_stream(&all, all.len());
     assert_eq!(whole.len(), 11);
     for split in 1..all.len() {
-        assert_eq!(decode_stream(&all, split), whole, "fed in pieces of {split}");
+        assert_eq!(
+            decode_stream(&all, split),
+            whole,
+            "fed in pieces of {split}"
+        );
     }
 }
 
@@ -159,8 +247,14 @@ fn decode_stream(stream: &[u8], piece: usize) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_zero_length_is_malformed() {
-    assert!(matches!(wire::decode(&[0, 0]), Err(WireError::Malformed(_))));
-    assert_eq!(wire::decode(&[0, 0]).unwrap_err().code(), ErrorCode::Malformed);
+    assert!(matches!(
+        wire::decode(&[0, 0]),
+        Err(WireError::Malformed(_))
+    ));
+    assert_eq!(
+        wire::decode(&[0, 0]).unwrap_err().code(),
+        ErrorCode::Malformed
+    );
 }
 
 #[test]
@@ -169,7 +263,10 @@ fn an_oversized_length_is_too_large_as_soon_as_it_is_seen() {
     let err = wire::decode(&[0x1f, 0xff]).unwrap_err();
     assert_eq!(err, WireError::TooLarge(0x1fff));
     assert_eq!(err.detail(), 0x1fff);
-    assert_eq!(wire::decode(&[0xff, 0xff, 2]).unwrap_err(), WireError::TooLarge(0xffff));
+    assert_eq!(
+        wire::decode(&[0xff, 0xff, 2]).unwrap_err(),
+        WireError::TooLarge(0xffff)
+    );
     assert_eq!(wire::decode(&[0x1f, 0xfe, 2]), Ok(None));
 }
 
@@ -225,7 +322,13 @@ fn bytes_after_a_whole_frame_are_left_for_the_next_decode() {
     let mut bytes = hex("0006040000000301");
     bytes.extend_from_slice(&[0x00]);
     let (frame, used) = wire::decode(&bytes).unwrap().unwrap();
-    assert_eq!(frame, Frame::GetWinners { agency: 3, wait: true });
+    assert_eq!(
+        frame,
+        Frame::GetWinners {
+            agency: 3,
+            wait: true
+        }
+    );
     assert_eq!(used, 8);
     assert_eq!(wire::decode(&bytes[used..]), Ok(None));
 }

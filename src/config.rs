@@ -1,0 +1,341 @@
+//! The central's settings: `config.ini` (the course's `[DEFAULT]` keys), then
+//! environment variables of the same names, which win.
+//!
+//! Every value is checked here, at start-up, so that a bad one is a clear
+//! error naming the key and its source (and exit code 2 in `main`) rather
+//! than a surprise later. [`Config::describe`] is what the `action: config`
+//! log line shows.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use log::LevelFilter;
+
+/// When the bets file and the journal are flushed to the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// `fdatasync` once per loop iteration before any ACK goes out (group commit).
+    Always,
+    /// Leave it to the kernel: ACKs mean "written", not "on disk". For
+    /// throwaway runs only.
+    Never,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// `SERVER_IP`: the address (or host name) to listen on.
+    pub ip: String,
+    /// `SERVER_PORT`.
+    pub port: u16,
+    /// `SERVER_LISTEN_BACKLOG`: the listen queue length.
+    pub listen_backlog: i32,
+    /// `LOGGING_LEVEL`: ERROR, WARN, INFO, DEBUG, TRACE or OFF.
+    pub logging_level: LevelFilter,
+    /// `AGENCIES`: how many agencies must send DONE before the draw.
+    pub agencies: u32,
+    /// `BETS_FILE`: where the bets are stored, in the course's CSV format.
+    pub bets_file: PathBuf,
+    /// `JOURNAL_FILE`: where closed agencies are recorded (default: the
+    /// bets file's path with `.journal` appended).
+    pub journal_file: PathBuf,
+    /// `WINNING_NUMBER`: a bet wins when its number is this.
+    pub winning_number: u16,
+    /// `PARK_TIMEOUT_MS`: how long a GET_WINNERS with wait=1 waits for the
+    /// draw before it is answered NOT_READY.
+    pub park_timeout: Duration,
+    /// `IDLE_TIMEOUT_MS`: a connection that completes no frame and takes no
+    /// bytes of its answers for this long is closed (idle or slowloris).
+    pub idle_timeout: Duration,
+    /// `MAX_CONNECTIONS`: connections beyond this are refused at accept.
+    pub max_connections: usize,
+    /// `SYNC`: `always` (default) or `never`.
+    pub sync: SyncPolicy,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ip: "0.0.0.0".into(),
+            port: 12345,
+            listen_backlog: 128,
+            logging_level: LevelFilter::Info,
+            agencies: 5,
+            bets_file: PathBuf::from("./bets.csv"),
+            journal_file: PathBuf::from("./bets.csv.journal"),
+            winning_number: 7574,
+            park_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 20_000,
+            sync: SyncPolicy::Always,
+        }
+    }
+}
+
+/// A setting that could not be used, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The keys read from `config.ini` and the environment, in the order shown.
+pub const KEYS: &[&str] = &[
+    "SERVER_IP",
+    "SERVER_PORT",
+    "SERVER_LISTEN_BACKLOG",
+    "LOGGING_LEVEL",
+    "AGENCIES",
+    "BETS_FILE",
+    "JOURNAL_FILE",
+    "WINNING_NUMBER",
+    "PARK_TIMEOUT_MS",
+    "IDLE_TIMEOUT_MS",
+    "MAX_CONNECTIONS",
+    "SYNC",
+];
+
+impl Config {
+    /// Reads `dir/config.ini` if it exists, then the environment.
+    pub fn load(dir: &Path) -> Result<Config, ConfigError> {
+        let ini_path = dir.join("config.ini");
+        let ini = if ini_path.exists() {
+            let text = std::fs::read_to_string(&ini_path)
+                .map_err(|e| ConfigError(format!("cannot read {}: {e}", ini_path.display())))?;
+            Some(text)
+        } else {
+            None
+        };
+        Config::from_sources(ini.as_deref(), |key| std::env::var(key).ok())
+    }
+
+    /// Builds the config from the text of a `config.ini` (if any) and an
+    /// environment lookup; the environment wins over the file.
+    pub fn from_sources(
+        ini: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut values: HashMap<String, (String, String)> = HashMap::new();
+        if let Some(text) = ini {
+            let mut parser = configparser::ini::Ini::new_cs();
+            let map = parser
+                .read(text.to_string())
+                .map_err(|e| ConfigError(format!("config.ini: {e}")))?;
+            if let Some(section) = map.get("DEFAULT") {
+                for (key, value) in section {
+                    if let Some(value) = value {
+                        values.insert(key.clone(), (value.clone(), "config.ini".into()));
+                    }
+                }
+            }
+        }
+        for key in KEYS {
+            if let Some(value) = env(key) {
+                values.insert(key.to_string(), (value, "environment".into()));
+            }
+        }
+
+        let mut config = Config::default();
+        let get = |key: &str| values.get(key).map(|(v, from)| (v.trim(), from.as_str()));
+        if let Some((v, _)) = get("SERVER_IP") {
+            if v.is_empty() {
+                return Err(ConfigError("SERVER_IP is empty".into()));
+            }
+            config.ip = v.to_string();
+        }
+        set(&get, "SERVER_PORT", &mut config.port, |p| *p > 0)?;
+        set(
+            &get,
+            "SERVER_LISTEN_BACKLOG",
+            &mut config.listen_backlog,
+            |b| *b > 0,
+        )?;
+        if let Some((v, from)) = get("LOGGING_LEVEL") {
+            config.logging_level = LevelFilter::from_str(v).map_err(|_| {
+                ConfigError(format!(
+                    "LOGGING_LEVEL from {from} is {v:?}: expected ERROR, WARN, INFO, DEBUG, TRACE or OFF"
+                ))
+            })?;
+        }
+        set(&get, "AGENCIES", &mut config.agencies, |n| *n > 0)?;
+        if let Some((v, _)) = get("BETS_FILE") {
+            if v.is_empty() {
+                return Err(ConfigError("BETS_FILE is empty".into()));
+            }
+            config.bets_file = PathBuf::from(v);
+        }
+        config.journal_file = match get("JOURNAL_FILE") {
+            Some((v, _)) if !v.is_empty() => PathBuf::from(v),
+            Some(_) => return Err(ConfigError("JOURNAL_FILE is empty".into())),
+            None => {
+                let mut name = config.bets_file.clone().into_os_string();
+                name.push(".journal");
+                PathBuf::from(name)
+            }
+        };
+        set(&get, "WINNING_NUMBER", &mut config.winning_number, |n| {
+            *n <= 9999
+        })?;
+        let mut ms = config.park_timeout.as_millis() as u64;
+        set(&get, "PARK_TIMEOUT_MS", &mut ms, |n| *n > 0)?;
+        config.park_timeout = Duration::from_millis(ms);
+        let mut ms = config.idle_timeout.as_millis() as u64;
+        set(&get, "IDLE_TIMEOUT_MS", &mut ms, |n| *n > 0)?;
+        config.idle_timeout = Duration::from_millis(ms);
+        set(&get, "MAX_CONNECTIONS", &mut config.max_connections, |n| {
+            *n > 0
+        })?;
+        if let Some((v, from)) = get("SYNC") {
+            config.sync = match v.to_ascii_lowercase().as_str() {
+                "always" => SyncPolicy::Always,
+                "never" => SyncPolicy::Never,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "SYNC from {from} is {v:?}: expected always or never"
+                    )));
+                }
+            };
+        }
+        Ok(config)
+    }
+
+    /// The effective settings as `key: value` pairs for the `action: config` line.
+    pub fn describe(&self) -> String {
+        format!(
+            "server_ip: {} | server_port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | bets_file: {} | journal_file: {} | winning_number: {} | park_timeout_ms: {} | idle_timeout_ms: {} | max_connections: {} | sync: {}",
+            self.ip,
+            self.port,
+            self.listen_backlog,
+            self.logging_level,
+            self.agencies,
+            self.bets_file.display(),
+            self.journal_file.display(),
+            self.winning_number,
+            self.park_timeout.as_millis(),
+            self.idle_timeout.as_millis(),
+            self.max_connections,
+            match self.sync {
+                SyncPolicy::Always => "always",
+                SyncPolicy::Never => "never",
+            }
+        )
+    }
+}
+
+/// Parses `key` if present and checks it with `ok`; the error names the
+/// key, its source and the value.
+fn set<'a, T: FromStr>(
+    get: &impl Fn(&str) -> Option<(&'a str, &'a str)>,
+    key: &str,
+    slot: &mut T,
+    ok: impl Fn(&T) -> bool,
+) -> Result<(), ConfigError> {
+    if let Some((v, from)) = get(key) {
+        match v.parse::<T>() {
+            Ok(parsed) if ok(&parsed) => *slot = parsed,
+            _ => {
+                return Err(ConfigError(format!(
+                    "{key} from {from} is {v:?}: {}",
+                    expectation(key)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn expectation(key: &str) -> &'static str {
+    match key {
+        "SERVER_PORT" => "expected a port number from 1 to 65535",
+        "WINNING_NUMBER" => "expected a number from 0 to 9999",
+        _ => "expected a whole number greater than 0",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |key| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    const COURSE_INI: &str = "[DEFAULT]\nSERVER_PORT = 12345\nSERVER_IP = server\nSERVER_LISTEN_BACKLOG = 5\nLOGGING_LEVEL = INFO\n";
+
+    #[test]
+    fn the_course_config_ini_is_read() {
+        let c = Config::from_sources(Some(COURSE_INI), env(&[])).unwrap();
+        assert_eq!(c.ip, "server");
+        assert_eq!(c.port, 12345);
+        assert_eq!(c.listen_backlog, 5);
+        assert_eq!(c.logging_level, LevelFilter::Info);
+        assert_eq!(c.agencies, 5);
+        assert_eq!(c.winning_number, 7574);
+        assert_eq!(c.journal_file, PathBuf::from("./bets.csv.journal"));
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let c = Config::from_sources(
+            Some(COURSE_INI),
+            env(&[
+                ("SERVER_PORT", "9000"),
+                ("LOGGING_LEVEL", "debug"),
+                ("AGENCIES", "20"),
+                ("BETS_FILE", "/tmp/x.csv"),
+                ("WINNING_NUMBER", "0"),
+                ("SYNC", "never"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.logging_level, LevelFilter::Debug);
+        assert_eq!(c.agencies, 20);
+        assert_eq!(c.bets_file, PathBuf::from("/tmp/x.csv"));
+        assert_eq!(c.journal_file, PathBuf::from("/tmp/x.csv.journal"));
+        assert_eq!(c.winning_number, 0);
+        assert_eq!(c.sync, SyncPolicy::Never);
+    }
+
+    #[test]
+    fn bad_values_are_errors_that_name_the_key_and_source() {
+        for (key, value) in [
+            ("SERVER_PORT", "http"),
+            ("SERVER_PORT", "70000"),
+            ("SERVER_PORT", "0"),
+            ("AGENCIES", "0"),
+            ("AGENCIES", "-3"),
+            ("WINNING_NUMBER", "10000"),
+            ("LOGGING_LEVEL", "LOUD"),
+            ("PARK_TIMEOUT_MS", "soon"),
+            ("SYNC", "sometimes"),
+        ] {
+            let pairs = [(key, value)];
+            let err = Config::from_sources(None, env(&pairs)).unwrap_err();
+            assert!(
+                err.0.contains(key) && err.0.contains("environment"),
+                "{err}"
+            );
+        }
+        let err = Config::from_sources(Some("[DEFAULT]\nSERVER_PORT = x\n"), env(&[])).unwrap_err();
+        assert!(err.0.contains("config.ini"), "{err}");
+    }
+
+    #[test]
+    fn the_described_settings_hold_no_bar_but_the_separators() {
+        let d = Config::default().describe();
+        assert_eq!(d.matches('|').count(), KEYS.len() - 1);
+    }
+}

@@ -1,0 +1,408 @@
+//! The lottery's state: each agency's stored count, which agencies are
+//! closed, their winners, and whether the draw has happened. Pure logic, no I/O.
+//!
+//! Changes are made in two steps, to match the storage's group commit: a
+//! BATCH or DONE first changes the *staged* state (so that the next batch of
+//! the same loop iteration is checked against it), then [`Lottery::commit`]
+//! makes it durable once the bets are synced, or [`Lottery::rollback`]
+//! forgets it when the disk refused them. Only durable state is reported to
+//! other agencies (`NOT_READY.done`) and only a durable close can trigger the
+//! draw.
+//!
+//! The winners are collected as bets are stored (a bet wins when its number
+//! is the winning number), so the draw itself costs nothing however many
+//! bets there are.
+
+use crate::wire::ErrorCode;
+
+/// What the central does with a BATCH, decided from the agency's stored count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchVerdict {
+    /// Store the bets from index `skip` of the batch on (`skip > 0` when the
+    /// batch overlaps bets already stored), then ACK.
+    Store { skip: usize },
+    /// Every bet of the batch is stored already: ACK with this count.
+    AlreadyStored { stored: u32 },
+    /// Refuse the batch with this error.
+    Refuse(Refusal),
+}
+
+/// An `ERROR` to answer with: code, detail, and a short reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub detail: u32,
+    pub reason: &'static str,
+}
+
+/// What the central does with a DONE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DoneVerdict {
+    /// The agency is closed now (staged until the commit): record it.
+    Close,
+    /// The agency was closed already with this total: ACK again.
+    AlreadyClosed {
+        stored: u32,
+    },
+    Refuse(Refusal),
+}
+
+#[derive(Clone, Debug, Default)]
+struct Agency {
+    stored: u32,
+    durable_stored: u32,
+    closed: bool,
+    durable_closed: bool,
+    /// Documents of the winning bets, in stored order; the first
+    /// `durable_winners` of them are durable.
+    winners: Vec<Box<str>>,
+    durable_winners: usize,
+}
+
+#[derive(Debug)]
+pub struct Lottery {
+    agencies: Vec<Agency>,
+    winning_number: u16,
+    durable_closed: u32,
+    drawn: bool,
+}
+
+/// The per-agency state a restarted central recovers from its files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveredAgency {
+    pub stored: u32,
+    pub closed: bool,
+    pub winners: Vec<Box<str>>,
+}
+
+impl Lottery {
+    /// A lottery expecting agencies `1..=agencies`, none of which has sent anything.
+    pub fn new(agencies: u32, winning_number: u16) -> Lottery {
+        Lottery {
+            agencies: vec![Agency::default(); agencies as usize],
+            winning_number,
+            durable_closed: 0,
+            drawn: false,
+        }
+    }
+
+    /// A lottery resumed from what the storage recovered (index 0 is agency 1).
+    /// If every agency was closed, the draw has happened.
+    pub fn recovered(recovered: Vec<RecoveredAgency>, winning_number: u16) -> Lottery {
+        let agencies: Vec<Agency> = recovered
+            .into_iter()
+            .map(|r| Agency {
+                stored: r.stored,
+                durable_stored: r.stored,
+                closed: r.closed,
+                durable_closed: r.closed,
+                durable_winners: r.winners.len(),
+                winners: r.winners,
+            })
+            .collect();
+        let durable_closed = agencies.iter().filter(|a| a.durable_closed).count() as u32;
+        let drawn = durable_closed == agencies.len() as u32;
+        Lottery {
+            agencies,
+            winning_number,
+            durable_closed,
+            drawn,
+        }
+    }
+
+    pub fn expected(&self) -> u32 {
+        self.agencies.len() as u32
+    }
+
+    /// How many agencies are durably closed.
+    pub fn closed(&self) -> u32 {
+        self.durable_closed
+    }
+
+    pub fn drawn(&self) -> bool {
+        self.drawn
+    }
+
+    pub fn winning_number(&self) -> u16 {
+        self.winning_number
+    }
+
+    /// The agency's stored count, staged bets included.
+    pub fn stored(&self, agency: u32) -> Option<u32> {
+        self.agency(agency).map(|a| a.stored)
+    }
+
+    /// The agency's durable winners, in stored order.
+    pub fn winners(&self, agency: u32) -> Option<&[Box<str>]> {
+        self.agency(agency).map(|a| &a.winners[..a.durable_winners])
+    }
+
+    /// Whether `agency` is one this central expects; else the error to answer.
+    pub fn check_agency(&self, agency: u32) -> Result<(), Refusal> {
+        match self.agency(agency) {
+            Some(_) => Ok(()),
+            None => Err(Refusal {
+                code: ErrorCode::UnknownAgency,
+                detail: agency,
+                reason: "no such agency",
+            }),
+        }
+    }
+
+    fn agency(&self, agency: u32) -> Option<&Agency> {
+        (agency as usize)
+            .checked_sub(1)
+            .and_then(|i| self.agencies.get(i))
+    }
+
+    fn agency_mut(&mut self, agency: u32) -> &mut Agency {
+        &mut self.agencies[agency as usize - 1]
+    }
+
+    /// Decides what to do with a batch of `count` valid bets starting at `first`.
+    pub fn check_batch(&self, agency: u32, first: u32, count: usize) -> BatchVerdict {
+        let Some(a) = self.agency(agency) else {
+            return BatchVerdict::Refuse(Refusal {
+                code: ErrorCode::UnknownAgency,
+                detail: agency,
+                reason: "no such agency",
+            });
+        };
+        if a.closed {
+            return BatchVerdict::Refuse(Refusal {
+                code: ErrorCode::AgencyClosed,
+                detail: a.stored,
+                reason: "agency already sent DONE",
+            });
+        }
+        let end = first as u64 + count as u64;
+        if first > a.stored {
+            BatchVerdict::Refuse(Refusal {
+                code: ErrorCode::OutOfOrder,
+                detail: a.stored,
+                reason: "batch leaves a gap after the stored bets",
+            })
+        } else if end <= a.stored as u64 {
+            BatchVerdict::AlreadyStored { stored: a.stored }
+        } else if end > u32::MAX as u64 {
+            BatchVerdict::Refuse(Refusal {
+                code: ErrorCode::InvalidBet,
+                detail: 0,
+                reason: "bet position beyond 4294967295",
+            })
+        } else {
+            BatchVerdict::Store {
+                skip: (a.stored - first) as usize,
+            }
+        }
+    }
+
+    /// Records one more staged bet of `agency` (after [`Lottery::check_batch`]
+    /// said to store it); returns whether it wins.
+    pub fn stage_bet(&mut self, agency: u32, number: u16, document: &str) -> bool {
+        let wins = number == self.winning_number;
+        let a = self.agency_mut(agency);
+        a.stored += 1;
+        if wins {
+            a.winners.push(document.into());
+        }
+        wins
+    }
+
+    /// Decides what to do with a DONE; a `Close` verdict is staged already.
+    pub fn done(&mut self, agency: u32, total: u32) -> DoneVerdict {
+        if let Err(refusal) = self.check_agency(agency) {
+            return DoneVerdict::Refuse(refusal);
+        }
+        let a = self.agency_mut(agency);
+        if total != a.stored {
+            return DoneVerdict::Refuse(Refusal {
+                code: ErrorCode::MissingBets,
+                detail: a.stored,
+                reason: "total differs from the stored bets",
+            });
+        }
+        if a.closed {
+            return DoneVerdict::AlreadyClosed { stored: a.stored };
+        }
+        a.closed = true;
+        DoneVerdict::Close
+    }
+
+    /// Makes the staged state durable. Returns `true` when this commit closed
+    /// the last agency, that is, when the draw happens now.
+    pub fn commit(&mut self) -> bool {
+        let mut closed = 0;
+        for a in &mut self.agencies {
+            a.durable_stored = a.stored;
+            a.durable_winners = a.winners.len();
+            a.durable_closed = a.closed;
+            closed += a.closed as u32;
+        }
+        self.durable_closed = closed;
+        if !self.drawn && closed == self.expected() {
+            self.drawn = true;
+            return true;
+        }
+        false
+    }
+
+    /// Forgets everything staged since the last commit.
+    pub fn rollback(&mut self) {
+        for a in &mut self.agencies {
+            a.stored = a.durable_stored;
+            a.winners.truncate(a.durable_winners);
+            a.closed = a.durable_closed;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(l: &mut Lottery, agency: u32, numbers: &[u16]) {
+        for (i, &n) in numbers.iter().enumerate() {
+            l.stage_bet(agency, n, &format!("{i}"));
+        }
+    }
+
+    #[test]
+    fn a_first_batch_is_stored_whole() {
+        let l = Lottery::new(2, 7574);
+        assert_eq!(l.check_batch(1, 0, 10), BatchVerdict::Store { skip: 0 });
+    }
+
+    #[test]
+    fn an_overlapping_batch_stores_only_the_new_bets() {
+        let mut l = Lottery::new(2, 7574);
+        stage(&mut l, 1, &[1, 2, 3]);
+        assert_eq!(l.check_batch(1, 1, 5), BatchVerdict::Store { skip: 2 });
+    }
+
+    #[test]
+    fn a_retry_of_stored_bets_is_acknowledged_without_storing() {
+        let mut l = Lottery::new(2, 7574);
+        stage(&mut l, 1, &[1, 2, 3]);
+        assert_eq!(
+            l.check_batch(1, 0, 3),
+            BatchVerdict::AlreadyStored { stored: 3 }
+        );
+    }
+
+    #[test]
+    fn a_gap_is_out_of_order_with_the_stored_count() {
+        let mut l = Lottery::new(2, 7574);
+        stage(&mut l, 2, &[1, 2]);
+        let BatchVerdict::Refuse(r) = l.check_batch(2, 5, 1) else {
+            panic!()
+        };
+        assert_eq!((r.code, r.detail), (ErrorCode::OutOfOrder, 2));
+    }
+
+    #[test]
+    fn agencies_out_of_range_are_unknown() {
+        let mut l = Lottery::new(2, 7574);
+        for agency in [0, 3, u32::MAX] {
+            let BatchVerdict::Refuse(r) = l.check_batch(agency, 0, 1) else {
+                panic!()
+            };
+            assert_eq!((r.code, r.detail), (ErrorCode::UnknownAgency, agency));
+            let DoneVerdict::Refuse(r) = l.done(agency, 0) else {
+                panic!()
+            };
+            assert_eq!(r.code, ErrorCode::UnknownAgency);
+            assert!(l.check_agency(agency).is_err());
+        }
+    }
+
+    #[test]
+    fn done_with_a_wrong_total_is_missing_bets_with_the_stored_count() {
+        let mut l = Lottery::new(1, 7574);
+        stage(&mut l, 1, &[1, 2, 3]);
+        let DoneVerdict::Refuse(r) = l.done(1, 4) else {
+            panic!()
+        };
+        assert_eq!((r.code, r.detail), (ErrorCode::MissingBets, 3));
+    }
+
+    #[test]
+    fn bets_after_done_are_refused_and_a_repeated_done_is_acknowledged() {
+        let mut l = Lottery::new(2, 7574);
+        stage(&mut l, 1, &[1]);
+        assert_eq!(l.done(1, 1), DoneVerdict::Close);
+        assert_eq!(l.done(1, 1), DoneVerdict::AlreadyClosed { stored: 1 });
+        let BatchVerdict::Refuse(r) = l.check_batch(1, 1, 1) else {
+            panic!()
+        };
+        assert_eq!((r.code, r.detail), (ErrorCode::AgencyClosed, 1));
+    }
+
+    #[test]
+    fn the_draw_happens_on_the_commit_that_closes_the_last_agency() {
+        let mut l = Lottery::new(2, 7574);
+        stage(&mut l, 1, &[7574, 1, 7574]);
+        assert_eq!(l.done(1, 3), DoneVerdict::Close);
+        assert!(!l.commit());
+        assert_eq!(l.closed(), 1);
+        assert_eq!(l.done(2, 0), DoneVerdict::Close);
+        assert!(!l.drawn());
+        assert!(l.commit());
+        assert!(l.drawn());
+        assert!(!l.commit(), "the draw happens once");
+        assert_eq!(l.winners(1).unwrap().len(), 2);
+        assert_eq!(l.winners(2).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_rollback_forgets_staged_bets_winners_and_closes() {
+        let mut l = Lottery::new(1, 7574);
+        stage(&mut l, 1, &[7574]);
+        l.commit();
+        stage(&mut l, 1, &[7574, 5]);
+        assert_eq!(l.done(1, 3), DoneVerdict::Close);
+        l.rollback();
+        assert_eq!(l.stored(1), Some(1));
+        assert_eq!(l.winners(1).unwrap().len(), 1);
+        assert_eq!(l.check_batch(1, 1, 1), BatchVerdict::Store { skip: 0 });
+        assert!(!l.drawn());
+    }
+
+    #[test]
+    fn staged_winners_are_not_reported_before_the_commit() {
+        let mut l = Lottery::new(1, 7574);
+        stage(&mut l, 1, &[7574]);
+        assert_eq!(l.winners(1).unwrap().len(), 0);
+        l.commit();
+        assert_eq!(l.winners(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_recovered_lottery_resumes_counts_and_draws_if_all_were_closed() {
+        let all_closed = vec![
+            RecoveredAgency {
+                stored: 3,
+                closed: true,
+                winners: vec!["1".into()],
+            },
+            RecoveredAgency {
+                stored: 0,
+                closed: true,
+                winners: vec![],
+            },
+        ];
+        let l = Lottery::recovered(all_closed, 7574);
+        assert!(l.drawn());
+        assert_eq!(l.winners(1).unwrap().len(), 1);
+        let l = Lottery::recovered(
+            vec![RecoveredAgency {
+                stored: 3,
+                closed: false,
+                winners: vec![],
+            }],
+            7574,
+        );
+        assert!(!l.drawn());
+        assert_eq!(l.check_batch(1, 3, 1), BatchVerdict::Store { skip: 0 });
+    }
+}

@@ -1,0 +1,607 @@
+//! The central's files: `bets.csv` (every stored bet, in the course's format
+//! `agency,first_name,last_name,document,birthdate,number`) and the journal
+//! (one `DONE <agency> <total>` line per closed agency).
+//!
+//! Writes are a group commit: bets and closes are *staged* in memory during a
+//! loop iteration, then [`Storage::commit`] appends them, `fdatasync`s the bets
+//! file and then the journal (so a close is never durable before its bets),
+//! and only then may the loop send ACKs. If the disk refuses a write the files
+//! are cut back to their last committed length: nothing torn, nothing
+//! acknowledged that is not on disk.
+//!
+//! Rows are written with the `csv` crate (minimal quoting, CRLF like Python's
+//! `csv.writer`), so Python's `csv` module reads back exactly what was sent.
+//!
+//! [`Storage::open`] recovers what a previous run left: every agency's stored
+//! count and winners, and the closed agencies. A torn last line (a crash in
+//! the middle of a write, never acknowledged) is cut off and logged; anything
+//! wrong before the last line is corruption, and the central refuses to start.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use log::{info, warn};
+
+use crate::bet;
+use crate::config::SyncPolicy;
+use crate::lottery::RecoveredAgency;
+use crate::wire::BetFields;
+
+/// Why the files could not be opened or recovered.
+#[derive(Debug)]
+pub enum StorageError {
+    Io {
+        path: PathBuf,
+        error: io::Error,
+    },
+    Corrupt {
+        path: PathBuf,
+        line: u64,
+        why: String,
+    },
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            StorageError::Corrupt { path, line, why } => {
+                write!(f, "{} is corrupt at line {line}: {why}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
+    move |error| StorageError::Io {
+        path: path.to_owned(),
+        error,
+    }
+}
+
+/// What a previous run left in the files.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Index 0 is agency 1.
+    pub agencies: Vec<RecoveredAgency>,
+    /// Bytes of a torn last row cut off the bets file.
+    pub bets_cut: u64,
+    /// Bytes of a torn last entry cut off the journal.
+    pub journal_cut: u64,
+}
+
+pub struct Storage {
+    bets: File,
+    bets_path: PathBuf,
+    bets_len: u64,
+    journal: File,
+    journal_path: PathBuf,
+    journal_len: u64,
+    /// Staged rows; an `Option` only so that a commit can take the buffer out.
+    rows: Option<csv::Writer<Vec<u8>>>,
+    staged_closes: Vec<u8>,
+    staged_bets: u64,
+    sync: SyncPolicy,
+}
+
+impl Storage {
+    /// Opens (creating if needed) the bets file and the journal, and recovers
+    /// their contents for a central expecting `agencies` agencies.
+    pub fn open(
+        bets_path: &Path,
+        journal_path: &Path,
+        agencies: u32,
+        winning_number: u16,
+        sync: SyncPolicy,
+    ) -> Result<(Storage, Recovery), StorageError> {
+        let mut recovery = Recovery {
+            agencies: vec![RecoveredAgency::default(); agencies as usize],
+            ..Recovery::default()
+        };
+        let (bets, bets_len, bets_cut) = open_append(bets_path)?;
+        recovery.bets_cut = bets_cut;
+        recover_bets(&bets, bets_path, bets_len, winning_number, &mut recovery)?;
+        let (journal, journal_len, journal_cut) = open_append(journal_path)?;
+        recovery.journal_cut = journal_cut;
+        recover_journal(&journal, journal_path, journal_len, &mut recovery)?;
+        // Appends go where recovery stopped reading.
+        (&bets)
+            .seek(SeekFrom::Start(bets_len))
+            .map_err(io_err(bets_path))?;
+        (&journal)
+            .seek(SeekFrom::Start(journal_len))
+            .map_err(io_err(journal_path))?;
+        if bets_cut > 0 {
+            warn!(
+                "action: recuperar_apuestas | result: success | cortados_bytes: {bets_cut} | archivo: {}",
+                bets_path.display()
+            );
+        }
+        if journal_cut > 0 {
+            warn!(
+                "action: recuperar_journal | result: success | cortados_bytes: {journal_cut} | archivo: {}",
+                journal_path.display()
+            );
+        }
+        let rows = Some(row_writer(Vec::with_capacity(1 << 16)));
+        Ok((
+            Storage {
+                bets,
+                bets_path: bets_path.to_owned(),
+                bets_len,
+                journal,
+                journal_path: journal_path.to_owned(),
+                journal_len,
+                rows,
+                staged_closes: Vec::new(),
+                staged_bets: 0,
+                sync,
+            },
+            recovery,
+        ))
+    }
+
+    /// Stages one bet of `agency` (already validated) as a row of `bets.csv`.
+    pub fn stage_bet(&mut self, agency: u32, bet: &BetFields<'_>) {
+        let mut agency_buf = itoa_buf();
+        let mut number_buf = itoa_buf();
+        let date = bet::format_date(bet.birthdate);
+        let record: [&[u8]; 6] = [
+            itoa(&mut agency_buf, agency as u64),
+            bet.first_name,
+            bet.last_name,
+            bet.document,
+            &date,
+            itoa(&mut number_buf, bet.number as u64),
+        ];
+        // Writing into a Vec cannot fail.
+        self.rows
+            .as_mut()
+            .expect("the row writer is put back by every commit")
+            .write_record(record)
+            .expect("writing a row to memory");
+        self.staged_bets += 1;
+    }
+
+    /// Stages the durable record that `agency` is closed with `total` bets.
+    pub fn stage_close(&mut self, agency: u32, total: u32) {
+        writeln!(self.staged_closes, "DONE {agency} {total}").expect("writing to memory");
+    }
+
+    pub fn has_staged(&self) -> bool {
+        self.staged_bets > 0 || !self.staged_closes.is_empty()
+    }
+
+    /// Appends and syncs everything staged. On error nothing staged is kept:
+    /// both files are cut back to their last committed length.
+    pub fn commit(&mut self) -> io::Result<CommitStats> {
+        let stats = CommitStats {
+            bets: self.staged_bets,
+            closes: self.staged_closes.iter().filter(|&&b| b == b'\n').count() as u64,
+        };
+        let writer = self
+            .rows
+            .take()
+            .expect("the row writer is put back by every commit");
+        // Flushing into a Vec cannot fail.
+        let mut rows = writer.into_inner().expect("flushing rows to memory");
+        let closes = std::mem::take(&mut self.staged_closes);
+        self.staged_bets = 0;
+        let result = self.write_both(&rows, &closes);
+        // Keep the buffers' capacity for the next iteration.
+        rows.clear();
+        self.rows = Some(row_writer(rows));
+        self.staged_closes = closes;
+        self.staged_closes.clear();
+        result.map(|_| stats)
+    }
+
+    fn write_both(&mut self, rows: &[u8], closes: &[u8]) -> io::Result<()> {
+        if !rows.is_empty()
+            && let Err(e) = append(&mut self.bets, rows, self.sync)
+        {
+            cut_back(&mut self.bets, &self.bets_path, self.bets_len);
+            return Err(e);
+        }
+        if !closes.is_empty()
+            && let Err(e) = append(&mut self.journal, closes, self.sync)
+        {
+            // The whole group fails: its bets go too, even if they reached
+            // the disk, because the loop forgets them and the agencies will
+            // send them again.
+            cut_back(&mut self.journal, &self.journal_path, self.journal_len);
+            cut_back(&mut self.bets, &self.bets_path, self.bets_len);
+            return Err(e);
+        }
+        self.bets_len += rows.len() as u64;
+        self.journal_len += closes.len() as u64;
+        Ok(())
+    }
+
+    /// Syncs and closes both files, logging each.
+    pub fn close(self) -> io::Result<()> {
+        self.bets.sync_all()?;
+        info!(
+            "action: cerrar_archivo | result: success | archivo: {} | bytes: {}",
+            self.bets_path.display(),
+            self.bets_len
+        );
+        drop(self.bets);
+        self.journal.sync_all()?;
+        info!(
+            "action: cerrar_archivo | result: success | archivo: {} | bytes: {}",
+            self.journal_path.display(),
+            self.journal_len
+        );
+        Ok(())
+    }
+
+    pub fn bets_path(&self) -> &Path {
+        &self.bets_path
+    }
+}
+
+fn row_writer(buf: Vec<u8>) -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .quote_style(csv::QuoteStyle::Necessary)
+        .from_writer(buf)
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Storage")
+            .field("bets_path", &self.bets_path)
+            .field("bets_len", &self.bets_len)
+            .field("journal_path", &self.journal_path)
+            .field("journal_len", &self.journal_len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one commit made durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    pub bets: u64,
+    pub closes: u64,
+}
+
+fn append(file: &mut File, bytes: &[u8], sync: SyncPolicy) -> io::Result<()> {
+    file.write_all(bytes)?;
+    if sync == SyncPolicy::Always {
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+/// Cuts a file back to `len` after a failed append, so no torn or
+/// unacknowledged row stays.
+///
+/// If even that fails, the file holds rows the loop does not count, and
+/// carrying on could store them twice. Exiting is the safe move: the next
+/// start recovers the counts from the file itself.
+fn cut_back(file: &mut File, path: &Path, len: u64) {
+    let cut = file
+        .set_len(len)
+        .and_then(|_| file.seek(SeekFrom::Start(len)).map(drop))
+        .and_then(|_| file.sync_all());
+    if let Err(e) = cut {
+        log::error!(
+            "action: cortar_archivo | result: fail | archivo: {} | error: {e} | detail: exiting so that a restart recovers from the file",
+            path.display()
+        );
+        std::process::exit(1);
+    }
+}
+
+/// Opens `path` for appending, creating it, and cuts a torn last line off.
+/// Returns the file, its length after the cut, and how many bytes were cut.
+fn open_append(path: &Path) -> Result<(File, u64, u64), StorageError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_err(path))?;
+    let len = file.metadata().map_err(io_err(path))?.len();
+    let kept = complete_lines_len(&mut file, len).map_err(io_err(path))?;
+    if kept < len {
+        file.set_len(kept).map_err(io_err(path))?;
+        file.sync_all().map_err(io_err(path))?;
+    }
+    file.seek(SeekFrom::Start(kept)).map_err(io_err(path))?;
+    Ok((file, kept, len - kept))
+}
+
+/// The length of the file up to and including its last `\n`.
+fn complete_lines_len(file: &mut File, len: u64) -> io::Result<u64> {
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let buf = &mut chunk[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(buf)?;
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+fn recover_bets(
+    file: &File,
+    path: &Path,
+    len: u64,
+    winning_number: u16,
+    recovery: &mut Recovery,
+) -> Result<(), StorageError> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
+    let reader = io::BufReader::with_capacity(1 << 20, Read::take(file, len));
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(reader);
+    let mut record = csv::ByteRecord::new();
+    let agencies = recovery.agencies.len();
+    let mut line = 0u64;
+    loop {
+        line += 1;
+        let corrupt = |why: String| StorageError::Corrupt {
+            path: path.to_owned(),
+            line,
+            why,
+        };
+        match csv.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(corrupt(e.to_string())),
+        }
+        if record.len() != 6 {
+            return Err(corrupt(format!("{} fields instead of 6", record.len())));
+        }
+        let agency = parse_u32(&record[0])
+            .filter(|&a| a >= 1)
+            .ok_or_else(|| corrupt("agency is not a positive number".into()))?;
+        if agency as usize > agencies {
+            return Err(corrupt(format!(
+                "agency {agency} is beyond AGENCIES={agencies}; start the central with the AGENCIES this file was made with"
+            )));
+        }
+        let document = std::str::from_utf8(&record[3])
+            .ok()
+            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| corrupt("document is not digits".into()))?;
+        let number = parse_u32(&record[5])
+            .filter(|&n| n <= bet::MAX_NUMBER as u32)
+            .ok_or_else(|| corrupt("number is not 0..=9999".into()))?;
+        let a = &mut recovery.agencies[agency as usize - 1];
+        a.stored += 1;
+        if number as u16 == winning_number {
+            a.winners.push(document.into());
+        }
+    }
+    Ok(())
+}
+
+fn recover_journal(
+    file: &File,
+    path: &Path,
+    len: u64,
+    recovery: &mut Recovery,
+) -> Result<(), StorageError> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
+    let mut text = String::new();
+    Read::take(file, len)
+        .read_to_string(&mut text)
+        .map_err(io_err(path))?;
+    for (i, entry) in text.lines().enumerate() {
+        let corrupt = |why: String| StorageError::Corrupt {
+            path: path.to_owned(),
+            line: i as u64 + 1,
+            why,
+        };
+        let mut words = entry.split(' ');
+        let (Some("DONE"), Some(agency), Some(total), None) =
+            (words.next(), words.next(), words.next(), words.next())
+        else {
+            return Err(corrupt(format!(
+                "expected `DONE <agency> <total>`, found {entry:?}"
+            )));
+        };
+        let (Ok(agency), Ok(total)) = (agency.parse::<u32>(), total.parse::<u32>()) else {
+            return Err(corrupt(format!("bad numbers in {entry:?}")));
+        };
+        let a = (agency as usize)
+            .checked_sub(1)
+            .and_then(|i| recovery.agencies.get_mut(i))
+            .ok_or_else(|| corrupt(format!("agency {agency} is beyond AGENCIES")))?;
+        if total != a.stored {
+            return Err(corrupt(format!(
+                "agency {agency} closed with {total} bets but the bets file holds {}",
+                a.stored
+            )));
+        }
+        a.closed = true;
+    }
+    Ok(())
+}
+
+fn parse_u32(field: &[u8]) -> Option<u32> {
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
+fn itoa_buf() -> [u8; 20] {
+    [0; 20]
+}
+
+/// Formats `n` in decimal into the end of `buf`.
+fn itoa(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Date;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("lottery-storage-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn bet<'a>(first: &'a str, doc: &'a str, number: u16) -> BetFields<'a> {
+        BetFields {
+            first_name: first.as_bytes(),
+            last_name: b"Lorca",
+            document: doc.as_bytes(),
+            birthdate: Date {
+                year: 1999,
+                month: 3,
+                day: 7,
+            },
+            number,
+        }
+    }
+
+    fn open(d: &Path, agencies: u32) -> Result<(Storage, Recovery), StorageError> {
+        Storage::open(
+            &d.join("bets.csv"),
+            &d.join("bets.csv.journal"),
+            agencies,
+            7574,
+            SyncPolicy::Always,
+        )
+    }
+
+    #[test]
+    fn rows_are_written_in_the_course_format_with_minimal_quoting() {
+        let d = dir("format");
+        let (mut s, _) = open(&d, 2).unwrap();
+        s.stage_bet(1, &bet("Ana", "00123", 7574));
+        s.stage_bet(2, &bet("Pérez, \"hijo\"", "9", 0));
+        assert!(s.has_staged());
+        assert_eq!(s.commit().unwrap().bets, 2);
+        let text = std::fs::read_to_string(d.join("bets.csv")).unwrap();
+        assert_eq!(
+            text,
+            "1,Ana,Lorca,00123,1999-03-07,7574\r\n2,\"Pérez, \"\"hijo\"\"\",Lorca,9,1999-03-07,0\r\n"
+        );
+    }
+
+    #[test]
+    fn a_restart_recovers_counts_winners_and_closed_agencies() {
+        let d = dir("recover");
+        {
+            let (mut s, _) = open(&d, 3).unwrap();
+            s.stage_bet(1, &bet("A", "1", 7574));
+            s.stage_bet(1, &bet("B", "2", 1));
+            s.stage_bet(2, &bet("C", "3", 7574));
+            s.stage_close(1, 2);
+            s.commit().unwrap();
+        }
+        let (_, r) = open(&d, 3).unwrap();
+        assert_eq!(
+            r.agencies[0],
+            RecoveredAgency {
+                stored: 2,
+                closed: true,
+                winners: vec!["1".into()]
+            }
+        );
+        assert_eq!(
+            r.agencies[1],
+            RecoveredAgency {
+                stored: 1,
+                closed: false,
+                winners: vec!["3".into()]
+            }
+        );
+        assert_eq!(r.agencies[2], RecoveredAgency::default());
+        assert_eq!((r.bets_cut, r.journal_cut), (0, 0));
+    }
+
+    #[test]
+    fn a_torn_last_row_and_journal_entry_are_cut_off() {
+        let d = dir("torn");
+        {
+            let (mut s, _) = open(&d, 1).unwrap();
+            s.stage_bet(1, &bet("A", "1", 5));
+            s.commit().unwrap();
+        }
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(d.join("bets.csv"))
+            .unwrap();
+        f.write_all(b"1,Half,Writ").unwrap();
+        let mut j = OpenOptions::new()
+            .append(true)
+            .open(d.join("bets.csv.journal"))
+            .unwrap();
+        j.write_all(b"DONE 1").unwrap();
+        let (mut s, r) = open(&d, 1).unwrap();
+        assert_eq!(r.agencies[0].stored, 1);
+        assert!(!r.agencies[0].closed);
+        assert_eq!((r.bets_cut, r.journal_cut), (11, 6));
+        s.stage_bet(1, &bet("B", "2", 5));
+        s.commit().unwrap();
+        let text = std::fs::read_to_string(d.join("bets.csv")).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.ends_with("1,B,Lorca,2,1999-03-07,5\r\n"));
+    }
+
+    #[test]
+    fn corruption_before_the_last_line_refuses_to_start() {
+        let d = dir("corrupt");
+        std::fs::write(
+            d.join("bets.csv"),
+            "1,A,B,1,1999-01-01,5\r\nnot a row\r\n1,A,B,1,1999-01-01,5\r\n",
+        )
+        .unwrap();
+        let err = open(&d, 1).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn a_bets_file_from_more_agencies_refuses_to_start() {
+        let d = dir("agencies");
+        std::fs::write(d.join("bets.csv"), "7,A,B,1,1999-01-01,5\r\n").unwrap();
+        let err = open(&d, 5).unwrap_err().to_string();
+        assert!(err.contains("AGENCIES"), "{err}");
+    }
+
+    #[test]
+    fn a_journal_that_disagrees_with_the_bets_refuses_to_start() {
+        let d = dir("journal");
+        std::fs::write(d.join("bets.csv"), "1,A,B,1,1999-01-01,5\r\n").unwrap();
+        std::fs::write(d.join("bets.csv.journal"), "DONE 1 2\n").unwrap();
+        let err = open(&d, 1).unwrap_err().to_string();
+        assert!(err.contains("closed with 2"), "{err}");
+    }
+
+    #[test]
+    fn numbers_are_formatted_in_decimal() {
+        let mut b = itoa_buf();
+        assert_eq!(itoa(&mut b, 0), b"0");
+        let mut b = itoa_buf();
+        assert_eq!(itoa(&mut b, 4_294_967_295), b"4294967295");
+    }
+}
