@@ -1,1 +1,117 @@
-fn main() {}
+//! `lottery-client`: one lottery agency. It reads its bets, sends them to
+//! the central in batches, closes its stream and asks for its winners.
+//!
+//! Layout, one job per module:
+//! - [`config`]: `config.yaml` and the `CLI_*` variables, checked at start-up.
+//! - [`stop`]: the SIGTERM/SIGINT flag every wait looks at.
+//! - [`bets_file`]: the bets CSV (or the one bet of the environment), row by row.
+//! - [`bets`]: the bet stream, held compactly for resending.
+//! - [`batch`]: cutting the stream into BATCH frames.
+//! - [`connection`]: the socket, its read buffer, frames in and out.
+//! - [`retry`]: back-off and the retry budget.
+//! - [`agency`]: the conversation with the central, reconnects and resumes.
+//! - [`logfmt`]: keeping `action:` log lines well-formed.
+//!
+//! Exit codes: 0 when the winners arrived (or a stop signal ended the run),
+//! 2 when the agency's own input is wrong (config, bets file, a bad row, a
+//! bet or agency the central rejects), 1 when the central could not be
+//! reached in time or broke the protocol.
+
+mod agency;
+mod batch;
+mod bets;
+mod bets_file;
+mod config;
+mod connection;
+mod logfmt;
+mod retry;
+mod stop;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use log::{LevelFilter, error, info};
+
+use crate::agency::{Agency, Outcome};
+use crate::bets_file::LoadError;
+use crate::config::{BetSource, Config};
+use crate::logfmt::clean;
+use crate::stop::Stop;
+
+/// Exit code for input the agency cannot use.
+const BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let stop = match Stop::install() {
+        Ok(stop) => stop,
+        Err(e) => {
+            init_logging(LevelFilter::Info);
+            error!(
+                "action: signals | result: fail | motivo: {}",
+                clean(&e.to_string())
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match Config::load(Path::new(".")) {
+        Ok(config) => config,
+        Err(e) => {
+            // The level is part of what failed, so the error is logged at INFO's.
+            init_logging(LevelFilter::Info);
+            error!("action: config | result: fail | motivo: {}", clean(&e.0));
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    init_logging(config.log_level);
+    info!("action: config | result: success | {}", config.describe());
+
+    let loaded = match bets_file::load(&config.bets, lottery::bet::today(), &stop) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Stopped) => {
+            log_shutdown(stop.requested().unwrap_or("signal"), 0);
+            return ExitCode::SUCCESS;
+        }
+        Err(LoadError::Unreadable(why)) => {
+            error!(
+                "action: leer_apuestas | result: fail | motivo: {}",
+                clean(&why)
+            );
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+
+    let single = matches!(config.bets, BetSource::Single(_));
+    match Agency::new(&config, &loaded.bets, &stop, single).run() {
+        Ok(Outcome::Winners { all_stored, .. }) => {
+            if loaded.invalid > 0 {
+                error!(
+                    "action: leer_apuestas | result: fail | invalidas: {} | motivo: bad rows were not sent (see the leer_apuesta lines)",
+                    loaded.invalid
+                );
+                ExitCode::from(BAD_INPUT)
+            } else if !all_stored {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Ok(Outcome::Stopped { signal, stored }) => {
+            log_shutdown(signal, stored);
+            ExitCode::SUCCESS
+        }
+        Err(failure) => ExitCode::from(failure.exit_code()),
+    }
+}
+
+fn log_shutdown(signal: &str, stored: usize) {
+    info!("action: shutdown | result: success | signal: {signal} | stored: {stored}");
+}
+
+/// Timestamped lines on stderr, like the central's.
+fn init_logging(level: LevelFilter) {
+    // Only fails if a logger is already set, which cannot happen here.
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_utc_timestamps()
+        .init();
+}

@@ -1,0 +1,514 @@
+//! The agency's settings: `config.yaml` (the course's keys), then `CLI_*`
+//! environment variables, which win.
+//!
+//! Every value is checked here, at start-up, so that a bad one is a clear
+//! error naming the key, its source and the value (exit code 2 in `main`)
+//! rather than a surprise halfway through a run. Unknown YAML keys (the
+//! course's `loop.amount`, `loop.period`) are ignored. [`Config::describe`]
+//! is what the `action: config` log line shows.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use log::LevelFilter;
+use serde::Deserialize;
+
+use crate::logfmt::clean;
+
+/// `batch.maxAmount` when neither the file nor the environment sets it.
+pub const DEFAULT_BATCH_MAX_AMOUNT: usize = 100;
+/// Batches in flight when `batch.window` is not set.
+pub const DEFAULT_WINDOW: usize = 4;
+/// More batches in flight than this gain nothing and only delay the
+/// agency's view of what the central stored.
+pub const MAX_WINDOW: usize = 1024;
+/// How long the agency keeps trying to reach the central without an answer.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_SERVER_ADDRESS: &str = "127.0.0.1:12345";
+
+/// How the agency asks for its winners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WinnersMode {
+    /// `GET_WINNERS wait=1`: the central parks the request until the draw.
+    Wait,
+    /// `GET_WINNERS wait=0` every [`crate::agency::POLL_PERIOD`] until the draw.
+    Poll,
+}
+
+/// Where the agency's bets come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BetSource {
+    /// The CSV file `nombre,apellido,documento,nacimiento,numero`.
+    File(PathBuf),
+    /// The one bet given by `NOMBRE`, `APELLIDO`, `DOCUMENTO`, `NACIMIENTO`,
+    /// `NUMERO`, in that order.
+    Single([String; 5]),
+}
+
+/// The environment variables of the single-bet mode, in row order.
+pub const SINGLE_BET_VARS: [&str; 5] = ["NOMBRE", "APELLIDO", "DOCUMENTO", "NACIMIENTO", "NUMERO"];
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// `id` / `CLI_ID`: this agency's number at the central (required).
+    pub id: u32,
+    /// `server.address` / `CLI_SERVER_ADDRESS`: `host:port` of the central.
+    pub server_address: String,
+    /// `batch.maxAmount` / `CLI_BATCH_MAXAMOUNT`: bets per BATCH.
+    pub batch_max_amount: usize,
+    /// `batch.window` / `CLI_WINDOW`: batches sent before their ACKs arrive.
+    pub window: usize,
+    /// `server.connectTimeout` / `CLI_CONNECT_TIMEOUT`: how long to keep
+    /// reconnecting without a useful answer before giving up.
+    pub connect_timeout: Duration,
+    /// `winners.mode` / `CLI_WINNERS_MODE`: `wait` or `poll`.
+    pub winners_mode: WinnersMode,
+    /// `log.level` / `CLI_LOG_LEVEL`.
+    pub log_level: LevelFilter,
+    /// `data.file` / `CLI_DATA_FILE`, or the single bet of the environment.
+    pub bets: BetSource,
+}
+
+/// A setting that could not be used, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The YAML keys and the variables that override them.
+const KEYS: &[(&str, &str)] = &[
+    ("id", "CLI_ID"),
+    ("server.address", "CLI_SERVER_ADDRESS"),
+    ("batch.maxAmount", "CLI_BATCH_MAXAMOUNT"),
+    ("batch.window", "CLI_WINDOW"),
+    ("server.connectTimeout", "CLI_CONNECT_TIMEOUT"),
+    ("winners.mode", "CLI_WINNERS_MODE"),
+    ("log.level", "CLI_LOG_LEVEL"),
+    ("data.file", "CLI_DATA_FILE"),
+];
+
+/// A YAML scalar of any type: every value is read as text so that the
+/// file and the environment share one parser and one error message.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl Scalar {
+    fn into_text(self) -> String {
+        match self {
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Text(s) => s,
+        }
+    }
+}
+
+/// The shape of `config.yaml`; serde skips the keys not named here.
+#[derive(Deserialize, Default)]
+struct YamlFile {
+    id: Option<Scalar>,
+    server: Option<YamlServer>,
+    batch: Option<YamlBatch>,
+    winners: Option<YamlWinners>,
+    log: Option<YamlLog>,
+    data: Option<YamlData>,
+}
+
+#[derive(Deserialize)]
+struct YamlServer {
+    address: Option<Scalar>,
+    #[serde(rename = "connectTimeout")]
+    connect_timeout: Option<Scalar>,
+}
+
+#[derive(Deserialize)]
+struct YamlBatch {
+    #[serde(rename = "maxAmount")]
+    max_amount: Option<Scalar>,
+    window: Option<Scalar>,
+}
+
+#[derive(Deserialize)]
+struct YamlWinners {
+    mode: Option<Scalar>,
+}
+
+#[derive(Deserialize)]
+struct YamlLog {
+    level: Option<Scalar>,
+}
+
+#[derive(Deserialize)]
+struct YamlData {
+    file: Option<Scalar>,
+}
+
+impl YamlFile {
+    /// The file's value for a key of [`KEYS`], as text.
+    fn take(&mut self, key: &str) -> Option<String> {
+        let scalar = match key {
+            "id" => self.id.take(),
+            "server.address" => self.server.as_mut()?.address.take(),
+            "server.connectTimeout" => self.server.as_mut()?.connect_timeout.take(),
+            "batch.maxAmount" => self.batch.as_mut()?.max_amount.take(),
+            "batch.window" => self.batch.as_mut()?.window.take(),
+            "winners.mode" => self.winners.as_mut()?.mode.take(),
+            "log.level" => self.log.as_mut()?.level.take(),
+            "data.file" => self.data.as_mut()?.file.take(),
+            _ => None,
+        };
+        scalar.map(Scalar::into_text)
+    }
+}
+
+/// One setting's text and where it came from, for error messages.
+struct Raw {
+    value: String,
+    from: String,
+}
+
+impl Raw {
+    fn error(&self, expected: &str) -> ConfigError {
+        ConfigError(format!("{} is {:?}: {expected}", self.from, self.value))
+    }
+
+    fn parse<T: FromStr>(&self, expected: &str, ok: impl Fn(&T) -> bool) -> Result<T, ConfigError> {
+        match self.value.trim().parse::<T>() {
+            Ok(v) if ok(&v) => Ok(v),
+            _ => Err(self.error(expected)),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `dir/config.yaml` if it exists, then the process environment.
+    pub fn load(dir: &Path) -> Result<Config, ConfigError> {
+        let path = dir.join("config.yaml");
+        let yaml = if path.exists() {
+            Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?,
+            )
+        } else {
+            None
+        };
+        Config::from_sources(yaml.as_deref(), |key| std::env::var(key).ok())
+    }
+
+    /// Builds the config from the text of a `config.yaml` (if any) and an
+    /// environment lookup; the environment wins over the file.
+    pub fn from_sources(
+        yaml: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut file = match yaml {
+            // An empty file is no document at all, which serde would reject.
+            Some(text) if !text.trim().is_empty() => serde_saphyr::from_str::<YamlFile>(text)
+                .map_err(|e| ConfigError(format!("config.yaml is not valid: {e}")))?,
+            _ => YamlFile::default(),
+        };
+        let mut raw = |key: &str| -> Option<Raw> {
+            let (yaml_key, var) = KEYS.iter().find(|(k, _)| *k == key).copied()?;
+            match env(var) {
+                Some(value) => Some(Raw {
+                    value,
+                    from: var.to_string(),
+                }),
+                None => file.take(yaml_key).map(|value| Raw {
+                    value,
+                    from: format!("{yaml_key} in config.yaml"),
+                }),
+            }
+        };
+
+        let id = raw("id")
+            .ok_or_else(|| ConfigError("CLI_ID is not set: every agency needs its number".into()))?
+            .parse::<u32>("expected the agency number, a whole number from 1", |n| {
+                *n > 0
+            })?;
+        let server_address = match raw("server.address") {
+            Some(r) => check_address(&r)?,
+            None => DEFAULT_SERVER_ADDRESS.to_string(),
+        };
+        let batch_max_amount = match raw("batch.maxAmount") {
+            Some(r) => r.parse::<usize>("expected a whole number of bets from 1", |n| *n > 0)?,
+            None => DEFAULT_BATCH_MAX_AMOUNT,
+        };
+        let window = match raw("batch.window") {
+            Some(r) => r.parse::<usize>(
+                &format!("expected a whole number of batches from 1 to {MAX_WINDOW}"),
+                |n| (1..=MAX_WINDOW).contains(n),
+            )?,
+            None => DEFAULT_WINDOW,
+        };
+        let connect_timeout = match raw("server.connectTimeout") {
+            Some(r) => parse_duration(&r.value).ok_or_else(|| {
+                r.error("expected a duration such as 60, 60s, 1.5s or 500ms (more than 0)")
+            })?,
+            None => DEFAULT_CONNECT_TIMEOUT,
+        };
+        let winners_mode = match raw("winners.mode") {
+            Some(r) => match r.value.trim().to_ascii_lowercase().as_str() {
+                "wait" => WinnersMode::Wait,
+                "poll" => WinnersMode::Poll,
+                _ => return Err(r.error("expected wait or poll")),
+            },
+            None => WinnersMode::Wait,
+        };
+        let log_level = match raw("log.level") {
+            Some(r) => {
+                r.parse::<LevelFilter>("expected error, warn, info, debug, trace or off", |_| true)?
+            }
+            None => LevelFilter::Info,
+        };
+        let single = single_bet(&env)?;
+        let data_file = match raw("data.file") {
+            Some(r) if r.value.trim().is_empty() => return Err(r.error("expected a file path")),
+            Some(r) => PathBuf::from(r.value),
+            None => PathBuf::from(format!(".data/agency-{id}.csv")),
+        };
+        Ok(Config {
+            id,
+            server_address,
+            batch_max_amount,
+            window,
+            connect_timeout,
+            winners_mode,
+            log_level,
+            bets: match single {
+                Some(fields) => BetSource::Single(fields),
+                None => BetSource::File(data_file),
+            },
+        })
+    }
+
+    /// The effective settings as `key: value` pairs for the `action: config` line.
+    pub fn describe(&self) -> String {
+        let bets = match &self.bets {
+            BetSource::File(path) => format!("data_file: {}", clean(&path.display().to_string())),
+            BetSource::Single(_) => "data_file: none (single bet from the environment)".into(),
+        };
+        format!(
+            "id: {} | server_address: {} | batch_max_amount: {} | window: {} | connect_timeout_ms: {} | winners_mode: {} | log_level: {} | {}",
+            self.id,
+            clean(&self.server_address),
+            self.batch_max_amount,
+            self.window,
+            self.connect_timeout.as_millis(),
+            match self.winners_mode {
+                WinnersMode::Wait => "wait",
+                WinnersMode::Poll => "poll",
+            },
+            self.log_level,
+            bets
+        )
+    }
+}
+
+/// `host:port` with a port from 1; the host is resolved only when
+/// connecting, because in a compose network the central's name may not
+/// exist yet when the agency starts.
+fn check_address(raw: &Raw) -> Result<String, ConfigError> {
+    let value = raw.value.trim();
+    let ok = value
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(raw.error("expected host:port, such as server:12345"))
+    }
+}
+
+/// `60`, `60s`, `1.5s` or `500ms`; a bare number is seconds.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 1.0)
+    };
+    let seconds = number.trim().parse::<f64>().ok()? * scale;
+    (seconds.is_finite() && seconds > 0.0 && seconds < 1e9)
+        .then(|| Duration::from_secs_f64(seconds))
+}
+
+/// The single-bet mode is on when all five variables are set. Some but not
+/// all of them is almost certainly a mistake in the deployment, so it is an
+/// error rather than a silent fall-back to the file.
+fn single_bet(env: &impl Fn(&str) -> Option<String>) -> Result<Option<[String; 5]>, ConfigError> {
+    let values = SINGLE_BET_VARS.map(env);
+    let set = values.iter().filter(|v| v.is_some()).count();
+    match set {
+        0 => Ok(None),
+        5 => Ok(Some(values.map(Option::unwrap_or_default))),
+        _ => {
+            let missing: Vec<&str> = SINGLE_BET_VARS
+                .iter()
+                .zip(&values)
+                .filter(|(_, v)| v.is_none())
+                .map(|(name, _)| *name)
+                .collect();
+            Err(ConfigError(format!(
+                "the single-bet mode needs all of {}: {} not set",
+                SINGLE_BET_VARS.join(", "),
+                missing.join(", ")
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |key| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    const COURSE_YAML: &str = "server:\n  address: \"server:12345\"\nloop:\n  amount: 5\n  period: \"5s\"\nlog:\n  level: \"info\"\nbatch:\n  maxAmount: 120\n";
+
+    #[test]
+    fn the_course_config_yaml_is_read_and_unknown_keys_are_ignored() {
+        let c = Config::from_sources(Some(COURSE_YAML), env(&[("CLI_ID", "3")])).unwrap();
+        assert_eq!(c.id, 3);
+        assert_eq!(c.server_address, "server:12345");
+        assert_eq!(c.batch_max_amount, 120);
+        assert_eq!(c.window, DEFAULT_WINDOW);
+        assert_eq!(c.log_level, LevelFilter::Info);
+        assert_eq!(c.winners_mode, WinnersMode::Wait);
+        assert_eq!(c.bets, BetSource::File(PathBuf::from(".data/agency-3.csv")));
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let c = Config::from_sources(
+            Some(COURSE_YAML),
+            env(&[
+                ("CLI_ID", "2"),
+                ("CLI_SERVER_ADDRESS", "127.0.0.1:9000"),
+                ("CLI_BATCH_MAXAMOUNT", "7"),
+                ("CLI_WINDOW", "1"),
+                ("CLI_CONNECT_TIMEOUT", "250ms"),
+                ("CLI_WINNERS_MODE", "POLL"),
+                ("CLI_LOG_LEVEL", "debug"),
+                ("CLI_DATA_FILE", "/tmp/bets.csv"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server_address, "127.0.0.1:9000");
+        assert_eq!(c.batch_max_amount, 7);
+        assert_eq!(c.window, 1);
+        assert_eq!(c.connect_timeout, Duration::from_millis(250));
+        assert_eq!(c.winners_mode, WinnersMode::Poll);
+        assert_eq!(c.log_level, LevelFilter::Debug);
+        assert_eq!(c.bets, BetSource::File(PathBuf::from("/tmp/bets.csv")));
+    }
+
+    #[test]
+    fn missing_settings_take_their_defaults() {
+        let c = Config::from_sources(None, env(&[("CLI_ID", "1")])).unwrap();
+        assert_eq!(c.server_address, DEFAULT_SERVER_ADDRESS);
+        assert_eq!(c.batch_max_amount, DEFAULT_BATCH_MAX_AMOUNT);
+        assert_eq!(c.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        let c = Config::from_sources(Some("  \n"), env(&[("CLI_ID", "1")])).unwrap();
+        assert_eq!(c.batch_max_amount, DEFAULT_BATCH_MAX_AMOUNT);
+    }
+
+    #[test]
+    fn bad_values_are_errors_that_name_the_key_and_source() {
+        for (key, value) in [
+            ("CLI_ID", "0"),
+            ("CLI_ID", "-1"),
+            ("CLI_ID", "one"),
+            ("CLI_SERVER_ADDRESS", "server"),
+            ("CLI_SERVER_ADDRESS", "server:http"),
+            ("CLI_SERVER_ADDRESS", ":12345"),
+            ("CLI_BATCH_MAXAMOUNT", "0"),
+            ("CLI_BATCH_MAXAMOUNT", "ten"),
+            ("CLI_WINDOW", "0"),
+            ("CLI_WINDOW", "5000"),
+            ("CLI_CONNECT_TIMEOUT", "soon"),
+            ("CLI_CONNECT_TIMEOUT", "0"),
+            ("CLI_WINNERS_MODE", "push"),
+            ("CLI_LOG_LEVEL", "loud"),
+            ("CLI_DATA_FILE", ""),
+        ] {
+            let mut pairs = vec![("CLI_ID", "1")];
+            pairs.retain(|(k, _)| *k != key);
+            pairs.push((key, value));
+            let err = Config::from_sources(None, env(&pairs)).unwrap_err();
+            assert!(err.0.contains(key), "{key}={value}: {err}");
+        }
+        let err =
+            Config::from_sources(Some("batch:\n  maxAmount: lots\n"), env(&[("CLI_ID", "1")]))
+                .unwrap_err();
+        assert!(err.0.contains("batch.maxAmount in config.yaml"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_agency_id_is_an_error() {
+        let err = Config::from_sources(Some(COURSE_YAML), env(&[])).unwrap_err();
+        assert!(err.0.contains("CLI_ID"), "{err}");
+    }
+
+    #[test]
+    fn yaml_that_does_not_parse_is_an_error() {
+        let err =
+            Config::from_sources(Some("server: [unclosed\n"), env(&[("CLI_ID", "1")])).unwrap_err();
+        assert!(err.0.contains("config.yaml"), "{err}");
+    }
+
+    #[test]
+    fn all_five_bet_variables_select_the_single_bet_mode() {
+        let mut pairs = vec![
+            ("CLI_ID", "1"),
+            ("NOMBRE", "Ana"),
+            ("APELLIDO", "Lorca"),
+            ("DOCUMENTO", "30904465"),
+            ("NACIMIENTO", "1999-03-17"),
+            ("NUMERO", "7574"),
+        ];
+        let c = Config::from_sources(None, env(&pairs)).unwrap();
+        assert!(matches!(&c.bets, BetSource::Single(f) if f[2] == "30904465"));
+        pairs.remove(3);
+        let err = Config::from_sources(None, env(&pairs)).unwrap_err();
+        assert!(err.0.contains("DOCUMENTO"), "{err}");
+    }
+
+    #[test]
+    fn durations_take_seconds_or_milliseconds() {
+        assert_eq!(parse_duration("60"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("-1"), None);
+        assert_eq!(parse_duration("ms"), None);
+    }
+
+    #[test]
+    fn the_described_settings_hold_no_bar_but_the_separators() {
+        let c = Config::from_sources(None, env(&[("CLI_ID", "1")])).unwrap();
+        assert_eq!(c.describe().matches('|').count(), 7);
+    }
+}
