@@ -50,3 +50,181 @@ pub fn course_dataset() -> Option<PathBuf> {
     let zip = root.join("../shared/data/dataset.zip");
     zip.exists().then_some(zip)
 }
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A central running as a child process; killed when dropped.
+pub struct Central {
+    pub child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Central {
+    /// Starts `lottery-server` in `dir` with `AGENCIES=agencies`, the bets file
+    /// in `dir`, and extra environment `env`; waits until it accepts.
+    pub fn start(dir: &Path, agencies: u32, env: &[(&str, &str)]) -> Central {
+        Central::start_on(dir, free_port(), agencies, env)
+    }
+
+    pub fn start_on(dir: &Path, port: u16, agencies: u32, env: &[(&str, &str)]) -> Central {
+        let log = unique(&dir.join("central"));
+        let mut cmd = Command::new(server_bin());
+        cmd.current_dir(dir)
+            .env_clear()
+            .env("SERVER_IP", "127.0.0.1")
+            .env("SERVER_PORT", port.to_string())
+            .env("AGENCIES", agencies.to_string())
+            .env("BETS_FILE", dir.join("bets.csv"))
+            .env("LOGGING_LEVEL", "INFO")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start lottery-server");
+        let mut central = Central {
+            child,
+            port,
+            dir: dir.to_owned(),
+            log,
+        };
+        central.wait_listening();
+        central
+    }
+
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the central exited at start with {status}: {}", self.logs());
+            }
+            if self.logs().contains("action: escuchar | result: success") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the central did not start listening: {}", self.logs());
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn connect(&self) -> Peer {
+        Peer::connect(&self.addr())
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` and waits for the exit status (at most `within`).
+    pub fn signal_and_wait(&mut self, signal: &str, within: Duration) -> std::process::ExitStatus {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the central did not exit after {signal}: {}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn bets_csv(&self) -> String {
+        std::fs::read_to_string(self.dir.join("bets.csv")).unwrap_or_default()
+    }
+}
+
+impl Drop for Central {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unique(path: &Path) -> PathBuf {
+    let mut n = 0;
+    loop {
+        let candidate = path.with_extension(format!("{n}.log"));
+        if !candidate.exists() {
+            return candidate;
+        }
+        n += 1;
+    }
+}
+
+/// A frame as a test sees it: the type byte and the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    pub kind: u8,
+    pub body: Vec<u8>,
+}
+
+impl RawFrame {
+    pub fn u32_at(&self, at: usize) -> u32 {
+        u32::from_be_bytes(self.body[at..at + 4].try_into().unwrap())
+    }
+}
+
+/// A raw protocol peer over a blocking socket, for driving the central byte by byte.
+pub struct Peer {
+    pub stream: TcpStream,
+}
+
+impl Peer {
+    pub fn connect(addr: &str) -> Peer {
+        let stream = TcpStream::connect(addr).expect("connect to the central");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Peer { stream }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one whole frame; panics on timeout or close.
+    pub fn recv(&mut self) -> RawFrame {
+        self.try_recv().expect("a frame from the central")
+    }
+
+    /// Reads one whole frame, or `None` if the connection closed or timed out.
+    pub fn try_recv(&mut self) -> Option<RawFrame> {
+        let mut len = [0u8; 2];
+        self.stream.read_exact(&mut len).ok()?;
+        let len = u16::from_be_bytes(len) as usize;
+        let mut rest = vec![0u8; len];
+        self.stream.read_exact(&mut rest).ok()?;
+        Some(RawFrame {
+            kind: rest[0],
+            body: rest[1..].to_vec(),
+        })
+    }
+
+    /// Whether the central closed the connection (reads EOF within the timeout).
+    pub fn closed_by_peer(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+
+    pub fn set_timeout(&self, t: Duration) {
+        self.stream.set_read_timeout(Some(t)).unwrap();
+    }
+}

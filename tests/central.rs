@@ -1,0 +1,477 @@
+//! The central (`lottery-server`) driven over real sockets with raw frames:
+//! storing, parking, the draw, the protocol's errors, hostile bytes,
+//! shutdown and restart.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use lottery::bet::Bet;
+use lottery::wire::{self, Date, ErrorCode, kind};
+use util::{Central, Peer, RawFrame, temp_dir};
+
+fn bet(first: &str, document: &str, number: u16) -> Bet {
+    Bet {
+        first_name: first.into(),
+        last_name: "Lorca".into(),
+        document: document.into(),
+        birthdate: Date {
+            year: 1999,
+            month: 3,
+            day: 17,
+        },
+        number,
+    }
+}
+
+fn batch(agency: u32, first: u32, bets: &[Bet]) -> Vec<u8> {
+    let refs: Vec<_> = bets.iter().map(Bet::as_ref).collect();
+    let mut out = Vec::new();
+    wire::encode_batch(&mut out, agency, first, &refs);
+    out
+}
+
+fn done(agency: u32, total: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    wire::encode_done(&mut out, agency, total);
+    out
+}
+
+fn get_winners(agency: u32, wait: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    wire::encode_get_winners(&mut out, agency, wait);
+    out
+}
+
+fn assert_ack(frame: &RawFrame, agency: u32, stored: u32) {
+    assert_eq!(frame.kind, kind::ACK, "{frame:?}");
+    assert_eq!((frame.u32_at(0), frame.u32_at(4)), (agency, stored));
+}
+
+fn assert_error(frame: &RawFrame, code: ErrorCode, detail: u32) {
+    assert_eq!(frame.kind, kind::ERROR, "{frame:?}");
+    assert_eq!(
+        (
+            frame.body[0],
+            u32::from_be_bytes(frame.body[1..5].try_into().unwrap())
+        ),
+        (code as u8, detail)
+    );
+}
+
+/// Reads WINNERS frames up to the one with last = 1; returns (total, documents).
+fn recv_winners(peer: &mut Peer, agency: u32) -> (u32, Vec<String>) {
+    let mut docs = Vec::new();
+    loop {
+        let f = peer.recv();
+        assert_eq!(f.kind, kind::WINNERS, "{f:?}");
+        let mut bytes = vec![0, 0, kind::WINNERS];
+        bytes.extend_from_slice(&f.body);
+        let len = (bytes.len() - 2) as u16;
+        bytes[..2].copy_from_slice(&len.to_be_bytes());
+        let (
+            wire::Frame::Winners {
+                agency: a,
+                total,
+                last,
+                documents,
+            },
+            _,
+        ) = wire::decode(&bytes).unwrap().unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!(a, agency);
+        docs.extend(documents.iter().map(str::to_owned));
+        if last {
+            assert_eq!(docs.len() as u32, total);
+            return (total, docs);
+        }
+    }
+}
+
+/// Closes `agencies` with no bets (except those listed as already sent).
+fn close_agencies(peer: &mut Peer, agencies: impl IntoIterator<Item = u32>) {
+    for agency in agencies {
+        peer.send(&done(agency, 0));
+        assert_ack(&peer.recv(), agency, 0);
+    }
+}
+
+#[test]
+fn a_batch_is_stored_in_the_course_format_and_acknowledged() {
+    let dir = temp_dir("stored");
+    let central = Central::start(&dir, 2, &[]);
+    let mut peer = central.connect();
+    peer.send(&batch(
+        1,
+        0,
+        &[
+            bet("Ana María", "00123", 7574),
+            bet("Pérez, \"hijo\"", "9", 1),
+        ],
+    ));
+    assert_ack(&peer.recv(), 1, 2);
+    assert_eq!(
+        central.bets_csv(),
+        "1,Ana María,Lorca,00123,1999-03-17,7574\r\n1,\"Pérez, \"\"hijo\"\"\",Lorca,9,1999-03-17,1\r\n"
+    );
+    assert!(
+        central
+            .logs()
+            .contains("action: apuesta_recibida | result: success | cantidad: 2\n")
+    );
+}
+
+#[test]
+fn retries_and_overlaps_store_each_bet_once_and_gaps_are_out_of_order() {
+    let dir = temp_dir("overlap");
+    let central = Central::start(&dir, 1, &[]);
+    let mut peer = central.connect();
+    let bets: Vec<Bet> = (0..6).map(|i| bet("A", &i.to_string(), i)).collect();
+    peer.send(&batch(1, 0, &bets[..3]));
+    assert_ack(&peer.recv(), 1, 3);
+    peer.send(&batch(1, 0, &bets[..3]));
+    assert_ack(&peer.recv(), 1, 3);
+    peer.send(&batch(1, 2, &bets[2..5]));
+    assert_ack(&peer.recv(), 1, 5);
+    peer.send(&batch(1, 6, &bets[5..]));
+    assert_error(&peer.recv(), ErrorCode::OutOfOrder, 5);
+    peer.send(&batch(1, 5, &bets[5..]));
+    assert_ack(&peer.recv(), 1, 6);
+    let documents: Vec<String> = central
+        .bets_csv()
+        .lines()
+        .map(|l| l.split(',').nth(3).unwrap().to_owned())
+        .collect();
+    assert_eq!(documents, ["0", "1", "2", "3", "4", "5"]);
+}
+
+#[test]
+fn an_invalid_bet_stores_nothing_of_its_batch_and_the_connection_stays_open() {
+    let dir = temp_dir("invalid");
+    let central = Central::start(&dir, 1, &[]);
+    let mut peer = central.connect();
+    let mut bad = bet("B", "12a", 1);
+    peer.send(&batch(1, 0, &[bet("A", "1", 1), bad.clone()]));
+    assert_error(&peer.recv(), ErrorCode::InvalidBet, 1);
+    bad.document = "12".into();
+    bad.birthdate = Date {
+        year: 2001,
+        month: 2,
+        day: 29,
+    };
+    peer.send(&batch(1, 0, &[bad]));
+    assert_error(&peer.recv(), ErrorCode::InvalidBet, 0);
+    assert_eq!(central.bets_csv(), "");
+    peer.send(&batch(1, 0, &[bet("A", "1", 1)]));
+    assert_ack(&peer.recv(), 1, 1);
+    assert!(
+        central
+            .logs()
+            .contains("action: apuesta_recibida | result: fail | cantidad: 2")
+    );
+}
+
+#[test]
+fn unknown_agencies_closed_agencies_and_wrong_totals_get_their_errors() {
+    let dir = temp_dir("errors");
+    let central = Central::start(&dir, 2, &[]);
+    let mut peer = central.connect();
+    peer.send(&batch(3, 0, &[bet("A", "1", 1)]));
+    assert_error(&peer.recv(), ErrorCode::UnknownAgency, 3);
+    peer.send(&done(0, 0));
+    assert_error(&peer.recv(), ErrorCode::UnknownAgency, 0);
+    peer.send(&get_winners(9, false));
+    assert_error(&peer.recv(), ErrorCode::UnknownAgency, 9);
+    peer.send(&batch(1, 0, &[bet("A", "1", 1)]));
+    assert_ack(&peer.recv(), 1, 1);
+    peer.send(&done(1, 2));
+    assert_error(&peer.recv(), ErrorCode::MissingBets, 1);
+    peer.send(&done(1, 1));
+    assert_ack(&peer.recv(), 1, 1);
+    peer.send(&done(1, 1));
+    assert_ack(&peer.recv(), 1, 1);
+    peer.send(&batch(1, 1, &[bet("A", "2", 1)]));
+    assert_error(&peer.recv(), ErrorCode::AgencyClosed, 1);
+}
+
+#[test]
+fn wait_zero_before_the_draw_gets_not_ready_at_once() {
+    let dir = temp_dir("not-ready");
+    let central = Central::start(&dir, 3, &[]);
+    let mut peer = central.connect();
+    close_agencies(&mut peer, [2]);
+    peer.send(&get_winners(1, false));
+    let f = peer.recv();
+    assert_eq!(f.kind, kind::NOT_READY);
+    assert_eq!((f.u32_at(0), f.u32_at(4)), (1, 3));
+}
+
+#[test]
+fn a_parked_request_is_answered_right_after_the_draw_and_not_before() {
+    let dir = temp_dir("parked");
+    let central = Central::start(&dir, 2, &[]);
+    let mut agency1 = central.connect();
+    agency1.send(&batch(
+        1,
+        0,
+        &[
+            bet("A", "111", 7574),
+            bet("B", "222", 5),
+            bet("C", "333", 7574),
+        ],
+    ));
+    assert_ack(&agency1.recv(), 1, 3);
+    agency1.send(&done(1, 3));
+    assert_ack(&agency1.recv(), 1, 3);
+    agency1.send(&get_winners(1, true));
+    agency1.set_timeout(Duration::from_millis(500));
+    assert!(agency1.try_recv().is_none(), "no answer before the draw");
+    assert!(!central.logs().contains("action: sorteo"));
+
+    let mut agency2 = central.connect();
+    agency2.send(&batch(2, 0, &[bet("D", "444", 7574)]));
+    assert_ack(&agency2.recv(), 2, 1);
+    agency2.send(&done(2, 1));
+    let closed_at = Instant::now();
+    assert_ack(&agency2.recv(), 2, 1);
+    agency1.set_timeout(Duration::from_secs(5));
+    let (total, docs) = recv_winners(&mut agency1, 1);
+    assert!(
+        closed_at.elapsed() < Duration::from_secs(1),
+        "answered right after the draw"
+    );
+    assert_eq!(
+        (total, docs),
+        (2, vec!["111".to_string(), "333".to_string()])
+    );
+    agency2.send(&get_winners(2, false));
+    assert_eq!(recv_winners(&mut agency2, 2), (1, vec!["444".to_string()]));
+    let logs = central.logs();
+    assert_eq!(logs.matches("action: sorteo | result: success").count(), 1);
+    assert!(
+        logs.contains(
+            "action: ganadores_enviados | result: success | agencia: 1 | cant_ganadores: 2"
+        )
+    );
+}
+
+#[test]
+fn frames_behind_a_parked_request_wait_and_are_answered_in_order() {
+    let dir = temp_dir("pipelined");
+    let central = Central::start(&dir, 2, &[]);
+    let mut agency1 = central.connect();
+    let mut pipelined = done(1, 0);
+    pipelined.extend(get_winners(1, true));
+    pipelined.extend(get_winners(1, false));
+    pipelined.extend(done(1, 0));
+    agency1.send(&pipelined);
+    assert_ack(&agency1.recv(), 1, 0);
+    agency1.set_timeout(Duration::from_millis(300));
+    assert!(agency1.try_recv().is_none());
+    let mut agency2 = central.connect();
+    close_agencies(&mut agency2, [2]);
+    agency1.set_timeout(Duration::from_secs(5));
+    assert_eq!(recv_winners(&mut agency1, 1), (0, vec![]));
+    assert_eq!(recv_winners(&mut agency1, 1), (0, vec![]));
+    assert_ack(&agency1.recv(), 1, 0);
+}
+
+#[test]
+fn a_parked_request_gets_not_ready_after_the_park_timeout() {
+    let dir = temp_dir("park-timeout");
+    let central = Central::start(&dir, 2, &[("PARK_TIMEOUT_MS", "300")]);
+    let mut peer = central.connect();
+    let asked = Instant::now();
+    peer.send(&get_winners(1, true));
+    let f = peer.recv();
+    assert_eq!(f.kind, kind::NOT_READY);
+    assert!(asked.elapsed() >= Duration::from_millis(300));
+    // It may ask again.
+    peer.send(&get_winners(1, false));
+    assert_eq!(peer.recv().kind, kind::NOT_READY);
+}
+
+#[test]
+fn a_parked_agency_that_disconnects_is_forgotten() {
+    let dir = temp_dir("forgotten");
+    let central = Central::start(&dir, 1, &[("LOGGING_LEVEL", "DEBUG")]);
+    {
+        let mut parked = central.connect();
+        parked.send(&get_winners(1, true));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        central
+            .logs()
+            .contains("action: olvidar_pedido | result: success | agencia: 1")
+    );
+    let mut peer = central.connect();
+    close_agencies(&mut peer, [1]);
+    peer.send(&get_winners(1, false));
+    assert_eq!(recv_winners(&mut peer, 1), (0, vec![]));
+}
+
+#[test]
+fn a_long_winner_list_spans_several_frames() {
+    let dir = temp_dir("long-winners");
+    let central = Central::start(&dir, 1, &[]);
+    let mut peer = central.connect();
+    let bets: Vec<Bet> = (0..3000)
+        .map(|i| bet("A", &format!("{i:016}"), 7574))
+        .collect();
+    let mut sent = 0;
+    for chunk in bets.chunks(200) {
+        peer.send(&batch(1, sent, chunk));
+        sent += chunk.len() as u32;
+        assert_ack(&peer.recv(), 1, sent);
+    }
+    peer.send(&done(1, sent));
+    assert_ack(&peer.recv(), 1, sent);
+    peer.send(&get_winners(1, false));
+    let (total, docs) = recv_winners(&mut peer, 1);
+    assert_eq!(total, 3000);
+    assert_eq!(
+        docs,
+        bets.iter().map(|b| b.document.clone()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn garbage_gets_an_error_and_a_close_while_another_agency_finishes() {
+    let dir = temp_dir("garbage");
+    let central = Central::start(&dir, 1, &[]);
+    let mut honest = central.connect();
+    honest.send(&batch(1, 0, &[bet("A", "1", 7574)]));
+    assert_ack(&honest.recv(), 1, 1);
+
+    for (garbage, code, detail) in [
+        (&b"\x00\x00"[..], ErrorCode::Malformed, 0),
+        (&b"\xff\xff\x02"[..], ErrorCode::TooLarge, 0xffff),
+        (&b"\x00\x03\x2aab"[..], ErrorCode::UnknownType, 0x2a),
+        (&b"\x00\x03\x03ab"[..], ErrorCode::Malformed, 0),
+        (
+            &b"\x00\x09\x01\x00\x00\x00\x01\x00\x00\x00\x01"[..],
+            ErrorCode::UnknownType,
+            1,
+        ),
+    ] {
+        let mut hostile = central.connect();
+        hostile.send(garbage);
+        assert_error(&hostile.recv(), code, detail);
+        assert!(hostile.closed_by_peer(), "closed after {code}");
+    }
+
+    honest.send(&done(1, 1));
+    assert_ack(&honest.recv(), 1, 1);
+    honest.send(&get_winners(1, true));
+    assert_eq!(recv_winners(&mut honest, 1), (1, vec!["1".to_string()]));
+}
+
+#[test]
+fn a_frame_sent_one_byte_at_a_time_is_reassembled() {
+    let dir = temp_dir("bytewise");
+    let central = Central::start(&dir, 1, &[]);
+    let mut peer = central.connect();
+    for b in batch(1, 0, &[bet("Nicolás", "42", 3)]) {
+        peer.send(&[b]);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_ack(&peer.recv(), 1, 1);
+}
+
+#[test]
+fn sigterm_answers_parked_requests_with_shutting_down_and_exits_zero() {
+    let dir = temp_dir("sigterm");
+    let mut central = Central::start(&dir, 2, &[]);
+    let mut parked = central.connect();
+    parked.send(&batch(1, 0, &[bet("A", "1", 1)]));
+    assert_ack(&parked.recv(), 1, 1);
+    parked.send(&get_winners(1, true));
+    std::thread::sleep(Duration::from_millis(100));
+    let status = central.signal_and_wait("TERM", Duration::from_secs(2));
+    assert_eq!(status.code(), Some(0));
+    assert_error(&parked.recv(), ErrorCode::ShuttingDown, 0);
+    let logs = central.logs();
+    for line in [
+        "action: shutdown | result: in_progress | signal: SIGTERM",
+        "action: cerrar_listener | result: success",
+        "action: cerrar_conexion | result: success",
+        "action: cerrar_archivo | result: success",
+        "action: shutdown | result: success | signal: SIGTERM",
+    ] {
+        assert!(logs.contains(line), "missing {line:?} in {logs}");
+    }
+    assert_eq!(central.bets_csv().lines().count(), 1);
+}
+
+#[test]
+fn a_restarted_central_resumes_stored_counts_closes_and_the_draw() {
+    let dir = temp_dir("restart");
+    let port = util::free_port();
+    {
+        let mut central = Central::start_on(&dir, port, 2, &[]);
+        let mut peer = central.connect();
+        peer.send(&batch(1, 0, &[bet("A", "1", 7574), bet("B", "2", 1)]));
+        assert_ack(&peer.recv(), 1, 2);
+        peer.send(&done(1, 2));
+        assert_ack(&peer.recv(), 1, 2);
+        peer.send(&batch(2, 0, &[bet("C", "3", 7574)]));
+        assert_ack(&peer.recv(), 2, 1);
+        assert_eq!(
+            central
+                .signal_and_wait("KILL", Duration::from_secs(2))
+                .code(),
+            None
+        );
+    }
+    // A torn row, as a crash in the middle of a write would leave.
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("bets.csv"))
+        .unwrap()
+        .write_all(b"2,Half")
+        .unwrap();
+
+    let central = Central::start_on(&dir, port, 2, &[]);
+    assert!(
+        central
+            .logs()
+            .contains("action: recuperar | result: success | apuestas: 3 | agencias_cerradas: 1")
+    );
+    let mut peer = central.connect();
+    peer.send(&batch(2, 0, &[bet("C", "3", 7574), bet("D", "4", 2)]));
+    assert_ack(&peer.recv(), 2, 2);
+    peer.send(&batch(1, 2, &[bet("E", "5", 1)]));
+    assert_error(&peer.recv(), ErrorCode::AgencyClosed, 2);
+    peer.send(&done(2, 2));
+    assert_ack(&peer.recv(), 2, 2);
+    peer.send(&get_winners(1, false));
+    assert_eq!(recv_winners(&mut peer, 1), (1, vec!["1".to_string()]));
+    let rows: Vec<String> = central.bets_csv().lines().map(str::to_owned).collect();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(rows[3].starts_with("2,D,"));
+}
+
+#[test]
+fn a_bad_config_value_is_a_clear_error_and_exit_code_2() {
+    let dir = temp_dir("bad-config");
+    let out = std::process::Command::new(util::server_bin())
+        .current_dir(&dir)
+        .env("SERVER_PORT", "http")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SERVER_PORT") && err.contains("http"), "{err}");
+    std::fs::write(dir.join("config.ini"), "[DEFAULT]\nAGENCIES = none\n").unwrap();
+    let out = std::process::Command::new(util::server_bin())
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config.ini"));
+}
