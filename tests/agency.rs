@@ -1,0 +1,928 @@
+//! The agency binary (`lottery-client`) against a fake central: a thread in
+//! this test that speaks `PROTOCOL.md` over a real socket, records what it
+//! was sent, and can be told to misbehave (close after every reply, lose
+//! bets, refuse to store, shut down, park forever, come up late).
+//!
+//! Run with `cargo build --release --workspace && cargo test --release
+//! --workspace --test agency` (the agency is another package's binary).
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use lottery::bet::{self, format_date};
+use lottery::wire::{self, ErrorCode, Frame};
+
+const AGENCY: u32 = 3;
+const WINNING_NUMBER: u16 = 7574;
+
+// ---------------------------------------------------------------------------
+// The fake central.
+
+/// How the fake central behaves.
+#[derive(Clone, Debug, Default)]
+struct Script {
+    /// Answer one request per connection, then close it.
+    one_request_per_connection: bool,
+    /// Answer this many GET_WINNERS with NOT_READY before the WINNERS.
+    not_ready: usize,
+    /// Never answer GET_WINNERS with wait=1.
+    park_forever: bool,
+    /// Documents per WINNERS frame (0: all in one).
+    winners_per_frame: usize,
+    /// The first time a BATCH arrives with at least `.0` bets stored, forget
+    /// all but `.1` of them (as a central that lost its tail would).
+    lose_on_batch: Option<(usize, usize)>,
+    /// At the first DONE, forget all but this many bets.
+    lose_on_done: Option<usize>,
+    /// Answer the first this many BATCHes with ERROR STORAGE.
+    storage_errors: usize,
+    /// Answer the first request of the first this many connections with
+    /// ERROR SHUTTING_DOWN and close.
+    shutting_down: usize,
+    /// Answer a BATCH holding this document with ERROR INVALID_BET.
+    reject_document: Option<String>,
+}
+
+/// What the fake central saw and holds.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The agency's stored stream, each bet as its CSV row.
+    stored: Vec<String>,
+    /// Every BATCH received: `(first, count, frame bytes)`.
+    batches: Vec<(u32, u16, usize)>,
+    dones: Vec<u32>,
+    /// The `wait` flag of every GET_WINNERS, and when it came.
+    get_winners: Vec<(bool, Instant)>,
+    connections: usize,
+    closed: bool,
+    not_ready_sent: usize,
+    storage_sent: usize,
+    lost_on_batch: bool,
+    lost_on_done: bool,
+}
+
+struct FakeCentral {
+    address: SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeCentral {
+    fn start(script: Script) -> FakeCentral {
+        FakeCentral::start_on(0, script)
+    }
+
+    fn start_on(port: u16, script: Script) -> FakeCentral {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (seen, stop) = (Arc::clone(&seen), Arc::clone(&stop));
+            thread::spawn(move || accept_loop(listener, script, seen, stop))
+        };
+        FakeCentral {
+            address,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap()
+    }
+
+    fn address(&self) -> String {
+        self.address.to_string()
+    }
+}
+
+impl Drop for FakeCentral {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One connection at a time, as one agency uses them.
+fn accept_loop(
+    listener: TcpListener,
+    script: Script,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let number = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.connections += 1;
+                    seen.connections
+                };
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_millis(20)))
+                    .unwrap();
+                serve(stream, number, &script, &seen, &stop);
+            }
+            Err(_) => thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}
+
+/// What to do after answering a request.
+enum Then {
+    KeepOpen,
+    Close,
+    /// Answer nothing (a parked request that is never woken).
+    Park,
+}
+
+fn serve(
+    mut stream: TcpStream,
+    number: usize,
+    script: &Script,
+    seen: &Mutex<Seen>,
+    stop: &AtomicBool,
+) {
+    let mut inbox = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let mut parked = false;
+    let mut first_request = true;
+    while !stop.load(Ordering::Relaxed) {
+        if !parked {
+            match wire::decode(&inbox) {
+                Ok(Some((frame, used))) => {
+                    let mut out = Vec::new();
+                    let then = if first_request && number <= script.shutting_down {
+                        wire::encode_error(&mut out, ErrorCode::ShuttingDown, 0, "going down");
+                        Then::Close
+                    } else {
+                        answer(frame, used, script, &mut seen.lock().unwrap(), &mut out)
+                    };
+                    first_request = false;
+                    inbox.drain(..used);
+                    if stream.write_all(&out).is_err() {
+                        return;
+                    }
+                    match then {
+                        Then::KeepOpen => {}
+                        Then::Close => return,
+                        Then::Park => parked = true,
+                    }
+                    if script.one_request_per_connection && !parked {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => panic!("the agency sent bytes that are not the protocol: {e}"),
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => inbox.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The protocol's rules for one agency, plus the script's misbehaviour.
+fn answer(
+    frame: Frame<'_>,
+    frame_len: usize,
+    script: &Script,
+    seen: &mut Seen,
+    out: &mut Vec<u8>,
+) -> Then {
+    match frame {
+        Frame::Batch {
+            agency,
+            first,
+            bets,
+        } => {
+            assert_eq!(agency, AGENCY, "the agency sends its own number");
+            seen.batches.push((first, bets.len() as u16, frame_len));
+            if seen.storage_sent < script.storage_errors {
+                seen.storage_sent += 1;
+                wire::encode_error(out, ErrorCode::Storage, 0, "disk full");
+                return Then::KeepOpen;
+            }
+            if let Some((at, keep)) = script.lose_on_batch
+                && !seen.lost_on_batch
+                && seen.stored.len() >= at
+            {
+                seen.lost_on_batch = true;
+                seen.stored.truncate(keep);
+            }
+            let stored = seen.stored.len();
+            if seen.closed {
+                wire::encode_error(out, ErrorCode::AgencyClosed, stored as u32, "closed");
+                return Then::KeepOpen;
+            }
+            for (i, b) in bets.iter().enumerate() {
+                let valid = bet::validate(&b, bet::today()).is_ok();
+                if !valid
+                    || script
+                        .reject_document
+                        .as_deref()
+                        .is_some_and(|d| d.as_bytes() == b.document)
+                {
+                    wire::encode_error(out, ErrorCode::InvalidBet, i as u32, "bad bet");
+                    return Then::KeepOpen;
+                }
+            }
+            let first = first as usize;
+            if first > stored {
+                wire::encode_error(out, ErrorCode::OutOfOrder, stored as u32, "gap");
+                return Then::KeepOpen;
+            }
+            for b in bets.iter().skip(stored - first) {
+                seen.stored.push(format!(
+                    "{},{},{},{},{}",
+                    String::from_utf8(b.first_name.to_vec()).unwrap(),
+                    String::from_utf8(b.last_name.to_vec()).unwrap(),
+                    String::from_utf8(b.document.to_vec()).unwrap(),
+                    String::from_utf8(format_date(b.birthdate).to_vec()).unwrap(),
+                    b.number
+                ));
+            }
+            wire::encode_ack(out, AGENCY, seen.stored.len() as u32);
+        }
+        Frame::Done { agency, total } => {
+            assert_eq!(agency, AGENCY);
+            seen.dones.push(total);
+            if let Some(keep) = script.lose_on_done
+                && !seen.lost_on_done
+            {
+                seen.lost_on_done = true;
+                seen.stored.truncate(keep);
+            }
+            let stored = seen.stored.len() as u32;
+            if total != stored {
+                wire::encode_error(out, ErrorCode::MissingBets, stored, "missing bets");
+            } else {
+                seen.closed = true;
+                wire::encode_ack(out, AGENCY, stored);
+            }
+        }
+        Frame::GetWinners { agency, wait } => {
+            assert_eq!(agency, AGENCY);
+            assert!(seen.closed, "GET_WINNERS comes after the agency's DONE");
+            seen.get_winners.push((wait, Instant::now()));
+            if wait && script.park_forever {
+                return Then::Park;
+            }
+            if seen.not_ready_sent < script.not_ready {
+                seen.not_ready_sent += 1;
+                wire::encode_not_ready(out, seen.not_ready_sent as u32, 5);
+                return Then::KeepOpen;
+            }
+            let winners = winners_of(&seen.stored);
+            let per_frame = if script.winners_per_frame == 0 {
+                winners.len().max(1)
+            } else {
+                script.winners_per_frame
+            };
+            let total = winners.len() as u32;
+            let mut chunks: Vec<&[String]> = winners.chunks(per_frame).collect();
+            if chunks.is_empty() {
+                chunks.push(&[]);
+            }
+            let last = chunks.len() - 1;
+            for (i, docs) in chunks.into_iter().enumerate() {
+                wire::encode_winners(out, AGENCY, total, i == last, docs);
+            }
+        }
+        other => panic!("the agency sent a frame a central never receives: {other:?}"),
+    }
+    Then::KeepOpen
+}
+
+/// The documents of the rows whose number wins.
+fn winners_of(rows: &[String]) -> Vec<String> {
+    rows.iter()
+        .filter(|row| row.rsplit(',').next() == Some(&WINNING_NUMBER.to_string()))
+        .map(|row| row.split(',').nth(2).unwrap().to_string())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The agency process.
+
+/// `n` valid bets as CSV rows, names padded to `name_len` bytes; every 7th
+/// bet wins.
+fn rows(n: usize, name_len: usize) -> Vec<String> {
+    let pad = |name: String, fill: char| {
+        let missing = name_len.saturating_sub(name.len());
+        name + &fill.to_string().repeat(missing)
+    };
+    (0..n)
+        .map(|i| {
+            let number = if i % 7 == 0 {
+                WINNING_NUMBER
+            } else {
+                (i % 7000) as u16
+            };
+            format!(
+                "{},{},{},{}-{:02}-{:02},{number}",
+                pad(format!("Nombre{i}"), 'n'),
+                pad("Apellido".to_string(), 'a'),
+                20_000_000 + i,
+                1950 + i % 50,
+                1 + i % 12,
+                1 + i % 28,
+            )
+        })
+        .collect()
+}
+
+/// Writes `rows` as the agency's default bets file under `dir`.
+fn write_bets(dir: &Path, rows: &[String]) -> PathBuf {
+    let path = dir.join(".data").join(format!("agency-{AGENCY}.csv"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut text = rows.join("\n");
+    text.push('\n');
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The agency binary, run in `dir` with nothing of this process's
+/// environment but what is set here.
+fn agency(dir: &Path, server: &str) -> Command {
+    let mut cmd = Command::new(util::client_bin());
+    cmd.env_clear()
+        .current_dir(dir)
+        .env("CLI_ID", AGENCY.to_string())
+        .env("CLI_SERVER_ADDRESS", server)
+        .env("CLI_LOG_LEVEL", "debug")
+        .env("CLI_CONNECT_TIMEOUT", "10s")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+struct Running {
+    child: Child,
+    stderr: Option<JoinHandle<String>>,
+}
+
+struct Finished {
+    code: Option<i32>,
+    log: String,
+}
+
+impl Running {
+    fn start(cmd: &mut Command) -> Running {
+        let mut child = cmd.spawn().unwrap();
+        let mut pipe = child.stderr.take().unwrap();
+        // Read while it runs: a debug log outgrows the pipe's buffer.
+        let stderr = thread::spawn(move || {
+            let mut text = String::new();
+            pipe.read_to_string(&mut text).unwrap();
+            text
+        });
+        Running {
+            child,
+            stderr: Some(stderr),
+        }
+    }
+
+    fn wait(mut self, limit: Duration) -> Finished {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let log = self.stderr.take().unwrap().join().unwrap();
+                panic!("the agency did not finish within {limit:?}; its log:\n{log}");
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        let log = self.stderr.take().unwrap().join().unwrap();
+        assert_well_formed(&log);
+        Finished {
+            code: status.code(),
+            log,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(cmd: &mut Command) -> Finished {
+    Running::start(cmd).wait(Duration::from_secs(20))
+}
+
+/// Every line starts with a timestamp, and every `action:` line reads
+/// `action: NAME | result: success|fail|in_progress | key: value ...`.
+fn assert_well_formed(log: &str) {
+    for line in log.lines() {
+        assert!(
+            line.starts_with(|c: char| c.is_ascii_digit()),
+            "no timestamp: {line}"
+        );
+        let Some(at) = line.find("action: ") else {
+            assert!(!line.contains('|'), "a bar outside an action line: {line}");
+            continue;
+        };
+        assert!(!line[..at].contains('|'), "{line}");
+        let parts: Vec<&str> = line[at..].split(" | ").collect();
+        assert_eq!(line[at..].matches('|').count(), parts.len() - 1, "{line}");
+        let name = parts[0].strip_prefix("action: ").unwrap();
+        assert!(!name.is_empty() && !name.contains(' '), "{line}");
+        assert!(
+            matches!(
+                parts.get(1).copied(),
+                Some("result: success" | "result: fail" | "result: in_progress")
+            ),
+            "{line}"
+        );
+        for pair in &parts[2..] {
+            let (key, value) = pair.split_once(": ").unwrap_or_else(|| panic!("{line}"));
+            assert!(
+                !key.is_empty() && !key.contains(' ') && !value.is_empty(),
+                "{line}"
+            );
+        }
+    }
+}
+
+fn has_line(log: &str, wanted: &str) -> bool {
+    log.lines().any(|line| line.contains(wanted))
+}
+
+/// The stored stream is the file, in order, each bet once.
+fn assert_stored_exactly(central: &FakeCentral, rows: &[String]) {
+    let seen = central.seen();
+    assert_eq!(seen.stored.len(), rows.len(), "stored count");
+    for (i, (stored, row)) in seen.stored.iter().zip(rows).enumerate() {
+        assert_eq!(stored, row, "bet {i}");
+    }
+    assert!(seen.closed, "the agency sent DONE");
+}
+
+// ---------------------------------------------------------------------------
+// The tests.
+
+#[test]
+fn sends_every_bet_once_in_order_in_batches_of_exactly_max_amount() {
+    let dir = util::temp_dir("agency-batches");
+    let rows = rows(1000, 0);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script::default());
+    let done = run(agency(&dir, &central.address()).env("CLI_BATCH_MAXAMOUNT", "64"));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert_stored_exactly(&central, &rows);
+    let seen = central.seen();
+    let mut expected_first = 0;
+    for (i, &(first, count, _)) in seen.batches.iter().enumerate() {
+        assert_eq!(first, expected_first, "batch {i} follows the previous one");
+        let last = i == seen.batches.len() - 1;
+        assert_eq!(count, if last { 1000 % 64 } else { 64 }, "batch {i}");
+        expected_first += count as u32;
+    }
+    assert_eq!(seen.dones, [1000]);
+    assert_eq!(seen.connections, 1);
+    assert!(
+        has_line(
+            &done.log,
+            "action: apuestas_enviadas | result: success | cantidad: 1000"
+        ),
+        "{}",
+        done.log
+    );
+    let winners = winners_of(&rows).len();
+    assert!(
+        has_line(
+            &done.log,
+            &format!("action: consulta_ganadores | result: success | cant_ganadores: {winners}")
+        ),
+        "{}",
+        done.log
+    );
+    assert!(has_line(
+        &done.log,
+        "action: batch_enviado | result: success | first: 960 | cantidad: 40"
+    ));
+    assert!(!done.log.contains("result: fail"), "{}", done.log);
+}
+
+#[test]
+fn long_names_make_batches_smaller_so_every_frame_fits_8_kb() {
+    let dir = util::temp_dir("agency-frame-limit");
+    let rows = rows(300, 250);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script::default());
+    let done = run(agency(&dir, &central.address()).env("CLI_BATCH_MAXAMOUNT", "100"));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert_stored_exactly(&central, &rows);
+    let seen = central.seen();
+    assert!(
+        seen.batches.len() > 3,
+        "batches were cut: {:?}",
+        seen.batches
+    );
+    for &(_, count, bytes) in &seen.batches {
+        assert!(bytes <= wire::MAX_FRAME);
+        assert!(count < 100);
+    }
+    assert_eq!(
+        done.log.matches("action: batch_size").count(),
+        1,
+        "{}",
+        done.log
+    );
+}
+
+#[test]
+fn resumes_without_skipping_or_doubling_when_the_central_closes_after_every_reply() {
+    let dir = util::temp_dir("agency-one-request");
+    let rows = rows(500, 0);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script {
+        one_request_per_connection: true,
+        ..Script::default()
+    });
+    let done = run(agency(&dir, &central.address())
+        .env("CLI_BATCH_MAXAMOUNT", "10")
+        .env("CLI_WINDOW", "4"));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert_stored_exactly(&central, &rows);
+    let seen = central.seen();
+    // 50 batches, DONE, GET_WINNERS: one connection each.
+    assert!(seen.connections >= 52, "{} connections", seen.connections);
+    assert!(!done.log.contains("result: fail"), "{}", done.log);
+}
+
+#[test]
+fn keeps_trying_to_connect_until_the_central_is_up() {
+    let dir = util::temp_dir("agency-late-central");
+    let rows = rows(50, 0);
+    write_bets(&dir, &rows);
+    let port = util::free_port();
+    let running = Running::start(&mut agency(&dir, &format!("127.0.0.1:{port}")));
+    thread::sleep(Duration::from_secs(1));
+    let central = FakeCentral::start_on(port, Script::default());
+    let done = running.wait(Duration::from_secs(20));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert_stored_exactly(&central, &rows);
+    assert!(
+        has_line(&done.log, "action: conectar | result: in_progress"),
+        "{}",
+        done.log
+    );
+}
+
+#[test]
+fn gives_up_with_exit_1_when_the_central_never_comes() {
+    let dir = util::temp_dir("agency-no-central");
+    write_bets(&dir, &rows(5, 0));
+    let port = util::free_port();
+    let start = Instant::now();
+    let done = run(agency(&dir, &format!("127.0.0.1:{port}")).env("CLI_CONNECT_TIMEOUT", "500ms"));
+    assert_eq!(done.code, Some(1), "{}", done.log);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(
+        has_line(&done.log, "action: conectar | result: fail"),
+        "{}",
+        done.log
+    );
+}
+
+#[test]
+fn out_of_order_and_missing_bets_resume_from_the_central_count() {
+    let dir = util::temp_dir("agency-resume");
+    let rows = rows(1000, 0);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script {
+        lose_on_batch: Some((300, 250)),
+        lose_on_done: Some(900),
+        ..Script::default()
+    });
+    let done = run(agency(&dir, &central.address()).env("CLI_BATCH_MAXAMOUNT", "50"));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert_stored_exactly(&central, &rows);
+    let seen = central.seen();
+    assert_eq!(seen.dones, [1000, 1000]);
+    assert!(
+        has_line(
+            &done.log,
+            "action: reanudar | result: in_progress | desde: 250 | motivo: OUT_OF_ORDER"
+        ),
+        "{}",
+        done.log
+    );
+    assert!(
+        has_line(
+            &done.log,
+            "action: reanudar | result: in_progress | desde: 900 | motivo: MISSING_BETS"
+        ),
+        "{}",
+        done.log
+    );
+}
+
+#[test]
+fn storage_errors_and_shutting_down_are_retried_without_loss() {
+    let dir = util::temp_dir("agency-storage");
+    let rows = rows(200, 0);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script {
+        storage_errors: 2,
+        shutting_down: 2,
+        ..Script::default()
+    });
+    let done = run(agency(&dir, &central.address()).env("CLI_BATCH_MAXAMOUNT", "30"));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert_stored_exactly(&central, &rows);
+    assert!(has_line(&done.log, "STORAGE"), "{}", done.log);
+    assert!(!done.log.contains("result: fail"), "{}", done.log);
+}
+
+#[test]
+fn asks_again_after_not_ready_and_collects_winners_from_several_frames() {
+    let dir = util::temp_dir("agency-not-ready");
+    let rows = rows(100, 0);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script {
+        not_ready: 2,
+        winners_per_frame: 3,
+        ..Script::default()
+    });
+    let done = run(&mut agency(&dir, &central.address()));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    let seen = central.seen();
+    assert_eq!(seen.get_winners.len(), 3);
+    assert!(
+        seen.get_winners.iter().all(|&(wait, _)| wait),
+        "wait mode parks"
+    );
+    let winners = winners_of(&rows).len();
+    assert!(winners > 3);
+    assert!(
+        has_line(&done.log, &format!("cant_ganadores: {winners}")),
+        "{}",
+        done.log
+    );
+    assert!(
+        has_line(
+            &done.log,
+            "action: consulta_ganadores | result: in_progress"
+        ),
+        "{}",
+        done.log
+    );
+}
+
+#[test]
+fn poll_mode_asks_without_waiting_every_100_ms() {
+    let dir = util::temp_dir("agency-poll");
+    write_bets(&dir, &rows(20, 0));
+    let central = FakeCentral::start(Script {
+        not_ready: 3,
+        ..Script::default()
+    });
+    let done = run(agency(&dir, &central.address()).env("CLI_WINNERS_MODE", "poll"));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    let seen = central.seen();
+    assert_eq!(seen.get_winners.len(), 4);
+    assert!(seen.get_winners.iter().all(|&(wait, _)| !wait));
+    for pair in seen.get_winners.windows(2) {
+        let gap = pair[1].1 - pair[0].1;
+        assert!(
+            gap >= Duration::from_millis(90),
+            "asked again after {gap:?}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_row_is_logged_with_its_line_not_sent_and_the_run_exits_2() {
+    let dir = util::temp_dir("agency-bad-row");
+    let mut rows = rows(10, 0);
+    let bad = "Ana,Lorca,12a45,1999-03-17,7574".to_string();
+    rows.insert(2, bad);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script::default());
+    let done = run(&mut agency(&dir, &central.address()));
+    assert_eq!(done.code, Some(2), "{}", done.log);
+    assert!(
+        has_line(
+            &done.log,
+            "action: leer_apuesta | result: fail | linea: 3 | motivo: "
+        ),
+        "{}",
+        done.log
+    );
+    rows.remove(2);
+    assert_stored_exactly(&central, &rows);
+    assert!(
+        has_line(&done.log, "action: consulta_ganadores | result: success"),
+        "the run went on: {}",
+        done.log
+    );
+}
+
+#[test]
+fn a_bet_the_central_rejects_ends_the_run_with_exit_2_without_retrying() {
+    let dir = util::temp_dir("agency-rejected");
+    let rows = rows(30, 0);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script {
+        reject_document: Some("20000012".into()),
+        ..Script::default()
+    });
+    let done = run(agency(&dir, &central.address())
+        .env("CLI_BATCH_MAXAMOUNT", "10")
+        .env("CLI_WINDOW", "1"));
+    assert_eq!(done.code, Some(2), "{}", done.log);
+    assert_eq!(
+        central.seen().batches.len(),
+        2,
+        "no retry of the rejected batch"
+    );
+    assert!(
+        has_line(
+            &done.log,
+            "result: fail | motivo: the central rejected bet 12"
+        ),
+        "{}",
+        done.log
+    );
+}
+
+#[test]
+fn the_single_bet_of_the_environment_is_sent_and_logged_once_acknowledged() {
+    let dir = util::temp_dir("agency-single");
+    let central = FakeCentral::start(Script::default());
+    let done = run(agency(&dir, &central.address())
+        .env("NOMBRE", "Santiago Lionel")
+        .env("APELLIDO", "Lorca")
+        .env("DOCUMENTO", "30904465")
+        .env("NACIMIENTO", "1999-03-17")
+        .env("NUMERO", "7574"));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert_eq!(
+        central.seen().stored,
+        ["Santiago Lionel,Lorca,30904465,1999-03-17,7574"]
+    );
+    assert_eq!(
+        done.log
+            .matches("action: apuesta_enviada | result: success | dni: 30904465 | numero: 7574")
+            .count(),
+        1,
+        "{}",
+        done.log
+    );
+}
+
+#[test]
+fn an_agency_already_closed_goes_straight_to_its_winners() {
+    let dir = util::temp_dir("agency-rerun");
+    let rows = rows(40, 0);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script::default());
+    let first = run(&mut agency(&dir, &central.address()));
+    assert_eq!(first.code, Some(0), "{}", first.log);
+    let again = run(&mut agency(&dir, &central.address()));
+    assert_eq!(again.code, Some(0), "{}", again.log);
+    assert_stored_exactly(&central, &rows);
+    assert!(has_line(&again.log, "already closed"), "{}", again.log);
+}
+
+#[test]
+fn config_yaml_with_unknown_keys_is_read_and_the_environment_wins() {
+    let dir = util::temp_dir("agency-yaml");
+    let rows = rows(100, 0);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script::default());
+    std::fs::write(
+        dir.join("config.yaml"),
+        "server:\n  address: \"127.0.0.1:1\"\nloop:\n  amount: 5\n  period: \"5s\"\nlog:\n  level: \"debug\"\nbatch:\n  maxAmount: 7\n",
+    )
+    .unwrap();
+    let done = run(agency(&dir, &central.address()).env("CLI_LOG_LEVEL", "info"));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert_stored_exactly(&central, &rows);
+    assert!(
+        central
+            .seen()
+            .batches
+            .iter()
+            .all(|&(first, count, _)| count == 7 || first == 98)
+    );
+    assert!(
+        !done.log.contains(" DEBUG "),
+        "the environment's level wins: {}",
+        done.log
+    );
+    assert!(has_line(&done.log, "batch_max_amount: 7"), "{}", done.log);
+}
+
+#[test]
+fn bad_config_values_are_a_clear_error_and_exit_2() {
+    let dir = util::temp_dir("agency-bad-config");
+    write_bets(&dir, &rows(3, 0));
+    let cases: &[(&str, &str)] = &[
+        ("CLI_BATCH_MAXAMOUNT", "lots"),
+        ("CLI_BATCH_MAXAMOUNT", "0"),
+        ("CLI_SERVER_ADDRESS", "no-port"),
+        ("CLI_WINDOW", "0"),
+        ("CLI_WINNERS_MODE", "push"),
+        ("CLI_LOG_LEVEL", "loud"),
+        ("CLI_ID", "0"),
+    ];
+    for (key, value) in cases {
+        let done = run(agency(&dir, "127.0.0.1:1").env(key, value));
+        assert_eq!(done.code, Some(2), "{key}={value}: {}", done.log);
+        assert!(
+            has_line(&done.log, "action: config | result: fail"),
+            "{}",
+            done.log
+        );
+        assert!(
+            done.log.contains(key),
+            "the error names {key}: {}",
+            done.log
+        );
+    }
+    let done = run(agency(&dir, "127.0.0.1:1").env_remove("CLI_ID"));
+    assert_eq!(done.code, Some(2), "{}", done.log);
+    assert!(done.log.contains("CLI_ID"), "{}", done.log);
+
+    let done = run(agency(&dir, "127.0.0.1:1").env("CLI_DATA_FILE", "missing.csv"));
+    assert_eq!(done.code, Some(2), "{}", done.log);
+    assert!(
+        has_line(&done.log, "action: leer_apuestas | result: fail"),
+        "{}",
+        done.log
+    );
+}
+
+#[test]
+fn sigterm_while_parked_for_the_winners_exits_0() {
+    let dir = util::temp_dir("agency-sigterm");
+    write_bets(&dir, &rows(20, 0));
+    let central = FakeCentral::start(Script {
+        park_forever: true,
+        ..Script::default()
+    });
+    let running = Running::start(&mut agency(&dir, &central.address()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while central.seen().get_winners.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the agency never asked for its winners"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let done = running.wait(Duration::from_secs(5));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(1),
+        "stopped in {:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert!(
+        has_line(
+            &done.log,
+            "action: shutdown | result: success | signal: SIGTERM | stored: 20"
+        ),
+        "{}",
+        done.log
+    );
+}
