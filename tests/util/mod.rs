@@ -228,3 +228,180 @@ impl Peer {
         self.stream.set_read_timeout(Some(t)).unwrap();
     }
 }
+
+/// The synthetic data generator of `bench/` (built by `make test` with the workspace).
+pub fn gen_bin() -> PathBuf {
+    let path = server_bin().with_file_name("lottery-gen");
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first",
+        path.display()
+    );
+    path
+}
+
+/// Writes `agencies` synthetic agency files of `bets` bets into `dir`
+/// and returns the expected winners per agency (index 0 is agency 1).
+pub fn generate(dir: &Path, agencies: u32, bets: u32, seed: u64) -> Vec<u32> {
+    let status = Command::new(gen_bin())
+        .args([
+            "--agencies",
+            &agencies.to_string(),
+            "--bets",
+            &bets.to_string(),
+        ])
+        .args(["--seed", &seed.to_string(), "--out"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(dir.join("expected-winners.txt")).unwrap();
+    let mut winners = vec![0; agencies as usize];
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let mut words = line.split_whitespace();
+        let agency: usize = words.next().unwrap().parse().unwrap();
+        winners[agency - 1] = words.next().unwrap().parse().unwrap();
+    }
+    winners
+}
+
+/// Unzips the course dataset into `dir` (agency-1.csv ..= agency-5.csv).
+pub fn unzip_course_dataset(zip: &Path, dir: &Path) {
+    let status = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])",
+        ])
+        .arg(zip)
+        .arg(dir)
+        .status()
+        .expect("python3 unzips the dataset");
+    assert!(status.success());
+}
+
+/// An agency running as a child process; killed when dropped.
+pub struct Agency {
+    pub id: u32,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Agency {
+    /// Starts `lottery-client` as agency `id` against `addr`, reading `data`.
+    pub fn start(dir: &Path, id: u32, addr: &str, data: &Path, env: &[(&str, &str)]) -> Agency {
+        let log = unique(&dir.join(format!("agency-{id}")));
+        let mut cmd = Command::new(client_bin());
+        cmd.current_dir(dir)
+            .env_clear()
+            .env("CLI_ID", id.to_string())
+            .env("CLI_SERVER_ADDRESS", addr)
+            .env("CLI_DATA_FILE", data)
+            .env("CLI_BATCH_MAXAMOUNT", "100")
+            .env("CLI_LOG_LEVEL", "INFO")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Agency {
+            id,
+            child: cmd.spawn().expect("start lottery-client"),
+            log,
+        }
+    }
+
+    /// Waits for the agency to exit (at most `within`); returns its exit code
+    /// and the winner count it logged, if any.
+    pub fn finish(&mut self, within: Duration) -> (Option<i32>, Option<u32>) {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agency {} did not finish: {}",
+                self.id,
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let winners = self
+            .logs()
+            .lines()
+            .filter_map(|l| {
+                l.split("action: consulta_ganadores | result: success | cant_ganadores: ")
+                    .nth(1)
+            })
+            .last()
+            .map(|n| n.trim().parse().unwrap());
+        (status.code(), winners)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agency {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads a CSV file (no header) into rows of fields.
+pub fn read_csv(path: &Path) -> Vec<Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_path(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+/// Checks that `bets.csv` holds exactly each agency's rows, in its order,
+/// with the agency number in front; `files[i]` is agency i+1's file.
+pub fn assert_bets_file_is_the_union(bets_csv: &Path, files: &[PathBuf]) {
+    let stored = read_csv(bets_csv);
+    let mut by_agency: Vec<Vec<Vec<String>>> = vec![Vec::new(); files.len()];
+    for row in stored {
+        let agency: usize = row[0].parse().unwrap();
+        by_agency[agency - 1].push(row[1..].to_vec());
+    }
+    for (i, file) in files.iter().enumerate() {
+        let sent = read_csv(file);
+        let got = &by_agency[i];
+        assert_eq!(
+            got.len(),
+            sent.len(),
+            "agency {}: stored {} of {} bets",
+            i + 1,
+            got.len(),
+            sent.len()
+        );
+        assert!(
+            got == &sent,
+            "agency {}: stored rows differ from its file",
+            i + 1
+        );
+    }
+}
+
+/// The sum of `cantidad` over the central's `apuesta_recibida` success lines.
+pub fn stored_in_logs(logs: &str) -> u64 {
+    logs.lines()
+        .filter_map(|l| {
+            l.split("action: apuesta_recibida | result: success | cantidad: ")
+                .nth(1)
+        })
+        .map(|n| n.trim().parse::<u64>().unwrap())
+        .sum()
+}
