@@ -334,11 +334,11 @@ impl Agency {
         let winners = self
             .logs()
             .lines()
-            .filter_map(|l| {
+            .rev()
+            .find_map(|l| {
                 l.split("action: consulta_ganadores | result: success | cant_ganadores: ")
                     .nth(1)
             })
-            .last()
             .map(|n| n.trim().parse().unwrap());
         (status.code(), winners)
     }
