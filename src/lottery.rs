@@ -57,11 +57,16 @@ struct Agency {
     /// `durable_winners` of them are durable.
     winners: Vec<Box<str>>,
     durable_winners: usize,
+    /// Listed in `Lottery::staged`.
+    staged: bool,
 }
 
 #[derive(Debug)]
 pub struct Lottery {
     agencies: Vec<Agency>,
+    /// Indexes of the agencies changed since the last commit, so that a
+    /// commit costs what was staged, not the number of agencies.
+    staged: Vec<usize>,
     winning_number: u16,
     durable_closed: u32,
     drawn: bool,
@@ -80,6 +85,7 @@ impl Lottery {
     pub fn new(agencies: u32, winning_number: u16) -> Lottery {
         Lottery {
             agencies: vec![Agency::default(); agencies as usize],
+            staged: Vec::new(),
             winning_number,
             durable_closed: 0,
             drawn: false,
@@ -98,12 +104,14 @@ impl Lottery {
                 durable_closed: r.closed,
                 durable_winners: r.winners.len(),
                 winners: r.winners,
+                staged: false,
             })
             .collect();
         let durable_closed = agencies.iter().filter(|a| a.durable_closed).count() as u32;
         let drawn = durable_closed == agencies.len() as u32;
         Lottery {
             agencies,
+            staged: Vec::new(),
             winning_number,
             durable_closed,
             drawn,
@@ -155,8 +163,15 @@ impl Lottery {
             .and_then(|i| self.agencies.get(i))
     }
 
+    /// The agency, noted as changed for the next commit or rollback.
     fn agency_mut(&mut self, agency: u32) -> &mut Agency {
-        &mut self.agencies[agency as usize - 1]
+        let index = agency as usize - 1;
+        let a = &mut self.agencies[index];
+        if !a.staged {
+            a.staged = true;
+            self.staged.push(index);
+        }
+        a
     }
 
     /// Decides what to do with a batch of `count` valid bets starting at `first`.
@@ -232,15 +247,17 @@ impl Lottery {
     /// Makes the staged state durable. Returns `true` when this commit closed
     /// the last agency, that is, when the draw happens now.
     pub fn commit(&mut self) -> bool {
-        let mut closed = 0;
-        for a in &mut self.agencies {
+        for index in self.staged.drain(..) {
+            let a = &mut self.agencies[index];
+            a.staged = false;
             a.durable_stored = a.stored;
             a.durable_winners = a.winners.len();
-            a.durable_closed = a.closed;
-            closed += a.closed as u32;
+            if a.closed && !a.durable_closed {
+                a.durable_closed = true;
+                self.durable_closed += 1;
+            }
         }
-        self.durable_closed = closed;
-        if !self.drawn && closed == self.expected() {
+        if !self.drawn && self.durable_closed == self.expected() {
             self.drawn = true;
             return true;
         }
@@ -249,7 +266,9 @@ impl Lottery {
 
     /// Forgets everything staged since the last commit.
     pub fn rollback(&mut self) {
-        for a in &mut self.agencies {
+        for index in self.staged.drain(..) {
+            let a = &mut self.agencies[index];
+            a.staged = false;
             a.stored = a.durable_stored;
             a.winners.truncate(a.durable_winners);
             a.closed = a.durable_closed;
