@@ -11,3 +11,63 @@ demo:
 test:
 	$(CARGO) build --release --workspace
 	$(CARGO) test --release --workspace
+
+# ---------------------------------------------------------------------------
+# Docker compose: one central and N agencies (generar-compose.sh, compose/).
+# The images are FROM scratch and hold only the statically linked binaries,
+# because this engine cannot pull any base image.
+
+.PHONY: build docker-image docker-compose-up docker-compose-down docker-compose-logs
+
+STATIC_TARGET := x86_64-unknown-linux-gnu
+# Its own target directory, so the static build does not invalidate the
+# normal one.
+STATIC_DIR := target/static
+COMPOSE_FILE ?= docker-compose-dev.yaml
+AGENCIES ?= 5
+SERVER_IMAGE ?= server:latest
+CLIENT_IMAGE ?= client:latest
+# Seconds `docker-compose-down` gives each container to shut down gracefully.
+STOP_TIMEOUT ?= 10
+# `docker compose` (the plugin) where the machine has it, else docker-compose.
+COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo 'docker compose'; else echo docker-compose; fi)
+
+# The central and the agency, statically linked (glibc's static resolver
+# still reads /etc/hosts and DNS, which compose service names need). Debug
+# info is stripped (symbols are kept) to keep the images small.
+build:
+	CARGO_PROFILE_RELEASE_STRIP=debuginfo RUSTFLAGS='-C target-feature=+crt-static' \
+		$(CARGO) build --release --target $(STATIC_TARGET) --target-dir $(STATIC_DIR) \
+		-p lottery --bin lottery-server -p lottery-client --bin lottery-client
+
+docker-image: build
+	docker build -f compose/server/Dockerfile -t $(SERVER_IMAGE) .
+	docker build -f compose/client/Dockerfile -t $(CLIENT_IMAGE) .
+
+$(COMPOSE_FILE):
+	SERVER_IMAGE='$(SERVER_IMAGE)' CLIENT_IMAGE='$(CLIENT_IMAGE)' ./generar-compose.sh $@ $(AGENCIES)
+
+# A bets file missing on the host would be mounted as an empty directory
+# that docker creates in its place, so they are checked first.
+docker-compose-up: docker-image $(COMPOSE_FILE)
+	@cd '$(dir $(COMPOSE_FILE))' && mkdir -p .data/central && \
+	missing=$$(grep -o '\./\.data/agency-[0-9]*\.csv' '$(notdir $(COMPOSE_FILE))' | sort -u | \
+		while read -r f; do [[ -f $$f ]] || echo "$$f"; done); \
+	if [[ -n $$missing ]]; then \
+		echo "docker-compose-up: these bets files are missing:" $$missing >&2; \
+		echo "  unzip the course dataset into .data/ (unzip ../shared/data/dataset.zip -d .data)" >&2; \
+		echo "  or generate some: cargo run --release -p lottery-bench --bin lottery-gen -- --agencies $(AGENCIES) --out .data" >&2; \
+		exit 1; \
+	fi
+	$(COMPOSE) -f $(COMPOSE_FILE) up -d
+
+# Between stop and down: how each container ended, and the central's last
+# words, which `down` deletes with the containers.
+docker-compose-down:
+	$(COMPOSE) -f $(COMPOSE_FILE) stop -t $(STOP_TIMEOUT)
+	@$(COMPOSE) -f $(COMPOSE_FILE) ps
+	@$(COMPOSE) -f $(COMPOSE_FILE) logs --no-color --tail=1 server
+	$(COMPOSE) -f $(COMPOSE_FILE) down
+
+docker-compose-logs:
+	$(COMPOSE) -f $(COMPOSE_FILE) logs -f
