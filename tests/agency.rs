@@ -878,6 +878,16 @@ fn bad_config_values_are_a_clear_error_and_exit_2() {
     assert_eq!(done.code, Some(2), "{}", done.log);
     assert!(done.log.contains("CLI_ID"), "{}", done.log);
 
+    std::fs::write(dir.join("config.yaml"), "batch:\n  maxAmount: lots\n").unwrap();
+    let done = run(&mut agency(&dir, "127.0.0.1:1"));
+    assert_eq!(done.code, Some(2), "{}", done.log);
+    assert!(
+        has_line(&done.log, "batch.maxAmount in config.yaml"),
+        "{}",
+        done.log
+    );
+    std::fs::remove_file(dir.join("config.yaml")).unwrap();
+
     let done = run(agency(&dir, "127.0.0.1:1").env("CLI_DATA_FILE", "missing.csv"));
     assert_eq!(done.code, Some(2), "{}", done.log);
     assert!(

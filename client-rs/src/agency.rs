@@ -123,6 +123,8 @@ pub struct Agency<'a> {
     frame_cut_logged: bool,
     /// The last NOT_READY seen, so only changes are logged at INFO.
     last_not_ready: Option<(u32, u32)>,
+    /// Whether waiting for the draw was logged (it is, once).
+    waiting_logged: bool,
     /// Why the last attempt failed, for the message when the budget runs out.
     last_loss: String,
 }
@@ -146,6 +148,7 @@ impl<'a> Agency<'a> {
             announced: 0,
             frame_cut_logged: false,
             last_not_ready: None,
+            waiting_logged: false,
             last_loss: String::new(),
         }
     }
@@ -408,6 +411,14 @@ impl<'a> Agency<'a> {
         wire::encode_get_winners(&mut out, self.config.id, wait);
         loop {
             conn.send(&out)?;
+            // A parked request may wait long for the other agencies: say
+            // so once, so a quiet agency does not look hung.
+            if wait && !self.waiting_logged {
+                self.waiting_logged = true;
+                info!(
+                    "action: consulta_ganadores | result: in_progress | motivo: waiting for the draw"
+                );
+            }
             let mut documents: Vec<String> = Vec::new();
             let mut list_total: Option<u32> = None;
             loop {

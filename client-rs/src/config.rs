@@ -19,8 +19,11 @@ use crate::logfmt::clean;
 
 /// `batch.maxAmount` when neither the file nor the environment sets it.
 pub const DEFAULT_BATCH_MAX_AMOUNT: usize = 100;
-/// Batches in flight when `batch.window` is not set.
-pub const DEFAULT_WINDOW: usize = 4;
+/// Batches in flight when `batch.window` is not set. The central fsyncs
+/// once per loop turn before it ACKs, so the window is how many batches share
+/// one fsync: on one agency with a million bets, 1 took 26 s, 4 took 9.5 s
+/// and 16 took 3-4 s (128 kB in flight at most).
+pub const DEFAULT_WINDOW: usize = 16;
 /// More batches in flight than this gain nothing and only delay the
 /// agency's view of what the central stored.
 pub const MAX_WINDOW: usize = 1024;
