@@ -62,6 +62,39 @@ pub fn write_agency_file(synth: &Synth, agency: u32, dir: &Path) -> csv::Result<
     Ok(())
 }
 
+/// The file beside the agency files that says how many winners each holds.
+pub const EXPECTED_WINNERS: &str = "expected-winners.txt";
+
+/// Writes `agency winners` lines, one per agency, in order.
+pub fn write_expected_winners(path: &Path, winners: &[(u32, u32)]) -> io::Result<()> {
+    let mut out = BufWriter::new(File::create(path)?);
+    for (agency, count) in winners {
+        writeln!(out, "{agency} {count}")?;
+    }
+    out.flush()
+}
+
+/// Reads an [`EXPECTED_WINNERS`] file: `(agency, winners)` in file order.
+pub fn read_expected_winners(path: &Path) -> io::Result<Vec<(u32, u32)>> {
+    let text = std::fs::read_to_string(path)?;
+    let bad = |line: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: bad line {line:?}", path.display()),
+        )
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let mut parts = line.split_whitespace().map(str::parse::<u32>);
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(Ok(agency)), Some(Ok(count)), None) => Ok((agency, count)),
+                _ => Err(bad(line)),
+            }
+        })
+        .collect()
+}
+
 /// Why an agency file could not be read.
 #[derive(Debug)]
 pub enum ReadError {
@@ -182,6 +215,23 @@ mod tests {
             Err(ReadError::Row(_, 2, BetError::Birthdate)) => {}
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn expected_winners_are_written_and_read_back() {
+        let dir =
+            std::env::temp_dir().join(format!("lottery-bench-expected-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(EXPECTED_WINNERS);
+        write_expected_winners(&path, &[(1, 2), (2, 0), (3, 3)]).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "1 2\n2 0\n3 3\n");
+        assert_eq!(
+            read_expected_winners(&path).unwrap(),
+            [(1, 2), (2, 0), (3, 3)]
+        );
+        std::fs::write(&path, "1 2\nx\n").unwrap();
+        assert!(read_expected_winners(&path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

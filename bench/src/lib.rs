@@ -4,6 +4,20 @@
 //!
 //! - [`synth`]: seeded synthetic bets with a known number of winners per agency (pure).
 //! - [`agency_file`]: agency CSV files in the course's format, written and read.
+//! - [`workload`]: every agency's BATCH frames, encoded before the clock starts.
+//! - [`central`]: a `lottery-server` process started, watched and stopped for a run.
+//! - [`procfs`]: a process's memory and CPU time from `/proc`; the open-files limit.
+//! - [`driver`]: the agencies on the wire, one mio loop, and what it observed.
+//! - [`report`]: the figures of a run: table, JSON, summary line.
+//! - [`chart`]: throughput and latency over time, as SVG and PNG.
+//!
+//! `lottery-gen` writes agency files; `lottery-bench` runs the whole bench.
 
 pub mod agency_file;
+pub mod central;
+pub mod chart;
+pub mod driver;
+pub mod procfs;
+pub mod report;
 pub mod synth;
+pub mod workload;

@@ -4,14 +4,13 @@
 //! `DIR/expected-winners.txt` with one `agency winners` line per agency, so a
 //! demo or a test can check what the agencies report.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::fs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use lottery_bench::agency_file::write_agency_file;
+use lottery_bench::agency_file::{EXPECTED_WINNERS, write_agency_file, write_expected_winners};
 use lottery_bench::synth::{DEFAULT_WINNING_NUMBER, Synth, WinnerPlan};
 
 /// Writes K synthetic agency files with a known number of winners each.
@@ -56,15 +55,13 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .map_or(WinnerPlan::Varied, WinnerPlan::Fixed);
     let synth = Synth::new(args.seed, args.bets, plan).with_winning_number(args.winning_number);
     fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    let mut expected = BufWriter::new(File::create(args.out.join("expected-winners.txt"))?);
-    let mut winners = 0u64;
+    let mut expected = Vec::with_capacity(args.agencies as usize);
     for agency in 1..=args.agencies {
         write_agency_file(&synth, agency, &args.out)?;
-        let w = synth.winners_of(agency);
-        winners += u64::from(w);
-        writeln!(expected, "{agency} {w}")?;
+        expected.push((agency, synth.winners_of(agency)));
     }
-    expected.flush()?;
+    write_expected_winners(&args.out.join(EXPECTED_WINNERS), &expected)?;
+    let winners: u64 = expected.iter().map(|&(_, w)| u64::from(w)).sum();
     let total = u64::from(args.agencies) * u64::from(args.bets);
     println!(
         "lottery-gen: {} agencies x {} bets = {total} bets, {winners} winners of {}, seed {}, in {} ({:.2} s)",

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The bench presets. Usage: bench/run.sh PRESET [more lottery-bench options]
+#
+#   smoke     20 agencies x 2,000 bets: seconds; a correctness check, no timing target
+#   course    the 5 agencies of the course dataset (expected winners 2, 3, 3, 2, 0)
+#   standard  1,000 agencies x 10,000 bets
+#   scale     1,000 agencies x 1,000 / 10,000 / 50,000 bets (1 M, 10 M, 50 M bets)
+#   conn      10,000 agencies x 100 bets, all parked at once before the draw
+#
+# Builds the release binaries first. Each run writes bench/out/NAME.json, .svg
+# and .png; the last line printed sums the preset up:
+#   bench PRESET: N bets, X bets/s, ack p99 Y us, draw->last winner Z ms, rss W MB
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+preset="${1:-}"
+[ $# -gt 0 ] && shift
+
+usage() {
+    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+case "$preset" in
+    smoke | course | standard | scale | conn) ;;
+    *) usage ;;
+esac
+
+cargo build --release --workspace --manifest-path "$root/Cargo.toml" >&2
+bench="${CARGO_TARGET_DIR:-$root/target}/release/lottery-bench"
+out="$here/out"
+mkdir -p "$out"
+
+case "$preset" in
+    smoke)
+        exec "$bench" --out "$out" --name smoke --agencies 20 --bets 2000 "$@"
+        ;;
+    standard)
+        exec "$bench" --out "$out" --name standard --agencies 1000 --bets 10000 "$@"
+        ;;
+    conn)
+        # 10,000 connections in the bench and as many in the central: the
+        # bench raises its open-files limit and the central inherits it.
+        exec "$bench" --out "$out" --name conn --agencies 10000 --bets 100 "$@"
+        ;;
+    course)
+        zip="$root/../shared/data/dataset.zip"
+        if [ ! -f "$zip" ]; then
+            echo "bench course: no course dataset at $zip" >&2
+            exit 2
+        fi
+        data="$(mktemp -d)"
+        trap 'rm -rf "$data"' EXIT
+        python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$zip" "$data"
+        # What the course says the files hold; the bench checks the files
+        # against it and the central's answers against the files.
+        printf '1 2\n2 3\n3 3\n4 2\n5 0\n' >"$data/expected-winners.txt"
+        "$bench" --out "$out" --name course --data "$data" --agencies 5 "$@"
+        ;;
+    scale)
+        summaries=()
+        for size in 1000:1m 10000:10m 50000:50m; do
+            bets="${size%%:*}"
+            name="scale-${size##*:}"
+            "$bench" --out "$out" --name "$name" --agencies 1000 --bets "$bets" "$@" | tee "$out/$name.txt"
+            summaries+=("$(tail -n 1 "$out/$name.txt")")
+        done
+        printf '%s\n' "${summaries[@]}" | python3 -c '
+import re, sys
+lines = sys.stdin.read().splitlines()
+rates = [float(re.search(r"([0-9.]+) bets/s", l).group(1)) for l in lines]
+spread = 100 * (max(rates) - min(rates)) / max(rates)
+print("scale: bets/s " + ", ".join(f"{r:.0f}" for r in rates) + f" from 1 M to 50 M bets: spread {spread:.1f}% (target: within 15%)")
+print(lines[-1].replace("bench scale-50m:", "bench scale:", 1))
+'
+        ;;
+esac

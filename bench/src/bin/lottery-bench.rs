@@ -1,0 +1,310 @@
+//! `lottery-bench`: plays K agencies against a central and measures it.
+//!
+//! Builds the traffic (synthetic, or the agency files of `--data`), starts a
+//! `lottery-server` of its own unless `--addr` names one, plays the agencies,
+//! checks every winners list and the bets file, then prints a table, writes
+//! `OUT/NAME.json` and draws `OUT/NAME.svg` and `OUT/NAME.png`. The last line
+//! printed sums the run up. Any wrong answer exits non-zero.
+
+use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use lottery_bench::agency_file::{EXPECTED_WINNERS, read_expected_winners};
+use lottery_bench::central::{Central, CentralOptions, count_rows};
+use lottery_bench::driver::{self, DriverOptions};
+use lottery_bench::report::{CentralCost, Report, RunShape};
+use lottery_bench::synth::{DEFAULT_WINNING_NUMBER, Synth, WinnerPlan};
+use lottery_bench::workload::{Workload, count_agency_files};
+use lottery_bench::{chart, procfs};
+
+/// Plays K agencies x B bets against a lottery central and measures it.
+#[derive(Parser, Debug)]
+#[command(name = "lottery-bench", version)]
+struct Args {
+    /// Agencies (default 1,000; with --data, as many files as the directory holds).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    agencies: Option<u32>,
+    /// Bets per agency, for synthetic agencies.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    bets: u32,
+    /// Seed of the synthetic bets.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Winners per synthetic agency; without it each gets 0 to 3.
+    #[arg(long)]
+    winners_per_agency: Option<u32>,
+    /// Play the agency files DIR/agency-{i}.csv instead of synthetic ones;
+    /// DIR/expected-winners.txt, if there, is checked against them.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The number that wins (given to the central it starts).
+    #[arg(long, default_value_t = DEFAULT_WINNING_NUMBER, value_parser = clap::value_parser!(u16).range(0..=9999))]
+    winning_number: u16,
+    /// Batches each agency keeps in flight.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    window: u32,
+    /// Bets per batch at most (default: as many as fit in an 8 kB frame).
+    #[arg(long)]
+    batch_bets: Option<u16>,
+    /// Use the central at this address instead of starting one; it must
+    /// expect exactly these agencies and hold no bets yet.
+    #[arg(long)]
+    addr: Option<String>,
+    /// With --addr: the central's process id, to read its RSS and CPU time.
+    #[arg(long, requires = "addr")]
+    server_pid: Option<u32>,
+    /// With --addr: the central's bets file, to count its rows afterwards
+    /// (read after the run; the central should have flushed it by then).
+    #[arg(long, requires = "addr")]
+    bets_file: Option<PathBuf>,
+    /// The central's binary (default: lottery-server beside this binary).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// The central's LOGGING_LEVEL.
+    #[arg(long, default_value = "WARN")]
+    server_log_level: String,
+    /// More settings for the central it starts, as KEY=VALUE (repeatable).
+    #[arg(long = "server-env", value_parser = key_value)]
+    server_env: Vec<(String, String)>,
+    /// Keep the central's directory (bets file, journal, log) and print where.
+    #[arg(long)]
+    keep: bool,
+    /// How long the last agency waits, with everyone else's GET_WINNERS
+    /// written, before its DONE (so the central has parked them).
+    #[arg(long, default_value_t = 200)]
+    settle_ms: u64,
+    /// Connections opened at once.
+    #[arg(long, default_value_t = 256)]
+    max_connecting: usize,
+    /// The run fails if it takes longer.
+    #[arg(long, default_value_t = 1_800)]
+    timeout_s: u64,
+    /// The run's name: OUT/NAME.json, .svg and .png.
+    #[arg(long, default_value = "run")]
+    name: String,
+    /// Where the JSON and the chart go.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/out"))]
+    out: PathBuf,
+    /// Skip the chart.
+    #[arg(long)]
+    no_chart: bool,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text.split_once('=').ok_or("expected KEY=VALUE")?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(report) => {
+            println!("{}", report.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lottery-bench {}: FAILED: {e:#}", args.name);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<Report> {
+    let agencies = match (&args.data, args.agencies) {
+        (_, Some(k)) => k,
+        (Some(dir), None) => count_agency_files(dir)?,
+        (None, None) => 1_000,
+    };
+    let fds = procfs::raise_open_files_limit(u64::from(agencies) + 256)?;
+    ensure!(
+        fds >= u64::from(agencies) + 32,
+        "{agencies} agencies need more open files than the limit of {fds} (raise `ulimit -Hn`)"
+    );
+
+    let prepared = Instant::now();
+    let workload = build_workload(args, agencies)?;
+    eprintln!(
+        "lottery-bench {}: {agencies} agencies, {} bets, {} batches, {:.1} MB of frames, {} winners (encoded in {:.2} s)",
+        args.name,
+        workload.total_bets(),
+        workload.total_batches(),
+        workload.total_bytes() as f64 / 1e6,
+        workload.total_winners(),
+        prepared.elapsed().as_secs_f64()
+    );
+
+    let mut central = match &args.addr {
+        Some(_) => None,
+        None => Some(start_central(args, agencies)?),
+    };
+    let addr = match (&args.addr, &central) {
+        (Some(a), _) => resolve(a)?,
+        (None, Some(c)) => c.addr,
+        (None, None) => unreachable!("a central is started when no address is given"),
+    };
+    let pid = central.as_ref().map(Central::pid).or(args.server_pid);
+
+    let result = play(args, &workload, addr, pid);
+    let (outcome, mut cost, wall) = match result {
+        Ok(played) => played,
+        Err(e) => {
+            if let Some(c) = &central {
+                eprintln!("the central's log ends with:\n{}", c.log_tail(20));
+            }
+            return Err(e);
+        }
+    };
+    cost.peak_rss_kb = pid.and_then(procfs::peak_rss_kb);
+
+    let bets_file = match &mut central {
+        Some(c) => {
+            let status = c.stop(Duration::from_secs(60))?;
+            ensure!(
+                status.success(),
+                "the central exited with {status} after SIGTERM:\n{}",
+                c.log_tail(20)
+            );
+            if args.keep {
+                eprintln!("the central's files are kept in {}", c.dir.display());
+            }
+            Some(c.bets_file.clone())
+        }
+        None => args.bets_file.clone(),
+    };
+    let rows = match bets_file {
+        Some(path) => {
+            let rows = count_rows(&path)
+                .with_context(|| format!("counting the rows of {}", path.display()))?;
+            ensure!(
+                rows == workload.total_bets(),
+                "{} holds {rows} rows, expected {}",
+                path.display(),
+                workload.total_bets()
+            );
+            Some(rows)
+        }
+        None => None,
+    };
+
+    let shape = RunShape {
+        name: args.name.clone(),
+        agencies,
+        batches: workload.total_batches(),
+        window: args.window as usize,
+        wall,
+    };
+    let report = Report::new(&shape, &outcome, &cost, rows);
+    print!("{}", report.table());
+    let stem = args.out.join(&args.name);
+    report.write_json(&stem.with_extension("json"))?;
+    if !args.no_chart {
+        chart::draw(&report, &stem)?;
+    }
+    eprintln!(
+        "wrote {}.json{}",
+        stem.display(),
+        if args.no_chart { "" } else { ", .svg and .png" }
+    );
+    Ok(report)
+}
+
+fn build_workload(args: &Args, agencies: u32) -> Result<Workload> {
+    let max_batch = args.batch_bets.map_or(usize::MAX, usize::from);
+    let Some(dir) = &args.data else {
+        let plan = args
+            .winners_per_agency
+            .map_or(WinnerPlan::Varied, WinnerPlan::Fixed);
+        let synth = Synth::new(args.seed, args.bets, plan).with_winning_number(args.winning_number);
+        return Ok(Workload::synthetic(&synth, agencies, max_batch));
+    };
+    let workload = Workload::from_dir(dir, agencies, max_batch, args.winning_number)?;
+    let expected_path = dir.join(EXPECTED_WINNERS);
+    if expected_path.exists() {
+        for (agency, count) in read_expected_winners(&expected_path)? {
+            let Some(load) = workload.agencies.get(agency as usize - 1) else {
+                continue;
+            };
+            if load.winners.len() != count as usize {
+                bail!(
+                    "agency {agency}'s file holds {} winners of {}, but {} says {count}",
+                    load.winners.len(),
+                    args.winning_number,
+                    expected_path.display()
+                );
+            }
+        }
+    }
+    Ok(workload)
+}
+
+fn start_central(args: &Args, agencies: u32) -> Result<Central> {
+    let bin = match &args.server_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?.with_file_name("lottery-server"),
+    };
+    Central::start(&CentralOptions {
+        bin,
+        agencies,
+        winning_number: args.winning_number,
+        log_level: args.server_log_level.clone(),
+        extra_env: args.server_env.clone(),
+        keep_dir: args.keep,
+    })
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr> {
+    addr.to_socket_addrs()
+        .with_context(|| format!("--addr {addr}"))?
+        .next()
+        .with_context(|| format!("--addr {addr} names no address"))
+}
+
+/// Plays the agencies, reading the central's CPU time around it.
+fn play(
+    args: &Args,
+    workload: &Workload,
+    addr: SocketAddr,
+    pid: Option<u32>,
+) -> Result<(driver::Outcome, CentralCost, Duration)> {
+    let opts = DriverOptions {
+        addr,
+        window: args.window as usize,
+        settle: Duration::from_millis(args.settle_ms),
+        max_connecting: args.max_connecting,
+        timeout: Duration::from_secs(args.timeout_s),
+    };
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(workload.total_bets());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} bets {per_sec} ({eta})",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let cpu_before = pid.and_then(procfs::cpu_seconds);
+    let mut parked_rss_kb = None;
+    let started = Instant::now();
+    let outcome = driver::run(&opts, workload, progress.as_ref(), || {
+        parked_rss_kb = pid.and_then(procfs::rss_kb);
+    })?;
+    let wall = started.elapsed();
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let cpu_after = pid.and_then(procfs::cpu_seconds);
+    let cost = CentralCost {
+        peak_rss_kb: None,
+        parked_rss_kb,
+        cpu_seconds: cpu_before.zip(cpu_after).map(|(a, b)| b - a),
+    };
+    Ok((outcome, cost, wall))
+}

@@ -1,0 +1,412 @@
+//! A run's figures: computed from what the driver saw, printed as a table,
+//! written as JSON, summed up in one line.
+//!
+//! Units: MB is 10^6 bytes everywhere (throughput and RSS alike); latencies
+//! are in µs, times around the draw in ms.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::driver::{AckSample, Outcome};
+
+/// What the central's process cost, when it could be read from `/proc`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CentralCost {
+    pub peak_rss_kb: Option<u64>,
+    /// RSS with every agency but the last parked, just before the last DONE.
+    pub parked_rss_kb: Option<u64>,
+    /// CPU time spent while the agencies played.
+    pub cpu_seconds: Option<f64>,
+}
+
+/// One slice of the ingest, for the chart.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Interval {
+    /// The slice's end, in seconds since the ingest started.
+    pub t_s: f64,
+    pub bets_per_s: f64,
+    pub ack_p50_us: u64,
+    pub ack_p99_us: u64,
+    pub ack_p999_us: u64,
+}
+
+/// Everything a run reports; the JSON file is this, serialized.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub name: String,
+    pub agencies: u32,
+    pub bets: u64,
+    pub batches: u64,
+    pub window: usize,
+    /// The ingest: from the first batch written to the last batch acknowledged.
+    pub seconds: f64,
+    pub bets_per_s: f64,
+    pub mb_per_s: f64,
+    pub ack_p50_us: u64,
+    pub ack_p99_us: u64,
+    pub ack_p999_us: u64,
+    pub ack_max_us: u64,
+    pub connect_ms: f64,
+    /// From the last DONE's ACK to the last WINNERS answer.
+    pub draw_to_last_winner_ms: f64,
+    /// From the last DONE written to the last WINNERS answer.
+    pub done_to_last_winner_ms: f64,
+    /// Per parked agency, from the last DONE's ACK to its own WINNERS.
+    pub wakeup_p50_ms: f64,
+    pub wakeup_p99_ms: f64,
+    pub winners: u64,
+    pub reasks: u64,
+    pub server_peak_rss_mb: Option<f64>,
+    pub server_parked_rss_mb: Option<f64>,
+    pub server_cpu_s: Option<f64>,
+    /// The central's CPU time over the run's wall time, in % of one core.
+    pub server_cpu_percent: Option<f64>,
+    pub bets_file_rows: Option<u64>,
+    pub machine: Machine,
+    pub unix_time: u64,
+    pub timeline: Vec<Interval>,
+}
+
+/// Where the run happened.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub kernel: String,
+}
+
+impl Machine {
+    pub fn this_one() -> Machine {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map_or("unknown".into(), |(_, v)| v.trim().to_string());
+        let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel,
+        }
+    }
+}
+
+/// The settings of the run that the report repeats.
+#[derive(Clone, Debug)]
+pub struct RunShape {
+    pub name: String,
+    pub agencies: u32,
+    pub batches: u64,
+    pub window: usize,
+    /// The driver's wall time, for the central's CPU share.
+    pub wall: Duration,
+}
+
+impl Report {
+    pub fn new(
+        shape: &RunShape,
+        outcome: &Outcome,
+        cost: &CentralCost,
+        bets_file_rows: Option<u64>,
+    ) -> Report {
+        let seconds = outcome
+            .ingest_end
+            .duration_since(outcome.ingest_start)
+            .as_secs_f64()
+            .max(1e-9);
+        let bets: u64 = outcome.acks.iter().map(|a| u64::from(a.bets)).sum();
+        let hist = histogram(outcome.acks.iter().map(|a| a.latency_us));
+        let last = outcome.last_winners();
+        let ms = |later: Instant, earlier: Instant| {
+            later.saturating_duration_since(earlier).as_secs_f64() * 1e3
+        };
+        let parked = &outcome.winners_at[..outcome.winners_at.len() - 1];
+        let mut wakeups: Vec<f64> = parked
+            .iter()
+            .map(|&t| ms(t, outcome.last_done_acked))
+            .collect();
+        wakeups.sort_by(f64::total_cmp);
+        let mb = |kb: u64| kb as f64 * 1024.0 / 1e6;
+        Report {
+            name: shape.name.clone(),
+            agencies: shape.agencies,
+            bets,
+            batches: shape.batches,
+            window: shape.window,
+            seconds,
+            bets_per_s: bets as f64 / seconds,
+            mb_per_s: outcome.bytes_sent as f64 / 1e6 / seconds,
+            ack_p50_us: hist.value_at_quantile(0.5),
+            ack_p99_us: hist.value_at_quantile(0.99),
+            ack_p999_us: hist.value_at_quantile(0.999),
+            ack_max_us: hist.max(),
+            connect_ms: outcome.connect.as_secs_f64() * 1e3,
+            draw_to_last_winner_ms: ms(last, outcome.last_done_acked),
+            done_to_last_winner_ms: ms(last, outcome.last_done_sent),
+            wakeup_p50_ms: quantile(&wakeups, 0.5),
+            wakeup_p99_ms: quantile(&wakeups, 0.99),
+            winners: outcome.winners,
+            reasks: outcome.reasks,
+            server_peak_rss_mb: cost.peak_rss_kb.map(mb),
+            server_parked_rss_mb: cost.parked_rss_kb.map(mb),
+            server_cpu_s: cost.cpu_seconds,
+            server_cpu_percent: cost
+                .cpu_seconds
+                .map(|s| 100.0 * s / shape.wall.as_secs_f64().max(1e-9)),
+            bets_file_rows,
+            machine: Machine::this_one(),
+            unix_time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            timeline: timeline(&outcome.acks, seconds),
+        }
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(path, serde_json::to_string_pretty(self)? + "\n")?;
+        Ok(())
+    }
+
+    /// The figures as an aligned two-column table.
+    pub fn table(&self) -> String {
+        let opt = |v: Option<f64>, unit: &str| v.map_or("n/a".into(), |v| format!("{v:.1} {unit}"));
+        let rows: Vec<(&str, String)> = vec![
+            ("agencies", self.agencies.to_string()),
+            ("bets", self.bets.to_string()),
+            (
+                "batches (window)",
+                format!("{} ({})", self.batches, self.window),
+            ),
+            ("connect", format!("{:.1} ms", self.connect_ms)),
+            ("ingest", format!("{:.3} s", self.seconds)),
+            ("durable bets/s", format!("{:.0}", self.bets_per_s)),
+            ("durable MB/s", format!("{:.1}", self.mb_per_s)),
+            (
+                "ack p50 / p99 / p99.9 / max",
+                format!(
+                    "{} / {} / {} / {} us",
+                    self.ack_p50_us, self.ack_p99_us, self.ack_p999_us, self.ack_max_us
+                ),
+            ),
+            (
+                "last DONE ack -> last winner",
+                format!("{:.2} ms", self.draw_to_last_winner_ms),
+            ),
+            (
+                "last DONE sent -> last winner",
+                format!("{:.2} ms", self.done_to_last_winner_ms),
+            ),
+            (
+                "parked wake-up p50 / p99",
+                format!("{:.2} / {:.2} ms", self.wakeup_p50_ms, self.wakeup_p99_ms),
+            ),
+            (
+                "winners (re-asks)",
+                format!("{} ({})", self.winners, self.reasks),
+            ),
+            ("central peak RSS", opt(self.server_peak_rss_mb, "MB")),
+            (
+                "central RSS, all parked",
+                opt(self.server_parked_rss_mb, "MB"),
+            ),
+            (
+                "central CPU",
+                match (self.server_cpu_s, self.server_cpu_percent) {
+                    (Some(s), Some(p)) => format!("{s:.2} s ({p:.0}% of one core)"),
+                    _ => "n/a".into(),
+                },
+            ),
+            (
+                "bets file rows",
+                self.bets_file_rows.map_or("n/a".into(), |r| r.to_string()),
+            ),
+        ];
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (key, value) in rows {
+            out += &format!("  {key:<width$}  {value}\n");
+        }
+        out
+    }
+
+    /// `bench NAME: N bets, X bets/s, ack p99 Y us, draw->last winner Z ms, rss W MB`
+    pub fn summary(&self) -> String {
+        format!(
+            "bench {}: {} bets, {:.0} bets/s, ack p99 {} us, draw->last winner {:.1} ms, rss {} MB",
+            self.name,
+            self.bets,
+            self.bets_per_s,
+            self.ack_p99_us,
+            self.draw_to_last_winner_ms,
+            self.server_peak_rss_mb
+                .map_or("n/a".into(), |m| format!("{m:.1}")),
+        )
+    }
+}
+
+fn histogram(values: impl Iterator<Item = u64>) -> Histogram<u64> {
+    let mut hist = Histogram::<u64>::new(3).expect("3 significant figures is valid");
+    for v in values {
+        hist.record(v.max(1))
+            .expect("an auto-resizing histogram takes any value");
+    }
+    hist
+}
+
+/// The value below which a fraction `q` of the sorted `values` lies.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let at = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[at]
+}
+
+/// The ingest cut into about 100 slices (none shorter than 10 ms).
+pub fn timeline(acks: &[AckSample], seconds: f64) -> Vec<Interval> {
+    let width_us = ((seconds * 1e6 / 100.0) as u64).max(10_000);
+    let slices = (seconds * 1e6 / width_us as f64).ceil().max(1.0) as usize;
+    let mut buckets: Vec<(u64, Vec<u64>)> = vec![(0, Vec::new()); slices];
+    for ack in acks {
+        let b = ((ack.at_us / width_us) as usize).min(slices - 1);
+        buckets[b].0 += u64::from(ack.bets);
+        buckets[b].1.push(ack.latency_us);
+    }
+    buckets
+        .into_iter()
+        .enumerate()
+        .map(|(b, (bets, mut lat))| {
+            lat.sort_unstable();
+            let pick = |q: f64| {
+                if lat.is_empty() {
+                    0
+                } else {
+                    lat[((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1]
+                }
+            };
+            Interval {
+                t_s: (b as u64 + 1) as f64 * width_us as f64 / 1e6,
+                bets_per_s: bets as f64 / (width_us as f64 / 1e6),
+                ack_p50_us: pick(0.5),
+                ack_p99_us: pick(0.99),
+                ack_p999_us: pick(0.999),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(acks: Vec<AckSample>) -> Outcome {
+        let t0 = Instant::now();
+        Outcome {
+            connect: Duration::from_millis(3),
+            ingest_start: t0,
+            ingest_end: t0 + Duration::from_secs(2),
+            acks,
+            bytes_sent: 8_000_000,
+            last_done_sent: t0 + Duration::from_millis(2_100),
+            last_done_acked: t0 + Duration::from_millis(2_105),
+            winners_at: vec![
+                t0 + Duration::from_millis(2_106),
+                t0 + Duration::from_millis(2_108),
+            ],
+            reasks: 0,
+            winners: 3,
+        }
+    }
+
+    #[test]
+    fn throughput_and_latency_come_from_the_acks() {
+        let acks: Vec<AckSample> = (0..1_000)
+            .map(|i| AckSample {
+                at_us: i * 2_000,
+                latency_us: 100 + i,
+                bets: 200,
+            })
+            .collect();
+        let shape = RunShape {
+            name: "t".into(),
+            agencies: 2,
+            batches: 1_000,
+            window: 8,
+            wall: Duration::from_secs(4),
+        };
+        let cost = CentralCost {
+            peak_rss_kb: Some(10_000),
+            parked_rss_kb: None,
+            cpu_seconds: Some(1.0),
+        };
+        let r = Report::new(&shape, &outcome(acks), &cost, Some(200_000));
+        assert_eq!(r.bets, 200_000);
+        assert!((r.bets_per_s - 100_000.0).abs() < 1.0);
+        assert!((r.mb_per_s - 4.0).abs() < 1e-9);
+        assert!((599..=601).contains(&r.ack_p50_us), "{}", r.ack_p50_us);
+        assert!((r.draw_to_last_winner_ms - 3.0).abs() < 1e-6);
+        assert!((r.done_to_last_winner_ms - 8.0).abs() < 1e-6);
+        assert!((r.wakeup_p50_ms - 1.0).abs() < 1e-6);
+        assert_eq!(r.server_cpu_percent, Some(25.0));
+        assert!((r.server_peak_rss_mb.unwrap() - 10.24).abs() < 1e-9);
+        assert!(
+            r.summary()
+                .starts_with("bench t: 200000 bets, 100000 bets/s, ack p99 ")
+        );
+        assert!(
+            r.summary()
+                .ends_with("draw->last winner 3.0 ms, rss 10.2 MB")
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        for key in [
+            "agencies",
+            "bets",
+            "seconds",
+            "bets_per_s",
+            "ack_p50_us",
+            "ack_p99_us",
+            "draw_to_last_winner_ms",
+            "server_peak_rss_mb",
+        ] {
+            assert!(json.get(key).is_some(), "{key} missing from the JSON");
+        }
+    }
+
+    #[test]
+    fn the_timeline_splits_the_ingest_into_slices() {
+        let acks = vec![
+            AckSample {
+                at_us: 5_000,
+                latency_us: 10,
+                bets: 100,
+            },
+            AckSample {
+                at_us: 15_000,
+                latency_us: 30,
+                bets: 100,
+            },
+            AckSample {
+                at_us: 16_000,
+                latency_us: 20,
+                bets: 100,
+            },
+        ];
+        let t = timeline(&acks, 0.02);
+        assert_eq!(t.len(), 2);
+        assert!((t[0].bets_per_s - 10_000.0).abs() < 1e-6);
+        assert!((t[1].bets_per_s - 20_000.0).abs() < 1e-6);
+        assert_eq!((t[1].ack_p50_us, t[1].ack_p99_us), (20, 30));
+    }
+}
