@@ -59,6 +59,9 @@ pub struct Report {
     /// Per parked agency, from the last DONE's ACK to its own WINNERS.
     pub wakeup_p50_ms: f64,
     pub wakeup_p99_ms: f64,
+    /// Of the time from the last DONE to the last winner, how much the bench
+    /// spent waiting for the central rather than reading answers.
+    pub bench_waiting_after_done_ms: f64,
     pub winners: u64,
     pub reasks: u64,
     pub server_peak_rss_mb: Option<f64>,
@@ -154,6 +157,7 @@ impl Report {
             done_to_last_winner_ms: ms(last, outcome.last_done_sent),
             wakeup_p50_ms: quantile(&wakeups, 0.5),
             wakeup_p99_ms: quantile(&wakeups, 0.99),
+            bench_waiting_after_done_ms: outcome.draw_poll_wait.as_secs_f64() * 1e3,
             winners: outcome.winners,
             reasks: outcome.reasks,
             server_peak_rss_mb: cost.peak_rss_kb.map(mb),
@@ -327,6 +331,7 @@ mod tests {
             ],
             reasks: 0,
             winners: 3,
+            draw_poll_wait: Duration::from_millis(4),
         }
     }
 
