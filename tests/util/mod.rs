@@ -405,3 +405,297 @@ pub fn stored_in_logs(logs: &str) -> u64 {
         .map(|n| n.trim().parse::<u64>().unwrap())
         .sum()
 }
+
+// ---------------------------------------------------------------------------
+// Fault injection and hostile input (tests/fault.rs, tests/hostile.rs).
+
+/// A small seeded random generator (SplitMix64), so that a run that fails
+/// can be replayed with the seed it printed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    /// A number in `0.0..1.0`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// The value of the environment variable `name`, parsed, or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
+/// The seed in the environment variable `name`, else one from the clock.
+pub fn seed_from_env(name: &str) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+}
+
+/// `dir/agency-{i}.csv` for i in 1..=agencies.
+pub fn agency_files(dir: &Path, agencies: u32) -> Vec<PathBuf> {
+    (1..=agencies)
+        .map(|i| dir.join(format!("agency-{i}.csv")))
+        .collect()
+}
+
+/// Parses the complete lines of a CSV file (up to its last `\n`); returns
+/// the rows and how many bytes follow the last complete line (a torn row).
+pub fn read_complete_rows(path: &Path) -> (Vec<Vec<String>>, usize) {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(&bytes[..complete]);
+    let rows = reader
+        .records()
+        .map(|r| {
+            r.unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                .iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect();
+    (rows, bytes.len() - complete)
+}
+
+/// How `bets.csv` compares with what the agencies' files hold.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Comparison {
+    /// Bets in the agency files.
+    pub expected: u64,
+    /// Rows in `bets.csv`.
+    pub stored: u64,
+    /// Bets of the files that `bets.csv` does not hold (counted with multiplicity).
+    pub lost: u64,
+    /// Rows of `bets.csv` beyond what the files hold (counted with multiplicity).
+    pub duplicated: u64,
+    /// Rows that belong to no agency file at all (corrupt, or an unknown agency).
+    pub foreign: u64,
+    /// Agencies whose stored rows are not their file's rows in their order.
+    pub out_of_order: Vec<usize>,
+    /// Per agency: how many rows of `bets.csv` are a prefix of its file.
+    pub stored_prefix: Vec<u64>,
+    /// Per agency: whether its stored rows are exactly a prefix of its file.
+    pub is_prefix: Vec<bool>,
+}
+
+/// Compares the complete rows of `bets_csv` with the agency files
+/// (`files[i]` is agency i+1's), counting what was lost and what doubled.
+pub fn compare_with_files(bets_csv: &Path, files: &[PathBuf]) -> Comparison {
+    let sent: Vec<Vec<Vec<String>>> = files.iter().map(|f| read_csv(f)).collect();
+    compare_rows(&read_complete_rows(bets_csv).0, &sent)
+}
+
+/// [`compare_with_files`] on rows already read.
+pub fn compare_rows(stored: &[Vec<String>], sent: &[Vec<Vec<String>>]) -> Comparison {
+    use std::collections::HashMap;
+    let mut by_agency: Vec<Vec<&[String]>> = vec![Vec::new(); sent.len()];
+    let mut c = Comparison {
+        expected: sent.iter().map(|s| s.len() as u64).sum(),
+        stored: stored.len() as u64,
+        ..Comparison::default()
+    };
+    for row in stored {
+        match row[0].parse::<usize>() {
+            Ok(a) if (1..=sent.len()).contains(&a) => by_agency[a - 1].push(&row[1..]),
+            _ => c.foreign += 1,
+        }
+    }
+    for (i, got) in by_agency.iter().enumerate() {
+        let want = &sent[i];
+        // Per distinct row: (times in the file, times stored).
+        let mut counts: HashMap<&[String], (u64, u64)> = HashMap::new();
+        for row in want {
+            counts.entry(&row[..]).or_default().0 += 1;
+        }
+        for row in got {
+            counts.entry(row).or_default().1 += 1;
+        }
+        for (sent, kept) in counts.into_values() {
+            if sent == 0 {
+                c.foreign += kept;
+            } else if kept < sent {
+                c.lost += sent - kept;
+            } else {
+                c.duplicated += kept - sent;
+            }
+        }
+        let prefix = got
+            .iter()
+            .zip(want)
+            .take_while(|(g, w)| **g == &w[..])
+            .count();
+        c.stored_prefix.push(prefix as u64);
+        c.is_prefix.push(prefix == got.len());
+        if prefix != got.len() || got.len() != want.len() {
+            c.out_of_order.push(i + 1);
+        }
+    }
+    c
+}
+
+/// How many lines of a bets file start with `agency,` (a field never holds a
+/// line break: control characters are not valid in a bet).
+pub fn rows_of_agency(bets_csv: &Path, agency: u32) -> u64 {
+    let bytes = std::fs::read(bets_csv).unwrap_or_default();
+    let prefix = format!("{agency},");
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|line| line.starts_with(prefix.as_bytes()))
+        .count() as u64
+}
+
+/// Raises this process's soft limit on open files to its hard limit (the
+/// processes it starts inherit it); returns the new soft limit.
+pub fn raise_fd_limit() -> u64 {
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return fd_limit();
+            }
+        }
+        limit.rlim_cur as u64
+    }
+}
+
+/// This process's soft limit on open files.
+pub fn fd_limit() -> u64 {
+    // SAFETY: getrlimit only writes the struct given.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur as u64
+    }
+}
+
+/// A process's resident memory (`VmRSS` of `/proc/PID/status`), in bytes.
+pub fn vm_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// How many sockets a process holds open (`/proc/PID/fd`).
+pub fn open_sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A valid bet for raw-protocol tests, different for every `i`.
+pub fn numbered_bet(i: u64, number: u16) -> lottery::bet::Bet {
+    lottery::bet::Bet {
+        first_name: format!("Nombre {i}"),
+        last_name: "Apellido".into(),
+        document: format!("{}", 10_000_000 + i),
+        birthdate: lottery::wire::Date {
+            year: 1950 + (i % 50) as u16,
+            month: 1 + (i % 12) as u8,
+            day: 1 + (i % 28) as u8,
+        },
+        number,
+    }
+}
+
+pub fn batch_frame(agency: u32, first: u32, bets: &[lottery::bet::Bet]) -> Vec<u8> {
+    let refs: Vec<_> = bets.iter().map(lottery::bet::Bet::as_ref).collect();
+    let mut out = Vec::new();
+    lottery::wire::encode_batch(&mut out, agency, first, &refs);
+    out
+}
+
+pub fn done_frame(agency: u32, total: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    lottery::wire::encode_done(&mut out, agency, total);
+    out
+}
+
+pub fn get_winners_frame(agency: u32, wait: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    lottery::wire::encode_get_winners(&mut out, agency, wait);
+    out
+}
+
+impl RawFrame {
+    /// `(code, detail)` of an ERROR frame, or `None` for another type.
+    pub fn error(&self) -> Option<(u8, u32)> {
+        (self.kind == lottery::wire::kind::ERROR && self.body.len() >= 5).then(|| {
+            (
+                self.body[0],
+                u32::from_be_bytes(self.body[1..5].try_into().unwrap()),
+            )
+        })
+    }
+
+    /// `(agency, stored)` of an ACK frame, or `None` for another type.
+    pub fn ack(&self) -> Option<(u32, u32)> {
+        (self.kind == lottery::wire::kind::ACK && self.body.len() == 8)
+            .then(|| (self.u32_at(0), self.u32_at(4)))
+    }
+}
+
+impl Central {
+    /// Whether the central's process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
