@@ -1,0 +1,595 @@
+//! End-to-end tests of the docker compose path: the central and N agencies
+//! as containers of the scratch images, the way `make docker-compose-up`
+//! runs them.
+//!
+//! Each test builds the images with `make docker-image` under tags of its
+//! own (the user's `server:latest` and `client:latest` are never touched),
+//! writes a compose file with `generar-compose.sh` into a directory of its
+//! own that holds a copy of `compose/` and a `.data/`, runs it under a
+//! unique compose project name and container prefix, and reads what happened
+//! from `docker compose logs` and `docker inspect`. [`Project`]'s `Drop`
+//! removes every container, network and image the test made, also when the
+//! test fails; the directory is kept then, for a look at its files.
+//!
+//! Without a reachable Docker engine and a compose tool the tests say that
+//! they skip and pass, unless `REQUIRE_DOCKER=1` (set by `.ci/run`), which
+//! makes that a failure. They run one at a time: the machine has two cores.
+
+mod util;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One compose project at a time.
+static DOCKER: Mutex<()> = Mutex::new(());
+
+/// How long the agencies of one run may take, start-up included.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the agencies of the course dataset win, agency 1 first.
+const COURSE_WINNERS: [u32; 5] = [2, 3, 3, 2, 0];
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Says something on the terminal even though the test harness captures
+/// `println!` and `eprintln!` of passing tests.
+fn say(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{message}");
+}
+
+/// Runs `command`, panicking with everything it printed unless it succeeds.
+fn run(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\n{}",
+        output.status,
+        printed(&output)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn printed(output: &Output) -> String {
+    format!(
+        "--- stdout\n{}--- stderr\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Runs `command` for its side effect only, saying so if it fails.
+fn run_quietly(command: &mut Command) -> bool {
+    match command.output() {
+        Ok(output) if output.status.success() => true,
+        Ok(output) => {
+            say(&format!("{command:?} failed:\n{}", printed(&output)));
+            false
+        }
+        Err(e) => {
+            say(&format!("cannot run {command:?}: {e}"));
+            false
+        }
+    }
+}
+
+fn docker() -> Command {
+    Command::new("docker")
+}
+
+/// The compose tool of this machine: `docker compose` or `docker-compose`,
+/// or `None` (after saying why) when the test must skip.
+fn compose_or_skip(test: &str) -> Option<Vec<&'static str>> {
+    let why = match docker()
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+    {
+        Err(e) => format!("no docker command ({e})"),
+        Ok(output) if !output.status.success() => format!(
+            "no Docker engine reachable ({})",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Ok(_) => {
+            let works = |argv: &[&str]| {
+                Command::new(argv[0])
+                    .args(&argv[1..])
+                    .arg("version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            };
+            if works(&["docker", "compose"]) {
+                return Some(vec!["docker", "compose"]);
+            }
+            if works(&["docker-compose"]) {
+                return Some(vec!["docker-compose"]);
+            }
+            "neither `docker compose` nor `docker-compose` works".to_string()
+        }
+    };
+    assert!(
+        std::env::var("REQUIRE_DOCKER").as_deref() != Ok("1"),
+        "{test}: REQUIRE_DOCKER=1 but {why}"
+    );
+    say(&format!("{test}: skipped: {why}"));
+    None
+}
+
+/// One compose project of a test: its directory, images and containers.
+struct Project {
+    /// The compose project name, also the prefix of every container name.
+    name: String,
+    compose: Vec<&'static str>,
+    /// Holds `docker-compose.yaml`, `compose/` and `.data/`.
+    dir: PathBuf,
+    server_image: String,
+    client_image: String,
+    agencies: u32,
+}
+
+impl Project {
+    /// Builds the images under this project's tags and prepares its
+    /// directory with a copy of the repository's `compose/` configuration.
+    fn new(compose: Vec<&'static str>, test: &str) -> Project {
+        let name = format!("lotterytest-{}-{test}", std::process::id());
+        let project = Project {
+            server_image: format!("{name}-server:test"),
+            client_image: format!("{name}-client:test"),
+            dir: util::temp_dir(&format!("compose-{test}")),
+            name,
+            compose,
+            agencies: 0,
+        };
+        let started = Instant::now();
+        run(Command::new("make")
+            .current_dir(repo_root())
+            .env_remove("MAKEFLAGS")
+            .env_remove("MFLAGS")
+            .env_remove("MAKELEVEL")
+            .args(["--no-print-directory", "docker-image"])
+            .arg(format!("SERVER_IMAGE={}", project.server_image))
+            .arg(format!("CLIENT_IMAGE={}", project.client_image)));
+        say(&format!(
+            "{test}: make docker-image took {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+        for (service, file) in [("server", "config.ini"), ("client", "config.yaml")] {
+            let to = project.dir.join("compose").join(service);
+            std::fs::create_dir_all(&to).unwrap();
+            std::fs::copy(
+                repo_root().join("compose").join(service).join(file),
+                to.join(file),
+            )
+            .unwrap();
+        }
+        // Created here rather than by docker, so that it belongs to whoever
+        // runs the test and its root-owned files can be deleted.
+        std::fs::create_dir_all(project.central_dir()).unwrap();
+        project
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join(".data")
+    }
+
+    fn central_dir(&self) -> PathBuf {
+        self.data_dir().join("central")
+    }
+
+    fn compose_file(&self) -> PathBuf {
+        self.dir.join("docker-compose.yaml")
+    }
+
+    /// Writes the compose file for `agencies` agencies with `generar-compose.sh`.
+    fn generate(&mut self, agencies: u32) {
+        run(Command::new(repo_root().join("generar-compose.sh"))
+            .env("SERVER_IMAGE", &self.server_image)
+            .env("CLIENT_IMAGE", &self.client_image)
+            .env("CONTAINER_PREFIX", format!("{}-", self.name))
+            .arg(self.compose_file())
+            .arg(agencies.to_string()));
+        self.agencies = agencies;
+    }
+
+    /// A compose command on this project.
+    fn compose(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(self.compose[0]);
+        command
+            .args(&self.compose[1..])
+            .arg("--project-name")
+            .arg(&self.name)
+            .arg("--file")
+            .arg(self.compose_file())
+            .args(args)
+            .current_dir(&self.dir);
+        command
+    }
+
+    fn container(&self, service: &str) -> String {
+        format!("{}-{service}", self.name)
+    }
+
+    fn agency_containers(&self) -> Vec<String> {
+        (1..=self.agencies)
+            .map(|i| self.container(&format!("client{i}")))
+            .collect()
+    }
+
+    /// `(status, exit code)` of each container, as `docker inspect` tells.
+    fn states(&self, containers: &[String]) -> Vec<(String, i64)> {
+        run(docker()
+            .args([
+                "inspect",
+                "--format",
+                "{{.State.Status}} {{.State.ExitCode}}",
+            ])
+            .args(containers))
+        .lines()
+        .map(|line| {
+            let (status, code) = line.split_once(' ').unwrap();
+            (status.to_string(), code.parse().unwrap())
+        })
+        .collect()
+    }
+
+    /// Waits until every agency's container has exited; their exit codes.
+    fn wait_for_agencies(&self) -> Vec<i64> {
+        let containers = self.agency_containers();
+        let deadline = Instant::now() + RUN_TIMEOUT;
+        loop {
+            let states = self.states(&containers);
+            if states.iter().all(|(status, _)| status == "exited") {
+                return states.into_iter().map(|(_, code)| code).collect();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the agencies did not all exit within {RUN_TIMEOUT:?}: {states:?}\n{}",
+                    self.all_logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// What `service` logged, from `docker compose logs`, without the
+    /// `container |` prefix, oldest first.
+    fn logs(&self, service: &str) -> Vec<String> {
+        run(&mut self.compose(&["logs", "--no-color", service]))
+            .lines()
+            .filter_map(|line| line.split_once("| ").map(|(_, rest)| rest.to_string()))
+            .collect()
+    }
+
+    /// What every agency logged, agency 1 first, from one `docker compose
+    /// logs` (each call of the Python docker-compose costs most of a second).
+    fn agency_logs(&self) -> Vec<Vec<String>> {
+        let mut by_prefix: HashMap<String, Vec<String>> = HashMap::new();
+        for line in run(&mut self.compose(&["logs", "--no-color"])).lines() {
+            if let Some((prefix, rest)) = line.split_once("| ") {
+                by_prefix
+                    .entry(prefix.trim().to_string())
+                    .or_default()
+                    .push(rest.to_string());
+            }
+        }
+        (1..=self.agencies)
+            .map(|i| {
+                let service = format!("client{i}");
+                // The prefix is the container's name, or else the service's.
+                by_prefix
+                    .remove(&self.container(&service))
+                    .or_else(|| by_prefix.remove(&service))
+                    .unwrap_or_else(|| self.logs(&service))
+            })
+            .collect()
+    }
+
+    fn all_logs(&self) -> String {
+        self.compose(&["logs", "--no-color", "--tail=40"])
+            .output()
+            .map(|o| printed(&o))
+            .unwrap_or_default()
+    }
+
+    /// The ids of the containers or networks (`what`) that carry this
+    /// project's compose label.
+    fn labelled(&self, what: &[&str]) -> Vec<String> {
+        let label = format!("label=com.docker.compose.project={}", self.name);
+        docker()
+            .args(what)
+            .args(["--quiet", "--filter", &label])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if self.compose_file().exists() {
+            run_quietly(&mut self.compose(&[
+                "down",
+                "--volumes",
+                "--remove-orphans",
+                "--timeout",
+                "5",
+            ]));
+        }
+        // Whatever `down` left, or made before the compose file existed.
+        let containers = self.labelled(&["container", "ls", "--all"]);
+        if !containers.is_empty() {
+            run_quietly(
+                docker()
+                    .args(["rm", "--force", "--volumes"])
+                    .args(&containers),
+            );
+        }
+        let networks = self.labelled(&["network", "ls"]);
+        if !networks.is_empty() {
+            run_quietly(docker().args(["network", "rm"]).args(&networks));
+        }
+        for image in [&self.server_image, &self.client_image] {
+            let exists = docker()
+                .args(["image", "inspect", "--format", "{{.Id}}", image])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if exists {
+                run_quietly(docker().args(["image", "rm", image]));
+            }
+        }
+        if std::thread::panicking() {
+            say(&format!(
+                "{}: kept {} for a look at its files",
+                self.name,
+                self.dir.display()
+            ));
+        } else if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            say(&format!("cannot remove {}: {e}", self.dir.display()));
+        }
+    }
+}
+
+/// How many bets the agency files of the project's `.data/` hold.
+fn bets_in_files(project: &Project) -> u64 {
+    (1..=project.agencies)
+        .map(|i| {
+            let path = project.data_dir().join(format!("agency-{i}.csv"));
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            text.lines().filter(|l| !l.trim().is_empty()).count() as u64
+        })
+        .sum()
+}
+
+/// The value of `key: value` in a log line.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split(" | ")
+        .find_map(|part| part.trim().strip_prefix(key)?.strip_prefix(": "))
+}
+
+/// The `cantidad` of each stored batch, in log order.
+fn batch_sizes(central: &[String]) -> Vec<u64> {
+    central
+        .iter()
+        .filter(|l| l.contains("action: apuesta_recibida | result: success"))
+        .map(|l| field(l, "cantidad").unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Starts the project, waits for every agency and checks the run: each
+/// agency exited 0 with its winners, the central stored every bet of the
+/// files, and drew after the last batch. Returns the central's log.
+fn run_lottery(project: &Project, winners: &[u32]) -> Vec<String> {
+    let started = Instant::now();
+    run(&mut project.compose(&["up", "--detach"]));
+    let codes = project.wait_for_agencies();
+    say(&format!(
+        "{}: {} agencies done in {:.1} s",
+        project.name,
+        project.agencies,
+        started.elapsed().as_secs_f64()
+    ));
+    let agency_logs = project.agency_logs();
+    for (i, (code, log)) in codes.iter().zip(&agency_logs).enumerate() {
+        assert_eq!(
+            *code,
+            0,
+            "agency {} exited with {code}:\n{}",
+            i + 1,
+            log.join("\n")
+        );
+    }
+    for (i, (expected, log)) in winners.iter().zip(&agency_logs).enumerate() {
+        let reported: Vec<&str> = log
+            .iter()
+            .filter(|l| l.contains("action: consulta_ganadores | result: success"))
+            .filter_map(|l| field(l, "cant_ganadores"))
+            .collect();
+        assert_eq!(
+            reported,
+            [expected.to_string()],
+            "agency {}'s winners:\n{}",
+            i + 1,
+            log.join("\n")
+        );
+    }
+
+    let central = project.logs("server");
+    let stored: u64 = batch_sizes(&central).iter().sum();
+    assert_eq!(
+        stored,
+        bets_in_files(project),
+        "the central's `cantidad` sum against the bets in the files"
+    );
+    let last_batch = central
+        .iter()
+        .rposition(|l| l.contains("action: apuesta_recibida"))
+        .expect("the central logged no batch");
+    let draw = central
+        .iter()
+        .position(|l| l.contains("action: sorteo | result: success"))
+        .expect("the central logged no draw");
+    assert!(
+        draw > last_batch,
+        "the draw (line {draw}) came before the last batch (line {last_batch})"
+    );
+    central
+}
+
+/// `docker compose stop` must end the central gracefully, with exit code 0.
+fn stop_and_check_central(project: &Project) {
+    run(&mut project.compose(&["stop", "--timeout", "20"]));
+    let server = project.container("server");
+    let states = project.states(std::slice::from_ref(&server));
+    assert_eq!(
+        states,
+        [("exited".to_string(), 0)],
+        "the central after `stop`:\n{}",
+        project.logs("server").join("\n")
+    );
+    let central = project.logs("server");
+    assert!(
+        central
+            .last()
+            .is_some_and(|l| l.contains("action: shutdown | result: success | signal: SIGTERM")),
+        "the central's last words after `stop`:\n{}",
+        central[central.len().saturating_sub(10)..].join("\n")
+    );
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    DOCKER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn five_agencies_get_their_winners_and_the_central_stops_with_code_0() {
+    let _one_at_a_time = lock();
+    let Some(compose) = compose_or_skip("five_agencies") else {
+        return;
+    };
+    let mut project = Project::new(compose, "five");
+    let winners = match util::course_dataset() {
+        Some(zip) => {
+            say("five_agencies: the course dataset");
+            util::unzip_course_dataset(&zip, &project.data_dir());
+            COURSE_WINNERS.to_vec()
+        }
+        None => {
+            say("five_agencies: no course dataset, generated bets instead");
+            util::generate(&project.data_dir(), 5, 5_000, 5)
+        }
+    };
+    project.generate(5);
+    run_lottery(&project, &winners);
+    stop_and_check_central(&project);
+
+    // A recreated central keeps the bets and the closed agencies, which
+    // live on the mount in .data/central.
+    let total = bets_in_files(&project);
+    run(&mut project.compose(&["up", "--detach", "--no-deps", "--force-recreate", "server"]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let central = loop {
+        let central = project.logs("server");
+        if central.iter().any(|l| l.contains("action: escuchar")) {
+            break central;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the recreated central is not listening:\n{}",
+            central.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let recovered = central
+        .iter()
+        .find(|l| l.contains("action: recuperar | result: success"))
+        .expect("the recreated central logged no recovery");
+    assert_eq!(
+        field(recovered, "apuestas"),
+        Some(total.to_string().as_str())
+    );
+    assert_eq!(field(recovered, "agencias_cerradas"), Some("5"));
+    assert!(
+        central
+            .iter()
+            .any(|l| l.contains("action: sorteo | result: success")),
+        "the recreated central did not restore the draw:\n{}",
+        central.join("\n")
+    );
+    stop_and_check_central(&project);
+}
+
+#[test]
+fn twenty_agencies_on_generated_bets_get_their_winners() {
+    let _one_at_a_time = lock();
+    let Some(compose) = compose_or_skip("twenty_agencies") else {
+        return;
+    };
+    let mut project = Project::new(compose, "twenty");
+    let winners = util::generate(&project.data_dir(), 20, 2_000, 20);
+    project.generate(20);
+    run_lottery(&project, &winners);
+    stop_and_check_central(&project);
+}
+
+#[test]
+fn a_new_batch_max_amount_in_the_mounted_config_takes_effect_without_a_rebuild() {
+    let _one_at_a_time = lock();
+    let Some(compose) = compose_or_skip("batch_max_amount") else {
+        return;
+    };
+    let mut project = Project::new(compose, "batch");
+    let winners = util::generate(&project.data_dir(), 2, 1_000, 7);
+    project.generate(2);
+    let image_ids = || {
+        run(docker()
+            .args(["image", "inspect", "--format", "{{.Id}}"])
+            .args([&project.server_image, &project.client_image]))
+    };
+    let images_before = image_ids();
+
+    let shipped = run_lottery(&project, &winners);
+    let sizes = batch_sizes(&shipped);
+    assert_eq!(
+        sizes.iter().max(),
+        Some(&100),
+        "batches with compose/client/config.yaml as shipped (maxAmount 100): {sizes:?}"
+    );
+
+    // A fresh lottery with a new batch size: only the mounted file changes.
+    run(&mut project.compose(&["down", "--timeout", "20"]));
+    std::fs::remove_dir_all(project.central_dir()).unwrap();
+    std::fs::create_dir_all(project.central_dir()).unwrap();
+    let config_path = project.dir.join("compose/client/config.yaml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    assert!(
+        config.contains("maxAmount: 100"),
+        "compose/client/config.yaml no longer says `maxAmount: 100`:\n{config}"
+    );
+    std::fs::write(
+        &config_path,
+        config.replace("maxAmount: 100", "maxAmount: 7"),
+    )
+    .unwrap();
+
+    let edited = run_lottery(&project, &winners);
+    let sizes = batch_sizes(&edited);
+    assert_eq!(
+        sizes.iter().max(),
+        Some(&7),
+        "batches after setting maxAmount: 7: {sizes:?}"
+    );
+    assert_eq!(image_ids(), images_before, "the images changed");
+    stop_and_check_central(&project);
+}
