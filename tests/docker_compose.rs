@@ -257,6 +257,23 @@ impl Project {
         }
     }
 
+    /// Waits until `service` has logged a line holding `needle`; its log.
+    fn wait_for_log(&self, service: &str, needle: &str) -> Vec<String> {
+        let deadline = Instant::now() + RUN_TIMEOUT;
+        loop {
+            let log = self.logs(service);
+            if log.iter().any(|l| l.contains(needle)) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{service} did not log {needle:?} within {RUN_TIMEOUT:?}:\n{}",
+                log.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     /// What `service` logged, from `docker compose logs`, without the
     /// `container |` prefix, oldest first.
     fn logs(&self, service: &str) -> Vec<String> {
@@ -472,6 +489,88 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
     DOCKER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// `generar-compose.sh` on its own: no Docker needed.
+#[test]
+fn generar_compose_rejects_bad_arguments_with_its_usage_and_code_2() {
+    let dir = util::temp_dir("generar-compose-args");
+    let file = dir.join("out.yaml");
+    let file = file.to_str().unwrap();
+    for args in [
+        vec![],
+        vec![file],
+        vec![file, "0"],
+        vec![file, "-3"],
+        vec![file, "five"],
+        vec![file, "2.5"],
+        vec!["", "3"],
+        vec![file, "3", "extra"],
+    ] {
+        let output = Command::new(repo_root().join("generar-compose.sh"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}:\n{}",
+            printed(&output)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("usage: ./generar-compose.sh FILE N"),
+            "{args:?}:\n{}",
+            printed(&output)
+        );
+        assert!(!Path::new(file).exists(), "{args:?} wrote {file}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn generar_compose_writes_the_central_and_n_agencies_on_one_network() {
+    let dir = util::temp_dir("generar-compose-file");
+    let file = dir.join("docker-compose-dev.yaml");
+    run(Command::new(repo_root().join("generar-compose.sh"))
+        .env_remove("SERVER_IMAGE")
+        .env_remove("CLIENT_IMAGE")
+        .env_remove("CONTAINER_PREFIX")
+        .arg(&file)
+        .arg("3"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let has = |line: &str| lines.contains(&line);
+    for line in [
+        "server:",
+        "container_name: server",
+        "image: server:latest",
+        "- AGENCIES=3",
+        "- BETS_FILE=/.data/central/bets.csv",
+        "- ./compose/server/config.ini:/config.ini:ro",
+        "- ./.data/central:/.data/central",
+        "lottery_net: {}",
+    ] {
+        assert!(has(line), "no `{line}` in:\n{text}");
+    }
+    for i in 1..=3 {
+        for line in [
+            format!("client{i}:"),
+            format!("container_name: client{i}"),
+            format!("- CLI_ID={i}"),
+            format!("- ./.data/agency-{i}.csv:/.data/agency-{i}.csv:ro"),
+        ] {
+            assert!(has(&line), "no `{line}` in:\n{text}");
+        }
+    }
+    assert!(!text.contains("client4"), "a fourth agency in:\n{text}");
+    assert_eq!(text.matches("image: client:latest").count(), 3);
+    assert_eq!(
+        text.matches("- ./compose/client/config.yaml:/config.yaml:ro")
+            .count(),
+        3
+    );
+    assert_eq!(text.matches("- lottery_net").count(), 4, "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn five_agencies_get_their_winners_and_the_central_stops_with_code_0() {
     let _one_at_a_time = lock();
@@ -498,19 +597,7 @@ fn five_agencies_get_their_winners_and_the_central_stops_with_code_0() {
     // live on the mount in .data/central.
     let total = bets_in_files(&project);
     run(&mut project.compose(&["up", "--detach", "--no-deps", "--force-recreate", "server"]));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let central = loop {
-        let central = project.logs("server");
-        if central.iter().any(|l| l.contains("action: escuchar")) {
-            break central;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the recreated central is not listening:\n{}",
-            central.join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let central = project.wait_for_log("server", "action: escuchar");
     let recovered = central
         .iter()
         .find(|l| l.contains("action: recuperar | result: success"))
@@ -528,6 +615,38 @@ fn five_agencies_get_their_winners_and_the_central_stops_with_code_0() {
         central.join("\n")
     );
     stop_and_check_central(&project);
+}
+
+#[test]
+fn stop_ends_an_agency_waiting_for_the_draw_and_the_central_with_code_0() {
+    let _one_at_a_time = lock();
+    let Some(compose) = compose_or_skip("stop_waiting_agency") else {
+        return;
+    };
+    let mut project = Project::new(compose, "stop");
+    util::generate(&project.data_dir(), 2, 200, 3);
+    project.generate(2);
+    // Agency 2 never comes, so agency 1 waits for the draw until stopped.
+    run(&mut project.compose(&["up", "--detach", "server", "client1"]));
+    project.wait_for_log(
+        "client1",
+        "action: consulta_ganadores | result: in_progress",
+    );
+    stop_and_check_central(&project);
+    let agency = project.container("client1");
+    assert_eq!(
+        project.states(std::slice::from_ref(&agency)),
+        [("exited".to_string(), 0)],
+        "agency 1 after `stop`:\n{}",
+        project.logs("client1").join("\n")
+    );
+    let log = project.logs("client1");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("action: shutdown | result: success")),
+        "agency 1 did not log its shutdown:\n{}",
+        log.join("\n")
+    );
 }
 
 #[test]
