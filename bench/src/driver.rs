@@ -43,6 +43,15 @@ pub struct DriverOptions {
     pub timeout: Duration,
 }
 
+/// Moments of a run at which the caller may look at the central.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Milestone {
+    /// The last batch is acknowledged: every bet is durable.
+    IngestEnd,
+    /// Every agency but the last is parked; the last DONE goes next.
+    AllParked,
+}
+
 /// One acknowledged batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AckSample {
@@ -233,12 +242,13 @@ struct Run<'w> {
 }
 
 /// Plays every agency of `workload` against the central at `opts.addr`.
-/// `on_parked` runs just before the last DONE, with every other agency parked.
+/// `on_milestone` runs as the run reaches each [`Milestone`], so the caller
+/// can read the central's state at that moment.
 pub fn run(
     opts: &DriverOptions,
     workload: &Workload,
     progress: Option<&ProgressBar>,
-    mut on_parked: impl FnMut(),
+    mut on_milestone: impl FnMut(Milestone),
 ) -> Result<Outcome> {
     let agencies = workload.agencies.len();
     ensure!(agencies > 0, "no agencies to play");
@@ -275,6 +285,7 @@ pub fn run(
         run.flush(i)?;
     }
     let mut last_progress = Instant::now();
+    let mut ingest_reported = false;
     while run.finished < agencies {
         let now = Instant::now();
         if now > deadline {
@@ -307,11 +318,20 @@ pub fn run(
             }
             run.flush(i)?;
         }
-        run.maybe_release_last(&mut on_parked)?;
+        if run.ingest_end.is_some() && !ingest_reported {
+            on_milestone(Milestone::IngestEnd);
+            ingest_reported = true;
+        }
+        run.maybe_release_last(&mut on_milestone)?;
         if let Some(bar) = progress
             && last_progress.elapsed() >= Duration::from_millis(100)
         {
             bar.set_position(run.acked_bets);
+            let seconds = run.ingest_start.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "{:.2} M bets/s",
+                run.acked_bets as f64 / seconds / 1e6
+            ));
             last_progress = Instant::now();
         }
     }
@@ -589,7 +609,7 @@ impl Run<'_> {
     }
 
     /// Sends the last DONE once every other agency is parked and settled.
-    fn maybe_release_last(&mut self, on_parked: &mut impl FnMut()) -> Result<()> {
+    fn maybe_release_last(&mut self, on_milestone: &mut impl FnMut(Milestone)) -> Result<()> {
         let last = self.sessions.len() - 1;
         if self.sessions[last].stage != Stage::Holding || self.parked < last {
             return Ok(());
@@ -598,7 +618,7 @@ impl Run<'_> {
         if since.elapsed() < self.opts.settle {
             return Ok(());
         }
-        on_parked();
+        on_milestone(Milestone::AllParked);
         let agency = self.agency(last);
         let total = self.workload.agencies[last].bets;
         let session = &mut self.sessions[last];

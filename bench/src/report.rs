@@ -14,14 +14,18 @@ use serde::Serialize;
 
 use crate::driver::{AckSample, Outcome};
 
-/// What the central's process cost, when it could be read from `/proc`.
+/// What the run cost the central's process and the bench's own, as far as
+/// `/proc` tells.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct CentralCost {
+pub struct RunCosts {
     pub peak_rss_kb: Option<u64>,
     /// RSS with every agency but the last parked, just before the last DONE.
     pub parked_rss_kb: Option<u64>,
-    /// CPU time spent while the agencies played.
+    /// The central's CPU time while the agencies connected and sent their bets.
     pub cpu_seconds: Option<f64>,
+    /// The bench's own CPU time over the same span: near a whole core, the
+    /// bench and not the central would be what limits the figures.
+    pub bench_cpu_seconds: Option<f64>,
 }
 
 /// One slice of the ingest, for the chart.
@@ -69,6 +73,7 @@ pub struct Report {
     pub server_cpu_s: Option<f64>,
     /// The central's CPU time over the run's wall time, in % of one core.
     pub server_cpu_percent: Option<f64>,
+    pub bench_cpu_percent: Option<f64>,
     pub bets_file_rows: Option<u64>,
     pub machine: Machine,
     pub unix_time: u64,
@@ -110,7 +115,7 @@ pub struct RunShape {
     pub agencies: u32,
     pub batches: u64,
     pub window: usize,
-    /// The driver's wall time, for the central's CPU share.
+    /// The wall time of the connect and ingest phases, for the CPU shares.
     pub wall: Duration,
 }
 
@@ -118,7 +123,7 @@ impl Report {
     pub fn new(
         shape: &RunShape,
         outcome: &Outcome,
-        cost: &CentralCost,
+        cost: &RunCosts,
         bets_file_rows: Option<u64>,
     ) -> Report {
         let seconds = outcome
@@ -165,6 +170,9 @@ impl Report {
             server_cpu_s: cost.cpu_seconds,
             server_cpu_percent: cost
                 .cpu_seconds
+                .map(|s| 100.0 * s / shape.wall.as_secs_f64().max(1e-9)),
+            bench_cpu_percent: cost
+                .bench_cpu_seconds
                 .map(|s| 100.0 * s / shape.wall.as_secs_f64().max(1e-9)),
             bets_file_rows,
             machine: Machine::this_one(),
@@ -226,11 +234,16 @@ impl Report {
                 opt(self.server_parked_rss_mb, "MB"),
             ),
             (
-                "central CPU",
+                "central CPU, connect+ingest",
                 match (self.server_cpu_s, self.server_cpu_percent) {
                     (Some(s), Some(p)) => format!("{s:.2} s ({p:.0}% of one core)"),
                     _ => "n/a".into(),
                 },
+            ),
+            (
+                "bench CPU, connect+ingest",
+                self.bench_cpu_percent
+                    .map_or("n/a".into(), |p| format!("{p:.0}% of one core")),
             ),
             (
                 "bets file rows",
@@ -351,10 +364,11 @@ mod tests {
             window: 8,
             wall: Duration::from_secs(4),
         };
-        let cost = CentralCost {
+        let cost = RunCosts {
             peak_rss_kb: Some(10_000),
             parked_rss_kb: None,
             cpu_seconds: Some(1.0),
+            bench_cpu_seconds: Some(2.0),
         };
         let r = Report::new(&shape, &outcome(acks), &cost, Some(200_000));
         assert_eq!(r.bets, 200_000);
@@ -365,6 +379,7 @@ mod tests {
         assert!((r.done_to_last_winner_ms - 8.0).abs() < 1e-6);
         assert!((r.wakeup_p50_ms - 1.0).abs() < 1e-6);
         assert_eq!(r.server_cpu_percent, Some(25.0));
+        assert_eq!(r.bench_cpu_percent, Some(50.0));
         assert!((r.server_peak_rss_mb.unwrap() - 10.24).abs() < 1e-9);
         assert!(
             r.summary()

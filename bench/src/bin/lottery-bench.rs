@@ -17,8 +17,8 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use lottery_bench::agency_file::{EXPECTED_WINNERS, read_expected_winners};
 use lottery_bench::central::{Central, CentralOptions, count_rows};
-use lottery_bench::driver::{self, DriverOptions};
-use lottery_bench::report::{CentralCost, Report, RunShape};
+use lottery_bench::driver::{self, DriverOptions, Milestone};
+use lottery_bench::report::{Report, RunCosts, RunShape};
 use lottery_bench::synth::{DEFAULT_WINNING_NUMBER, Synth, WinnerPlan};
 use lottery_bench::workload::{Workload, count_agency_files};
 use lottery_bench::{chart, procfs};
@@ -271,7 +271,7 @@ fn play(
     workload: &Workload,
     addr: SocketAddr,
     pid: Option<u32>,
-) -> Result<(driver::Outcome, CentralCost, Duration)> {
+) -> Result<(driver::Outcome, RunCosts, Duration)> {
     let opts = DriverOptions {
         addr,
         window: args.window as usize,
@@ -283,28 +283,44 @@ fn play(
         let bar = ProgressBar::new(workload.total_bets());
         bar.set_style(
             ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} bets {per_sec} ({eta})",
+                "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} bets, {msg} (eta {eta})",
             )
             .expect("a valid template")
             .progress_chars("=> "),
         );
         bar
     });
-    let cpu_before = pid.and_then(procfs::cpu_seconds);
+    let me = std::process::id();
+    let central_cpu = || pid.and_then(procfs::cpu_seconds);
+    let (central_before, bench_before) = (central_cpu(), procfs::cpu_seconds(me));
+    let mut at_ingest_end = (None, None);
     let mut parked_rss_kb = None;
     let started = Instant::now();
-    let outcome = driver::run(&opts, workload, progress.as_ref(), || {
-        parked_rss_kb = pid.and_then(procfs::rss_kb);
-    })?;
-    let wall = started.elapsed();
+    let mut ingest_wall = Duration::ZERO;
+    let outcome = driver::run(
+        &opts,
+        workload,
+        progress.as_ref(),
+        |milestone| match milestone {
+            Milestone::IngestEnd => {
+                at_ingest_end = (central_cpu(), procfs::cpu_seconds(me));
+                ingest_wall = started.elapsed();
+            }
+            Milestone::AllParked => parked_rss_kb = pid.and_then(procfs::rss_kb),
+        },
+    )?;
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-    let cpu_after = pid.and_then(procfs::cpu_seconds);
-    let cost = CentralCost {
+    let spent = |before: Option<f64>, after: Option<f64>| before.zip(after).map(|(a, b)| b - a);
+    let cost = RunCosts {
         peak_rss_kb: None,
         parked_rss_kb,
-        cpu_seconds: cpu_before.zip(cpu_after).map(|(a, b)| b - a),
+        cpu_seconds: spent(central_before, at_ingest_end.0),
+        bench_cpu_seconds: spent(bench_before, at_ingest_end.1),
     };
+    // CPU shares are of the connect and ingest phases, when both sides work
+    // flat out; the settle time and the draw would only dilute them.
+    let wall = ingest_wall;
     Ok((outcome, cost, wall))
 }
