@@ -39,7 +39,11 @@ status=0
 for i in $(seq 1 "$AGENCIES"); do
     if wait "${pids[$((i - 1))]}"; then
         line=$(grep -o 'cant_ganadores: [0-9]*' "$run/logs/agency-$i.log" | tail -n 1)
-        echo "agency $i: ${line:-no winners line}"
+        expected=""
+        if [ -f .data/expected-winners.txt ]; then
+            expected=$(awk -v a="$i" '$1 == a { print " (generated with " $2 ")" }' .data/expected-winners.txt)
+        fi
+        echo "agency $i: ${line:-no winners line}$expected"
     else
         code=$?
         echo "agency $i: exited with code $code (see $run/logs/agency-$i.log)"
