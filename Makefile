@@ -17,7 +17,7 @@ test:
 # The images are FROM scratch and hold only the statically linked binaries,
 # because this engine cannot pull any base image.
 
-.PHONY: build docker-image docker-compose-up docker-compose-down docker-compose-logs
+.PHONY: build docker-image docker-compose-up docker-compose-bets docker-compose-down docker-compose-logs
 
 STATIC_TARGET := x86_64-unknown-linux-gnu
 # Its own target directory, so the static build does not invalidate the
@@ -47,9 +47,13 @@ docker-image: build
 $(COMPOSE_FILE):
 	SERVER_IMAGE='$(SERVER_IMAGE)' CLIENT_IMAGE='$(CLIENT_IMAGE)' ./generar-compose.sh $@ $(AGENCIES)
 
+docker-compose-up: $(COMPOSE_FILE) docker-compose-bets docker-image
+	$(COMPOSE) -f $(COMPOSE_FILE) up -d
+
 # A bets file missing on the host would be mounted as an empty directory
-# that docker creates in its place, so they are checked first.
-docker-compose-up: docker-image $(COMPOSE_FILE)
+# that docker creates in its place, so they are checked before anything
+# starts (and before the build, to fail fast).
+docker-compose-bets: $(COMPOSE_FILE)
 	@cd '$(dir $(COMPOSE_FILE))' && mkdir -p .data/central && \
 	missing=$$(grep -o '\./\.data/agency-[0-9]*\.csv' '$(notdir $(COMPOSE_FILE))' | sort -u | \
 		while read -r f; do [[ -f $$f ]] || echo "$$f"; done); \
@@ -59,7 +63,6 @@ docker-compose-up: docker-image $(COMPOSE_FILE)
 		echo "  or generate some: cargo run --release -p lottery-bench --bin lottery-gen -- --agencies $(AGENCIES) --out .data" >&2; \
 		exit 1; \
 	fi
-	$(COMPOSE) -f $(COMPOSE_FILE) up -d
 
 # Between stop and down: how each container ended, and the central's last
 # words, which `down` deletes with the containers.
