@@ -596,7 +596,7 @@ pub fn raise_fd_limit() -> u64 {
                 return fd_limit();
             }
         }
-        limit.rlim_cur as u64
+        limit.rlim_cur
     }
 }
 
@@ -609,7 +609,7 @@ pub fn fd_limit() -> u64 {
             rlim_max: 0,
         };
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur as u64
+        limit.rlim_cur
     }
 }
 
@@ -697,5 +697,55 @@ impl Central {
     /// Whether the central's process has not exited.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// Counts the rows of each agency in a growing bets file, reading only the
+/// bytes added since the last look (a field never holds a line break).
+pub struct RowWatcher {
+    path: PathBuf,
+    offset: u64,
+    counts: Vec<u64>,
+}
+
+impl RowWatcher {
+    pub fn new(path: &Path, agencies: u32) -> RowWatcher {
+        RowWatcher {
+            path: path.to_owned(),
+            offset: 0,
+            counts: vec![0; agencies as usize],
+        }
+    }
+
+    /// Reads what was appended and returns the rows per agency so far
+    /// (index 0 is agency 1). The file must only grow.
+    pub fn poll(&mut self) -> &[u64] {
+        use std::io::Seek;
+        let Ok(mut file) = std::fs::File::open(&self.path) else {
+            return &self.counts;
+        };
+        if file.seek(std::io::SeekFrom::Start(self.offset)).is_err() {
+            return &self.counts;
+        }
+        let mut new = Vec::new();
+        if file.read_to_end(&mut new).is_err() {
+            return &self.counts;
+        }
+        // Only whole lines count, so a row is seen once, when it is complete.
+        let Some(end) = new.iter().rposition(|&b| b == b'\n') else {
+            return &self.counts;
+        };
+        for line in new[..end].split(|&b| b == b'\n') {
+            let digits = line.iter().take_while(|b| b.is_ascii_digit()).count();
+            if let Some(agency) = std::str::from_utf8(&line[..digits])
+                .ok()
+                .and_then(|d| d.parse::<usize>().ok())
+                && (1..=self.counts.len()).contains(&agency)
+            {
+                self.counts[agency - 1] += 1;
+            }
+        }
+        self.offset += end as u64 + 1;
+        &self.counts
     }
 }
