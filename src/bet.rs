@@ -94,13 +94,16 @@ fn check_name(name: &[u8]) -> Result<(), NameProblem> {
     if name.len() > 255 {
         return Err(NameProblem::TooLong);
     }
-    // ASCII fast path: most names are plain letters and spaces.
-    if name.iter().all(|&b| (0x20..0x7f).contains(&b)) {
-        return Ok(());
-    }
-    let text = std::str::from_utf8(name).map_err(|_| NameProblem::NotUtf8)?;
-    if text.chars().any(char::is_control) {
-        return Err(NameProblem::ControlCharacter);
+    std::str::from_utf8(name).map_err(|_| NameProblem::NotUtf8)?;
+    // In valid UTF-8 the control characters (Unicode `Cc`) are the bytes
+    // 0x00..=0x1F and 0x7F, and U+0080..=U+009F, encoded 0xC2 0x80..=0x9F;
+    // one pass over the bytes finds them without decoding characters.
+    let mut after_c2 = false;
+    for &b in name {
+        if b < 0x20 || b == 0x7f || (after_c2 && (0x80..=0x9f).contains(&b)) {
+            return Err(NameProblem::ControlCharacter);
+        }
+        after_c2 = b == 0xc2;
     }
     Ok(())
 }
@@ -303,6 +306,15 @@ mod tests {
             validate(&bet(b"", b"1", date(2000, 1, 1), 0), TODAY),
             Err(BetError::FirstName(NameProblem::Empty))
         );
+    }
+
+    #[test]
+    fn the_byte_scan_for_control_characters_agrees_with_unicode() {
+        for c in (0..0x800u32).filter_map(char::from_u32) {
+            let name = format!("a{c}b");
+            let got = check_name(name.as_bytes()) == Err(NameProblem::ControlCharacter);
+            assert_eq!(got, c.is_control(), "U+{:04X}", c as u32);
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         eprintln!("lottery-server: cannot start logging: {e}");
         return ExitCode::from(1);
     }
+    raise_descriptor_limit();
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(e) => {
@@ -38,5 +39,34 @@ fn main() -> ExitCode {
             log::error!("action: servidor | result: fail | error: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: every agency is a
+/// descriptor, and the usual soft limit of 1024 is far below the thousands
+/// of agencies the central serves.
+fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            let soft = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            soft >= limit.rlim_max || libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if raised {
+        log::info!(
+            "action: limite_descriptores | result: success | nofile: {}",
+            limit.rlim_cur
+        );
+    } else {
+        log::warn!(
+            "action: limite_descriptores | result: fail | error: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }

@@ -44,6 +44,11 @@ const SIGNALS: Token = Token(usize::MAX - 2);
 const SWEEP_EVERY: Duration = Duration::from_millis(50);
 /// Reads one connection may do per iteration before others get their turn.
 const READS_PER_TURN: usize = 8;
+/// A loop iteration stops driving connections once this many bets are
+/// staged, and commits them: it bounds the memory a group holds and how
+/// long its first ACK waits, while still sharing one fsync among thousands
+/// of bets. Connections not driven stay queued for the next iteration.
+const GROUP_COMMIT_BETS: u64 = 100_000;
 /// How long shutdown keeps writing what is owed to slow readers.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 
@@ -256,6 +261,9 @@ impl Server {
 
     fn drive_ready(&mut self) {
         for _ in 0..self.ready.len() {
+            if self.storage.staged_bets() >= GROUP_COMMIT_BETS {
+                break;
+            }
             let Some(token) = self.ready.pop_front() else {
                 break;
             };

@@ -172,6 +172,11 @@ impl Storage {
         writeln!(self.staged_closes, "DONE {agency} {total}").expect("writing to memory");
     }
 
+    /// How many bets are staged for the next commit.
+    pub fn staged_bets(&self) -> u64 {
+        self.staged_bets
+    }
+
     pub fn has_staged(&self) -> bool {
         self.staged_bets > 0 || !self.staged_closes.is_empty()
     }
