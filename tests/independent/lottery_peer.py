@@ -21,6 +21,10 @@ Roles:
   GET_WINNERS, split WINNERS and the closing ERRORs. With
   ``--one-request-per-connection`` it closes every connection after one
   reply, like the original course server, so agencies must resume.
+* ``probe``: drives a fresh central through the edge cases the spec
+  settles (each bet rule, retry, overlap, gap, MISSING_BETS,
+  AGENCY_CLOSED, UNKNOWN_AGENCY, a frame of exactly 8192 bytes, pipelining,
+  parking, the draw, every closing ERROR) and lists every mismatch.
 
 Exit codes: 0 success; 1 the peer broke the protocol (or a vector
 mismatched); 2 bad usage or input file; 3 the central refused us
@@ -507,6 +511,7 @@ class Agency:
         self.connections = 0
         self.batches_sent = 0
         self.fruitless = 0  # connections in a row that brought no reply
+        self.winners_frames = 0
 
     # -- connections ------------------------------------------------------
 
@@ -694,6 +699,7 @@ class Agency:
                     total = msg.total
                 elif msg.total != total:
                     raise Violation(f"WINNERS total changed from {total} to {msg.total}")
+                self.winners_frames += 1
                 documents.extend(msg.documents)
                 if len(documents) > total:
                     raise Violation(f"{len(documents)} documents but total = {total}")
@@ -724,7 +730,8 @@ class Agency:
                     print(" ".join(["winners", str(len(docs))] + docs), flush=True)
                     log(
                         f"agency {self.id}: {self.total} bets, {len(docs)} winners, "
-                        f"{self.connections} connections, {self.batches_sent} batches sent"
+                        f"{self.connections} connections, {self.batches_sent} batches sent, "
+                        f"winners in {self.winners_frames} WINNERS frames"
                     )
                     return 0
             except ConnectionLost as e:
@@ -776,6 +783,7 @@ class Lottery:
         self.writer = csv.writer(self.out, quoting=csv.QUOTE_MINIMAL)
         self.sent_errors = {}
         self.internal_errors = 0
+        self.connections = 0
 
     def known(self, agency):
         return 1 <= agency <= self.agencies
@@ -964,7 +972,7 @@ class Central:
         lottery = self.lottery
         while not self.stop.is_set():
             with lottery.cond:
-                if len(lottery.served) == lottery.agencies:
+                if len(lottery.served) == lottery.agencies and not self.args.stay:
                     break
             try:
                 sock, _ = listener.accept()
@@ -974,6 +982,8 @@ class Central:
                 log(f"central: accept: {e}")
                 continue
             sock.settimeout(max(60.0, self.args.park_timeout * 2))
+            with lottery.cond:
+                lottery.connections += 1
             t = threading.Thread(target=self.serve_connection, args=(sock,), daemon=True)
             t.start()
             self.threads = [x for x in self.threads if x.is_alive()]
@@ -992,7 +1002,8 @@ class Central:
             errors = dict(lottery.sent_errors)
             internal = lottery.internal_errors
             total = lottery.total_bets
-        log(f"central: errors sent {errors}, internal errors {internal}")
+            connections = lottery.connections
+        log(f"central: {connections} connections, errors sent {errors}, internal errors {internal}")
         print(f"central done: {lottery.agencies} agencies, {total} bets", flush=True)
         if internal:
             return 1
@@ -1007,6 +1018,316 @@ class Central:
 def run_central(args):
     return Central(args).run()
 
+
+
+# --------------------------------------------------------------------------
+# probe
+# --------------------------------------------------------------------------
+
+
+def bet(first="Ana", last="Gómez", document="12345678", birthdate=(1990, 5, 17), number=1234):
+    def b(x):
+        return x if isinstance(x, bytes) else x.encode()
+
+    return Bet(b(first), b(last), b(document), birthdate, number)
+
+
+def ymd(d):
+    return (d.year, d.month, d.day)
+
+
+class Probe:
+    """Drives a fresh central (winning number 7574) through the edge cases
+    PROTOCOL.md settles, checking every reply; see `run` for the cases.
+    Checks go on after a mismatch, so one run lists every discrepancy."""
+
+    def __init__(self, args):
+        self.host, _, port = args.server.rpartition(":")
+        self.port = int(port)
+        self.failures = []
+        self.checks = 0
+        self.stored_rows = []  # what the central must have stored, in order per agency
+
+    def connect(self):
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                sock = socket.create_connection((self.host, self.port), timeout=5)
+                sock.settimeout(5)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return FrameSocket(sock)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def fail(self, step, why):
+        self.failures.append(f"{step}: {why}")
+        log(f"probe: MISMATCH {step}: {why}")
+
+    def recv(self, conn, step):
+        try:
+            type_, body, raw = conn.read_frame()
+        except (ConnectionLost, socket.timeout, FrameTooLarge, ZeroLength) as e:
+            self.fail(step, f"no reply frame: {type(e).__name__} {e}")
+            return None, b""
+        try:
+            return decode_body(type_, body), raw
+        except (Malformed, UnknownType) as e:
+            self.fail(step, f"undecodable reply {raw.hex()}: {e}")
+            return None, raw
+
+    def expect(self, conn, step, type_, **fields):
+        """Reads one reply and checks its type and the given fields."""
+        self.checks += 1
+        msg, raw = self.recv(conn, step)
+        if msg is None:
+            return None
+        want = ", ".join(f"{k}={v!r}" for k, v in fields.items())
+        if msg.type != type_:
+            self.fail(step, f"want {TYPE_NAMES[type_]}({want}), got {msg!r} = {raw.hex()}")
+            return msg
+        for k, v in fields.items():
+            if msg.fields.get(k) != v:
+                self.fail(step, f"want {TYPE_NAMES[type_]}({want}), got {msg!r} = {raw.hex()}")
+                break
+        if msg.type == ERROR and b"|" in msg.message:
+            self.fail(step, f"error message with '|': {msg.message!r}")
+        return msg
+
+    def expect_error(self, conn, step, name, detail):
+        return self.expect(conn, step, ERROR, code=ERROR_CODES[name], detail=detail)
+
+    def expect_closed(self, conn, step):
+        self.checks += 1
+        try:
+            data = conn.sock.recv(1)
+            if data:
+                self.fail(step, f"connection still sends bytes ({data.hex()}) after a closing error")
+        except socket.timeout:
+            self.fail(step, "connection still open 5 s after a closing error")
+        except OSError:
+            pass  # reset: closed
+        conn.close()
+
+    def expect_silence(self, conn, step, seconds):
+        self.checks += 1
+        conn.sock.settimeout(seconds)
+        try:
+            data = conn.sock.recv(1, socket.MSG_PEEK)
+            self.fail(step, f"a reply came while parked: {data.hex()}" if data else "connection closed while parked")
+        except socket.timeout:
+            pass
+        finally:
+            conn.sock.settimeout(5)
+
+    def batch(self, conn, agency, first, bets):
+        conn.send(enc_batch(agency, first, [b.encode() for b in bets]))
+
+    def remember(self, agency, bets):
+        for b in bets:
+            y, m, d = b.birthdate
+            self.stored_rows.append(
+                [str(agency), b.first_name.decode(), b.last_name.decode(), b.document.decode(),
+                 f"{y:04d}-{m:02d}-{d:02d}", str(b.number)]
+            )
+
+    def run(self, case):
+        if case == "pipelined-done":
+            self.pipelined_done()
+        else:
+            self.edges()
+        if self.rows_out:
+            with open(self.rows_out, "w", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerows(self.stored_rows)
+        print(f"probe: {self.checks} checks, {len(self.failures)} mismatches")
+        for f in self.failures:
+            print(f"MISMATCH {f}")
+        return 1 if self.failures else 0
+
+    def pipelined_done(self):
+        """A fresh central with --agencies 1. The reply to a request sent
+        behind DONE must see the DONE: the agency is closed, and as the only
+        one, the draw has happened, so GET_WINNERS wait=0 gets WINNERS."""
+        c = self.connect()
+        winner = bet(document="42", number=7574)
+        c.send(enc_batch(1, 0, [winner.encode()]) + enc_done(1, 1) + enc_get_winners(1, 0))
+        self.expect(c, "pipelined BATCH", ACK, agency=1, stored=1)
+        self.expect(c, "pipelined DONE of the only agency", ACK, agency=1, stored=1)
+        self.expect(c, "GET_WINNERS wait=0 pipelined behind the last DONE", WINNERS,
+                    agency=1, total=1, last=1, documents=[b"42"])
+        self.remember(1, [winner])
+        c.close()
+
+    def edges(self):
+        today = datetime.date.today()
+        c = self.connect()
+
+        # Before any DONE: NOT_READY at once with wait=0.
+        c.send(enc_get_winners(1, 0))
+        self.expect(c, "GET_WINNERS wait=0 before the draw", NOT_READY, done=0, expected=3)
+
+        # Unknown agencies: an error, the connection stays open.
+        for agency in (0, 4, 0xFFFFFFFF):
+            self.batch(c, agency, 0, [bet()])
+            self.expect_error(c, f"BATCH agency={agency}", "UNKNOWN_AGENCY", agency)
+        c.send(enc_done(0, 0))
+        self.expect_error(c, "DONE agency=0", "UNKNOWN_AGENCY", 0)
+        c.send(enc_get_winners(9, 0))
+        self.expect_error(c, "GET_WINNERS agency=9", "UNKNOWN_AGENCY", 9)
+
+        # Each broken rule: INVALID_BET with the index of the first bad bet.
+        bad = [
+            ("empty first name", bet(first="")),
+            ("empty last name", bet(last="")),
+            ("control character in a name", bet(first="An\x07a")),
+            ("DEL in a name", bet(last="G\x7fmez")),
+            ("C1 control in a name", bet(last="G\u0085mez")),
+            ("name not UTF-8", bet(first=b"An\xffa")),
+            ("document with a letter", bet(document="1234a678")),
+            ("document with a space", bet(document="1234 678")),
+            ("empty document", bet(document="")),
+            ("17-digit document", bet(document="1" * 17)),
+            ("non-ASCII digit document", bet(document="١٢٣")),
+            ("February 29 of a common year", bet(birthdate=(2001, 2, 29))),
+            ("month 13", bet(birthdate=(1990, 13, 1))),
+            ("day 0", bet(birthdate=(1990, 1, 0))),
+            ("1899-12-31", bet(birthdate=(1899, 12, 31))),
+            ("a date after today", bet(birthdate=ymd(today + datetime.timedelta(days=2)))),
+            ("number 10000", bet(number=10000)),
+            ("number 65535", bet(number=65535)),
+        ]
+        for why, b in bad:
+            for index in (0, 2):
+                bets = [bet(document=str(i + 1)) for i in range(3)]
+                bets[index] = b
+                self.batch(c, 1, 0, bets)
+                self.expect_error(c, f"INVALID_BET ({why}) at index {index}", "INVALID_BET", index)
+        # Nothing of a refused batch was stored: a batch at 1 is a gap.
+        self.batch(c, 1, 1, [bet()])
+        self.expect_error(c, "nothing stored after INVALID_BET", "OUT_OF_ORDER", 0)
+
+        # The edges that are valid.
+        edges = [
+            bet(first="a", last="b", document="0", birthdate=(1900, 1, 1), number=0),
+            bet(first="Ñ" * 127 + "a", last="x" * 255, document="0" * 16, birthdate=ymd(today - datetime.timedelta(days=1)), number=9999),
+            bet(first="Tiago Nicolás", last="O'Brien, \"Jr\"", document="0000000000000042", birthdate=(2000, 2, 29), number=7574),
+            bet(first="名前", last="Zoë", document="30904465", birthdate=(1999, 3, 17), number=2201),
+            bet(first="Ana María", last="de la Cruz", document="7", birthdate=(1985, 12, 31), number=1),
+            bet(first="Luz", last="Ríos", document="5", birthdate=(1970, 6, 6), number=7574),
+            bet(first="Sol", last="Paz", document="6", birthdate=(1971, 7, 7), number=6),
+            bet(first="Rey", last="Sur", document="0000000000000099", birthdate=(1972, 8, 8), number=7574),
+        ]
+        self.batch(c, 1, 0, edges[:5])
+        self.expect(c, "first BATCH with every valid edge", ACK, agency=1, stored=5)
+        self.batch(c, 1, 0, edges[:3])
+        self.expect(c, "retry of stored bets", ACK, agency=1, stored=5)
+        self.batch(c, 1, 3, edges[3:7])
+        self.expect(c, "overlapping batch", ACK, agency=1, stored=7)
+        self.remember(1, edges[:7])
+        self.batch(c, 1, 9, [bet()])
+        self.expect_error(c, "gap", "OUT_OF_ORDER", 7)
+        c.send(enc_done(1, 8))
+        self.expect_error(c, "DONE with a bet missing", "MISSING_BETS", 7)
+        c.send(enc_done(1, 6))
+        self.expect_error(c, "DONE with a total below stored", "MISSING_BETS", 7)
+        self.batch(c, 1, 7, edges[7:])
+        self.expect(c, "the missing bet", ACK, agency=1, stored=8)
+        self.remember(1, edges[7:])
+        c.send(enc_done(1, 8))
+        self.expect(c, "DONE", ACK, agency=1, stored=8)
+        c.send(enc_done(1, 8))
+        self.expect(c, "repeated DONE", ACK, agency=1, stored=8)
+        self.batch(c, 1, 8, [bet()])
+        self.expect_error(c, "BATCH after DONE", "AGENCY_CLOSED", 8)
+        c.send(enc_get_winners(1, 0))
+        self.expect(c, "GET_WINNERS wait=0 with one agency done", NOT_READY, done=1, expected=3)
+
+        # A frame of exactly 8192 bytes is allowed.
+        big = [bet(first="f" * 255, last="l" * 255, document=f"{i:016d}") for i in range(15)]
+        big.append(bet(first="f" * 100, last="l" * 29, document="1" * 16))
+        data = enc_batch(2, 0, [b.encode() for b in big])
+        assert len(data) == MAX_FRAME, len(data)
+        c.send(data)
+        self.expect(c, "BATCH of exactly 8192 bytes", ACK, agency=2, stored=16)
+        self.remember(2, big)
+
+        # Pipelined requests are answered in order.
+        tail = [bet(document="2", number=7574), bet(document="3"), bet(document="00000004", number=7574)]
+        c.send(
+            enc_batch(2, 16, [b.encode() for b in tail[:2]])
+            + enc_batch(2, 18, [b.encode() for b in tail[2:]])
+            + enc_batch(2, 17, [b.encode() for b in tail[1:]])
+            + enc_done(2, 19)
+        )
+        self.expect(c, "pipelined BATCH 1", ACK, agency=2, stored=18)
+        self.expect(c, "pipelined BATCH 2", ACK, agency=2, stored=19)
+        self.expect(c, "pipelined retry", ACK, agency=2, stored=19)
+        self.expect(c, "pipelined DONE", ACK, agency=2, stored=19)
+        c.send(enc_get_winners(2, 0))
+        self.expect(c, "GET_WINNERS wait=0 with two agencies done", NOT_READY, done=2, expected=3)
+        self.remember(2, tail)
+
+        # A parked GET_WINNERS holds back the frames behind it.
+        parked = self.connect()
+        parked.send(enc_get_winners(1, 1) + enc_get_winners(2, 0))
+        self.expect_silence(parked, "GET_WINNERS wait=1 parks", 0.5)
+
+        # Agency 3 sends nothing and closes: the draw.
+        c.send(enc_done(3, 0))
+        self.expect(c, "DONE with no bets", ACK, agency=3, stored=0)
+        self.expect(parked, "the parked request after the draw", WINNERS, agency=1, total=3, last=1,
+                    documents=[b"0000000000000042", b"5", b"0000000000000099"])
+        self.expect(parked, "the request behind the parked one", WINNERS, agency=2, total=2, last=1,
+                    documents=[b"2", b"00000004"])
+        parked.close()
+        c.send(enc_get_winners(3, 0))
+        self.expect(c, "no winners", WINNERS, agency=3, total=0, last=1, documents=[])
+        c.send(enc_get_winners(3, 1))
+        self.expect(c, "wait=1 after the draw", WINNERS, agency=3, total=0, last=1, documents=[])
+        self.batch(c, 3, 0, [bet()])
+        self.expect_error(c, "BATCH after the draw", "AGENCY_CLOSED", 0)
+        c.send(enc_done(3, 0))
+        self.expect(c, "repeated DONE after the draw", ACK, agency=3, stored=0)
+        c.close()
+
+        # Framing errors: an ERROR, then the connection is closed.
+        closing = [
+            ("len 0", b"\x00\x00", "MALFORMED", 0),
+            ("len 8191", b"\x1f\xff", "TOO_LARGE", 8191),
+            ("len 65535", b"\xff\xff", "TOO_LARGE", 65535),
+            ("type 0x08", frame(8, b""), "UNKNOWN_TYPE", 8),
+            ("type 0x00", frame(0, b"\x00\x00\x00\x01"), "UNKNOWN_TYPE", 0),
+            ("type 0xff", frame(0xFF, b""), "UNKNOWN_TYPE", 0xFF),
+            ("DONE body of 7 bytes", frame(DONE, b"\x00" * 7), "MALFORMED", 0),
+            ("DONE body of 9 bytes", frame(DONE, b"\x00\x00\x00\x01" + b"\x00" * 5), "MALFORMED", 0),
+            ("GET_WINNERS body of 4 bytes", frame(GET_WINNERS, b"\x00\x00\x00\x01"), "MALFORMED", 0),
+            ("BATCH with a byte left over", frame(BATCH, enc_batch(1, 8, [bet().encode()])[3:] + b"\x00"), "MALFORMED", 0),
+            ("BATCH one bet short", frame(BATCH, struct.pack(">IIH", 1, 8, 2) + bet().encode()), "MALFORMED", 0),
+            ("BATCH with a str8 past the end", frame(BATCH, struct.pack(">IIH", 1, 8, 1) + b"\x09Ana"), "MALFORMED", 0),
+        ]
+        for step, data, name, detail in closing:
+            conn = self.connect()
+            conn.send(data)
+            if self.expect_error(conn, step, name, detail) is not None:
+                self.expect_closed(conn, f"{step}: closed")
+            conn.close()
+
+        # A request split over many small writes is still one request.
+        conn = self.connect()
+        data = enc_get_winners(2, 0)
+        for i in range(len(data)):
+            conn.send(data[i : i + 1])
+            time.sleep(0.01)
+        self.expect(conn, "a frame sent one byte at a time", WINNERS, agency=2, total=2, last=1,
+                    documents=[b"2", b"00000004"])
+        conn.close()
+
+
+def run_probe(args):
+    probe = Probe(args)
+    probe.rows_out = args.rows_out
+    return probe.run(args.case)
 
 # --------------------------------------------------------------------------
 
@@ -1035,8 +1356,17 @@ def main(argv=None):
     c.add_argument("--park-timeout", type=float, default=5.0)
     c.add_argument("--max-winners-per-frame", type=int, default=1 << 16)
     c.add_argument("--strict", action="store_true", help="exit 1 if an agency ever caused a refusing error")
+    c.add_argument("--stay", action="store_true", help="keep serving after the winners went out (until SIGTERM)")
+
+    q = sub.add_parser("probe", help="check a fresh central (--agencies 3) on the spec's edge cases")
+    q.add_argument("--server", required=True, help="HOST:PORT")
+    q.add_argument("--rows-out", help="write the bets the central must have stored here (CSV)")
+    q.add_argument("--case", choices=("edges", "pipelined-done"), default="edges",
+                   help="edges: a central for 3 agencies; pipelined-done: a central for 1 agency")
 
     args = p.parse_args(argv)
+    if args.role == "probe":
+        return run_probe(args)
     if args.role == "vectors":
         return run_vectors(args.file)
     if args.role == "agency":
