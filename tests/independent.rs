@@ -362,16 +362,27 @@ fn python_agencies_against_the_real_central(test: &str, quoted: bool) {
         course_or_quoted_data(&dir)
     };
     let mut central = Central::start(&dir, AGENCIES as u32, &[]);
-    let addr = central.addr();
-    let mut agencies: Vec<PythonPeer> = data
-        .files
+    let mut agencies = start_python_agencies(&dir, &central.addr(), &data);
+    assert_python_agencies_got_their_winners(&mut agencies, &data, &central);
+    assert_bets_file_holds_exactly(&dir.join("bets.csv"), &data);
+    let status = central.signal_and_wait("TERM", Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "the central exited {status} on SIGTERM:\n{}",
+        tail(&central.logs(), 20)
+    );
+}
+
+/// Starts the Python agencies of `data` against `addr`.
+fn start_python_agencies(dir: &Path, addr: &str, data: &Dataset) -> Vec<PythonPeer> {
+    data.files
         .iter()
         .enumerate()
         .map(|(a, file)| {
             let args = [
                 "agency",
                 "--server",
-                &addr,
+                addr,
                 "--id",
                 &(a + 1).to_string(),
                 "--file",
@@ -382,9 +393,17 @@ fn python_agencies_against_the_real_central(test: &str, quoted: bool) {
                 "4",
             ]
             .map(str::to_owned);
-            PythonPeer::start(&dir, &format!("python-agency-{}", a + 1), &args)
+            PythonPeer::start(dir, &format!("python-agency-{}", a + 1), &args)
         })
-        .collect();
+        .collect()
+}
+
+/// Waits for every Python agency to exit 0 and checks the winners it printed.
+fn assert_python_agencies_got_their_winners(
+    agencies: &mut [PythonPeer],
+    data: &Dataset,
+    central: &Central,
+) {
     for (a, agency) in agencies.iter_mut().enumerate() {
         let status = agency.wait(AGENCY_LIMIT);
         assert!(
@@ -401,13 +420,6 @@ fn python_agencies_against_the_real_central(test: &str, quoted: bool) {
             a + 1
         );
     }
-    assert_bets_file_holds_exactly(&dir.join("bets.csv"), &data);
-    let status = central.signal_and_wait("TERM", Duration::from_secs(10));
-    assert!(
-        status.success(),
-        "the central exited {status} on SIGTERM:\n{}",
-        tail(&central.logs(), 20)
-    );
 }
 
 /// Real agencies send `data` to the Python central (started with `flags`);
@@ -686,4 +698,45 @@ fn python_central_answers_get_winners_pipelined_behind_the_last_done_with_the_wi
         1,
         "pipelined-done",
     );
+}
+
+#[test]
+fn python_agencies_resume_after_the_real_central_is_killed_mid_ingest_and_nothing_is_stored_twice()
+{
+    let _one = one_at_a_time();
+    let dir = temp_dir("independent-real-central-killed");
+    let data = course_or_quoted_data(&dir);
+    let port = free_port();
+    let mut central = Central::start_on(&dir, port, AGENCIES as u32, &[]);
+    let mut agencies = start_python_agencies(&dir, &central.addr(), &data);
+
+    // Kill the central once about a fifth of the bets file is written.
+    let whole: u64 = data
+        .files
+        .iter()
+        .map(|f| fs::metadata(f).unwrap().len())
+        .sum();
+    let bets = dir.join("bets.csv");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fs::metadata(&bets).map_or(0, |m| m.len()) < whole / 5 {
+        assert!(Instant::now() < deadline, "the central stored too little");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    central.child.kill().unwrap();
+    central.child.wait().unwrap();
+    let stored_before = read_csv(&bets).len();
+    drop(central);
+    assert!(
+        stored_before < data.total(),
+        "killed after the whole ingest"
+    );
+
+    let central = Central::start_on(&dir, port, AGENCIES as u32, &[]);
+    assert_python_agencies_got_their_winners(&mut agencies, &data, &central);
+    assert_bets_file_holds_exactly(&bets, &data);
+    let reconnected = agencies
+        .iter()
+        .filter(|a| !a.stderr().contains(" 1 connections"))
+        .count();
+    assert!(reconnected > 0, "no agency had to reconnect");
 }
