@@ -829,12 +829,12 @@ class Lottery:
             if not self.known(agency):
                 return self.error("UNKNOWN_AGENCY", agency, "unknown agency")
             stored = self.stored[agency]
-            if agency in self.closed:
-                if total == stored:
-                    return enc_ack(agency, stored)
-                return self.error("AGENCY_CLOSED", stored, "agency already closed with another total")
+            # The DONE rules name no AGENCY_CLOSED: a closed agency's DONE
+            # with another total is MISSING_BETS like any other.
             if total != stored:
                 return self.error("MISSING_BETS", stored, f"stored {stored} of {total}")
+            if agency in self.closed:
+                return enc_ack(agency, stored)
             self.closed.add(agency)
             if len(self.closed) == self.agencies:
                 self.drawn = True
