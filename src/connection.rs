@@ -31,9 +31,15 @@ const KEEP_CAPACITY: usize = 4096;
 pub enum Stage {
     /// Decoding and answering requests in order.
     Receiving,
-    /// A GET_WINNERS with wait=1 waits for the draw; requests behind it stay
-    /// buffered, undecoded, until it is unparked.
-    Parked { agency: u32, since: Instant },
+    /// A GET_WINNERS waits for the draw; requests behind it stay buffered,
+    /// undecoded, until it is unparked. `wait` is false only for a wait=0
+    /// request pipelined behind the DONE that makes the draw pending: it is
+    /// decided right after this iteration's commit.
+    Parked {
+        agency: u32,
+        since: Instant,
+        wait: bool,
+    },
     /// Sending an agency's winners, a frame at a time as the socket takes them.
     Answering { agency: u32, next: usize },
     /// An error that ends the connection was queued: send what is owed, then close.

@@ -69,6 +69,8 @@ pub struct Lottery {
     staged: Vec<usize>,
     winning_number: u16,
     durable_closed: u32,
+    /// Closed agencies, staged closes included.
+    closed_with_staged: u32,
     drawn: bool,
 }
 
@@ -88,6 +90,7 @@ impl Lottery {
             staged: Vec::new(),
             winning_number,
             durable_closed: 0,
+            closed_with_staged: 0,
             drawn: false,
         }
     }
@@ -114,6 +117,7 @@ impl Lottery {
             staged: Vec::new(),
             winning_number,
             durable_closed,
+            closed_with_staged: durable_closed,
             drawn,
         }
     }
@@ -125,6 +129,17 @@ impl Lottery {
     /// How many agencies are durably closed.
     pub fn closed(&self) -> u32 {
         self.durable_closed
+    }
+
+    /// How many agencies are closed once the staged closes are committed:
+    /// what a request pipelined behind a DONE must be answered from.
+    pub fn closed_with_staged(&self) -> u32 {
+        self.closed_with_staged
+    }
+
+    /// Whether the next commit, if it succeeds, runs the draw.
+    pub fn draw_pending(&self) -> bool {
+        !self.drawn && self.closed_with_staged == self.expected()
     }
 
     pub fn drawn(&self) -> bool {
@@ -241,6 +256,7 @@ impl Lottery {
             return DoneVerdict::AlreadyClosed { stored: a.stored };
         }
         a.closed = true;
+        self.closed_with_staged += 1;
         DoneVerdict::Close
     }
 
@@ -266,6 +282,7 @@ impl Lottery {
 
     /// Forgets everything staged since the last commit.
     pub fn rollback(&mut self) {
+        self.closed_with_staged = self.durable_closed;
         for index in self.staged.drain(..) {
             let a = &mut self.agencies[index];
             a.staged = false;
@@ -371,6 +388,23 @@ mod tests {
         assert!(!l.commit(), "the draw happens once");
         assert_eq!(l.winners(1).unwrap().len(), 2);
         assert_eq!(l.winners(2).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_staged_close_of_the_last_agency_makes_the_draw_pending() {
+        let mut l = Lottery::new(2, 7574);
+        assert_eq!(l.done(1, 0), DoneVerdict::Close);
+        assert_eq!((l.closed(), l.closed_with_staged()), (0, 1));
+        assert!(!l.draw_pending());
+        l.commit();
+        assert_eq!(l.done(2, 0), DoneVerdict::Close);
+        assert!(l.draw_pending());
+        l.rollback();
+        assert!(!l.draw_pending());
+        assert_eq!(l.closed_with_staged(), 1);
+        assert_eq!(l.done(2, 0), DoneVerdict::Close);
+        assert!(l.commit());
+        assert!(!l.draw_pending(), "the draw has happened");
     }
 
     #[test]

@@ -512,7 +512,9 @@ impl Server {
             });
         } else if self.lottery.drawn() {
             conn.stage = Stage::Answering { agency, next: 0 };
-        } else if wait {
+        } else if wait || self.lottery.draw_pending() {
+            // Behind a DONE that closes the last agency, even a wait=0
+            // request waits for the commit that runs the draw.
             debug!(
                 "action: estacionar_pedido | result: in_progress | agencia: {agency} | peer: {}",
                 conn.peer
@@ -520,11 +522,16 @@ impl Server {
             conn.stage = Stage::Parked {
                 agency,
                 since: self.now,
+                wait,
             };
         } else {
-            let (done, expected) = (self.lottery.closed(), self.lottery.expected());
+            // Answered as of the requests before it, staged closes included;
+            // if those do not reach the disk, neither does this answer.
+            let done = self.lottery.closed_with_staged();
+            let expected = self.lottery.expected();
+            let durable = done != self.lottery.closed();
             conn.replies
-                .push(false, |out| wire::encode_not_ready(out, done, expected));
+                .push(durable, |out| wire::encode_not_ready(out, done, expected));
         }
     }
 
@@ -565,7 +572,7 @@ impl Server {
         let mut idle = Vec::new();
         for (key, conn) in self.connections.iter_mut() {
             match conn.stage {
-                Stage::Parked { agency, since } => {
+                Stage::Parked { agency, since, .. } => {
                     if self.now.duration_since(since) >= self.config.park_timeout {
                         debug!(
                             "action: estacionar_pedido | result: success | agencia: {agency} | respuesta: NOT_READY"
@@ -616,6 +623,7 @@ impl Server {
             self.lottery.commit()
         } else {
             self.lottery.rollback();
+            self.answer_deferred_not_ready();
             false
         };
         for batch in self.staged_batches.drain(..) {
@@ -659,6 +667,24 @@ impl Server {
         if drew {
             info!("action: sorteo | result: success");
             self.unpark_all();
+        }
+    }
+
+    /// The commit that was to run the draw failed: wait=0 requests parked
+    /// behind it get the NOT_READY they would have got without it.
+    fn answer_deferred_not_ready(&mut self) {
+        let (done, expected) = (self.lottery.closed(), self.lottery.expected());
+        for (key, conn) in self.connections.iter_mut() {
+            if let Stage::Parked { wait: false, .. } = conn.stage {
+                conn.replies
+                    .push(false, |out| wire::encode_not_ready(out, done, expected));
+                conn.stage = Stage::Receiving;
+                enqueue(&mut self.ready, Token(key), conn);
+                if !conn.touched {
+                    conn.touched = true;
+                    self.touched.push(Token(key));
+                }
+            }
         }
     }
 

@@ -475,3 +475,27 @@ fn a_bad_config_value_is_a_clear_error_and_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("config.ini"));
 }
+
+#[test]
+fn requests_pipelined_behind_a_done_are_answered_from_the_state_after_it() {
+    let dir = temp_dir("behind-done");
+    let central = Central::start(&dir, 3, &[]);
+    let mut peer = central.connect();
+    // Behind the DONE of agency 2 (not the last): NOT_READY counts it.
+    let mut pipelined = done(2, 0);
+    pipelined.extend(get_winners(2, false));
+    peer.send(&pipelined);
+    assert_ack(&peer.recv(), 2, 0);
+    let f = peer.recv();
+    assert_eq!(f.kind, kind::NOT_READY);
+    assert_eq!((f.u32_at(0), f.u32_at(4)), (1, 3));
+    close_agencies(&mut peer, [1]);
+    // Behind the DONE of the last agency, even wait=0 gets the winners.
+    let mut pipelined = batch(3, 0, &[bet("A", "42", 7574)]);
+    pipelined.extend(done(3, 1));
+    pipelined.extend(get_winners(3, false));
+    peer.send(&pipelined);
+    assert_ack(&peer.recv(), 3, 1);
+    assert_ack(&peer.recv(), 3, 1);
+    assert_eq!(recv_winners(&mut peer, 3), (1, vec!["42".to_string()]));
+}

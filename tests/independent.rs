@@ -680,11 +680,9 @@ fn python_central_answers_every_edge_case_of_the_spec_as_the_python_probe_expect
 /// is acknowledged once the agency "is closed", the draw happens "when the
 /// last expected agency is closed", and GET_WINNERS wait=0 gets "WINNERS if
 /// the draw happened". So a GET_WINNERS pipelined right behind the last
-/// DONE must see that DONE. The real central acknowledges the DONE and then
-/// answers NOT_READY done=0 expected=1 (it answers from the state before the
-/// DONE's fsync), see the cross-check report.
+/// DONE must see that DONE. (The central once answered it from the state
+/// before the DONE's fsync: NOT_READY done=0 expected=1.)
 #[test]
-#[ignore = "the central answers a request pipelined behind DONE from the state before the DONE"]
 fn real_central_answers_get_winners_pipelined_behind_the_last_done_with_the_winners() {
     let _one = one_at_a_time();
     probe_the_real_central("independent-probe-real-pipelined-done", 1, "pipelined-done");
