@@ -107,6 +107,9 @@ pub struct Server {
     scratch: Vec<u8>,
     today: Date,
     now: Instant,
+    /// When the draw unparked requests, and how many: the next iteration
+    /// answers them and logs how long that took.
+    waking: Option<(Instant, usize)>,
 }
 
 impl Server {
@@ -162,6 +165,7 @@ impl Server {
             scratch: vec![0; INPUT_CAPACITY],
             today: bet::today(),
             now: Instant::now(),
+            waking: None,
         })
     }
 
@@ -208,6 +212,7 @@ impl Server {
             if let Some(signal) = stop {
                 return self.shutdown(signal);
             }
+            let waking = self.waking.take();
             self.drive_ready();
             if self.now >= next_sweep {
                 self.sweep();
@@ -215,6 +220,12 @@ impl Server {
             }
             self.commit();
             self.flush_touched();
+            if let Some((drawn_at, parked)) = waking {
+                info!(
+                    "action: despertar_pedidos | result: success | pedidos: {parked} | ms: {:.2}",
+                    drawn_at.elapsed().as_secs_f64() * 1000.0
+                );
+            }
         }
     }
 
@@ -691,12 +702,15 @@ impl Server {
     /// The draw happened: every parked request is answered, in the next
     /// iteration, with the frames buffered behind it decoded after it.
     fn unpark_all(&mut self) {
+        let mut parked = 0;
         for (key, conn) in self.connections.iter_mut() {
             if let Stage::Parked { agency, .. } = conn.stage {
                 conn.stage = Stage::Answering { agency, next: 0 };
                 enqueue(&mut self.ready, Token(key), conn);
+                parked += 1;
             }
         }
+        self.waking = Some((Instant::now(), parked));
     }
 
     fn flush_touched(&mut self) {
