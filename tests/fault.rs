@@ -4,8 +4,8 @@
 //! corrupt files at start-up, a full disk, and SIGTERM under load.
 //!
 //! Each test compares what is on disk with what was sent and prints the
-//! counts (`cargo test --release --test fault -- --nocapture` shows them
-//! as they come; `make test` shows them too, see the Makefile).
+//! counts straight to the terminal ([`util::report`]), so `make test` shows
+//! them without `--nocapture`.
 //!
 //! The crash test's size comes from the environment, so that the same test
 //! is the CI setting and the large manual one:
@@ -154,9 +154,9 @@ fn a_central_killed_at_random_moments_and_restarted_loses_and_doubles_no_bet() {
     let kills: usize = env_or("FAULT_KILLS", 20);
     let bets: u32 = env_or("FAULT_BETS", 100_000);
     let seed = seed_from_env("FAULT_SEED");
-    eprintln!(
+    util::report(format_args!(
         "crash test: 5 agencies x {bets} bets, {kills} SIGKILLs of the central, FAULT_SEED={seed}"
-    );
+    ));
     let started = Instant::now();
     let mut rng = Rng::new(seed);
     let data = temp_dir("crash-data");
@@ -258,7 +258,7 @@ fn a_central_killed_at_random_moments_and_restarted_loses_and_doubles_no_bet() {
     );
     let c = compare_with_files(&bets_csv, &files);
     let acknowledged_lost: u64 = agencies.iter().map(acknowledged_bets_lost).sum();
-    eprintln!(
+    util::report(format_args!(
         "crash test: kills: {kills} (all in the middle of the ingest, {kills_with_closed_agencies} with some agency already closed) | restarts that cut a torn row: {torn_rows_cut}, a torn journal entry: {torn_journal_cut} | bets sent: {} | stored: {} | lost: {} | duplicated: {} | foreign: {} | acknowledged then lost: {acknowledged_lost} | agencies exited 0 with their winners: 5 of 5 | {:.1} s",
         c.expected,
         c.stored,
@@ -266,7 +266,7 @@ fn a_central_killed_at_random_moments_and_restarted_loses_and_doubles_no_bet() {
         c.duplicated,
         c.foreign,
         started.elapsed().as_secs_f64()
-    );
+    ));
     assert_no_loss(&c, "after the kills");
     assert_eq!(acknowledged_lost, 0, "the central lost acknowledged bets");
 }
@@ -355,14 +355,14 @@ fn an_agency_killed_mid_ingest_and_started_again_resumes_from_the_stored_count()
 
     let c = compare_with_files(&bets_csv, &files);
     let stored_by_log = util::stored_in_logs(&central.logs());
-    eprintln!(
+    util::report(format_args!(
         "agency kill: agency {victim} killed with {stored_at_kill} of {bets} bets stored | the new agency's first ACK said {} | batches it sent: {} | bets stored per the central's log: {stored_by_log} of {} | lost: {} | duplicated: {}",
         batches[0].1,
         batches.len(),
         c.expected,
         c.lost,
         c.duplicated
-    );
+    ));
     assert_eq!(stored_by_log, c.expected, "nothing is stored twice");
     assert_no_loss(&c, "after the agency kill");
 }
@@ -460,10 +460,10 @@ fn a_torn_last_row_and_journal_entry_are_cut_off_and_logged_at_start_up() {
         assert!(central.bets_csv().starts_with(ROWS));
         assert_eq!(central.bets_csv().lines().count(), 4);
     }
-    eprintln!(
+    util::report(format_args!(
         "torn files: {} torn last rows and a torn journal entry cut off and logged at start-up",
         torn_rows.len()
-    );
+    ));
 }
 
 #[test]
@@ -545,10 +545,10 @@ fn a_file_corrupt_before_its_last_line_is_reported_and_the_central_refuses_to_st
             "{what}: the journal is left as it was"
         );
     }
-    eprintln!(
+    util::report(format_args!(
         "corrupt files: {} kinds of corruption refused at start-up with exit code 1 and the line named",
         cases.len()
-    );
+    ));
 }
 
 // ---------------------------------------------------------------------------
@@ -611,7 +611,9 @@ fn a_full_disk_gets_error_storage_with_nothing_torn_and_the_retries_are_stored_o
     let _tmpfs = match Tmpfs::mount(&mnt, "1m") {
         Ok(t) => t,
         Err(e) if std::env::var("REQUIRE_ROOT_MOUNT").as_deref() != Ok("1") => {
-            eprintln!("disk full: skipped, cannot mount a tmpfs (needs root): {e}");
+            util::report(format_args!(
+                "disk full: skipped, cannot mount a tmpfs (needs root): {e}"
+            ));
             return;
         }
         Err(e) => panic!("REQUIRE_ROOT_MOUNT=1 but the tmpfs cannot be mounted: {e}"),
@@ -732,12 +734,12 @@ fn a_full_disk_gets_error_storage_with_nothing_torn_and_the_retries_are_stored_o
     assert_eq!(winners, Some(expected_winners[1]));
     let c = compare_with_files_and_sent(&bets_csv, &sent);
     let agency_refused = storage_failures(&central.logs());
-    eprintln!(
+    util::report(format_args!(
         "disk full: raw batches and DONEs refused with ERROR STORAGE: {refused} (file unchanged each time) | agency 2: {stored_while_full} of 3000 bets stored before the disk filled, {agency_refused} batches refused with STORAGE, then all stored | lost: {} | duplicated: {} | acknowledged then lost: {}",
         c.lost,
         c.duplicated,
         acknowledged_bets_lost(&agency)
-    );
+    ));
     assert_no_loss(&c, "after the full disk");
     assert_eq!(acknowledged_bets_lost(&agency), 0);
 }
@@ -874,12 +876,12 @@ fn sigterm_under_load_exits_zero_within_a_second_and_every_acknowledged_bet_is_s
             report.errors
         ));
     }
-    eprintln!(
+    util::report(format_args!(
         "sigterm under load: exit code {:?} after {} ms | {}",
         status.code(),
         exit_time.as_millis(),
         summary.join(" | ")
-    );
+    ));
     assert_eq!(torn, 0);
     assert_eq!(status.code(), Some(0), "{}", central.logs());
     assert!(

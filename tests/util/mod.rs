@@ -749,3 +749,63 @@ impl RowWatcher {
         &self.counts
     }
 }
+
+impl Central {
+    /// Like [`Central::start`], with the central's limit on open files (soft
+    /// and hard) set to `nofile`, as a container might set it.
+    pub fn start_with_fd_limit(
+        dir: &Path,
+        agencies: u32,
+        env: &[(&str, &str)],
+        nofile: u64,
+    ) -> Central {
+        use std::os::unix::process::CommandExt;
+        let port = free_port();
+        let log = unique(&dir.join("central"));
+        let mut cmd = Command::new(server_bin());
+        cmd.current_dir(dir)
+            .env_clear()
+            .env("SERVER_IP", "127.0.0.1")
+            .env("SERVER_PORT", port.to_string())
+            .env("AGENCIES", agencies.to_string())
+            .env("BETS_FILE", dir.join("bets.csv"))
+            .env("LOGGING_LEVEL", "INFO")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let limit = libc::rlimit {
+            rlim_cur: nofile,
+            rlim_max: nofile,
+        };
+        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let child = cmd.spawn().expect("start lottery-server");
+        let mut central = Central {
+            child,
+            port,
+            dir: dir.to_owned(),
+            log,
+        };
+        central.wait_listening();
+        central
+    }
+}
+
+/// Prints a line of a test's counts to the terminal even when the test
+/// harness captures the test's output (as `make test` does): it writes to
+/// the standard error stream directly, not through `eprintln!`.
+pub fn report(line: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
