@@ -283,17 +283,27 @@ fn an_agency_killed_mid_ingest_and_started_again_resumes_from_the_stored_count()
     let bets_csv = dir.join("bets.csv");
     let mut central = Central::start(&dir, 5, &[]);
     let addr = central.addr();
-    let mut agencies = start_agencies(&dir, &addr, &files, &[]);
     // Agency 3 sends small batches one at a time, so it is still sending
     // when it is killed.
     let victim = 3;
-    agencies[victim - 1] = Agency::start(
-        &dir,
-        victim as u32,
-        &addr,
-        &files[victim - 1],
-        &[("CLI_BATCH_MAXAMOUNT", "5"), ("CLI_WINDOW", "1")],
-    );
+    let mut agencies: Vec<Agency> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let id = i as u32 + 1;
+            if i + 1 == victim {
+                Agency::start(
+                    &dir,
+                    id,
+                    &addr,
+                    f,
+                    &[("CLI_BATCH_MAXAMOUNT", "5"), ("CLI_WINDOW", "1")],
+                )
+            } else {
+                Agency::start(&dir, id, &addr, f, &[])
+            }
+        })
+        .collect();
     let target = rng.range(1_000, bets as u64 / 2);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut rows = util::RowWatcher::new(&bets_csv, 5);
@@ -356,7 +366,7 @@ fn an_agency_killed_mid_ingest_and_started_again_resumes_from_the_stored_count()
     let c = compare_with_files(&bets_csv, &files);
     let stored_by_log = util::stored_in_logs(&central.logs());
     util::report(format_args!(
-        "agency kill: agency {victim} killed with {stored_at_kill} of {bets} bets stored | the new agency's first ACK said {} | batches it sent: {} | bets stored per the central's log: {stored_by_log} of {} | lost: {} | duplicated: {}",
+        "agency kill: agency {victim} killed with {stored_at_kill} of {bets} bets stored (FAULT_SEED={seed}) | the new agency's first ACK said {} | batches it sent: {} | bets stored per the central's log: {stored_by_log} of {} | lost: {} | duplicated: {}",
         batches[0].1,
         batches.len(),
         c.expected,

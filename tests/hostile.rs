@@ -1,17 +1,19 @@
 //! Hostile input against a live central: a thousand hostile connections
-//! while five honest agencies run (their time compared with a baseline run
-//! in the same test), the connection cap, the idle timeout, and the
-//! protocol's misuse errors (unknown agencies, bets after DONE, a DONE with
-//! the wrong total, gaps) answered with their documented ERROR while the
-//! central keeps serving.
+//! while five honest agencies run (their time compared with runs without
+//! the attack, in the same test), the connection cap, the idle timeout,
+//! clients that never read, and the protocol's misuse errors (unknown
+//! agencies, bets after DONE, a DONE with the wrong total, gaps) answered
+//! with their documented ERROR while the central keeps serving.
 //!
 //! The live test's size comes from the environment: `HOSTILE_BETS` (bets
-//! per honest agency, default 200000), `HOSTILE_CONNECTIONS` (default 1000)
-//! and `HOSTILE_SEED` (every run prints its seed).
+//! per honest agency, default 200000), `HOSTILE_CONNECTIONS` (per round,
+//! default 1000), `HOSTILE_ROUNDS` (rounds with and without the attack,
+//! default 3) and `HOSTILE_SEED` (every run prints its seed).
 //!
 //! Each test prints its counts straight to the terminal ([`util::report`]),
-//! so `make test` shows them. The tests of this file run one at a time (they share [`SERIAL`]), so the
-//! live test's baseline and attack are timed on an otherwise quiet central.
+//! so `make test` shows them. The tests of this file run one at a time
+//! (they share [`SERIAL`]), so that the live test's rounds are timed on an
+//! otherwise quiet central.
 
 mod util;
 
