@@ -110,6 +110,12 @@ pub struct Server {
     /// When the draw unparked requests, and how many: the next iteration
     /// answers them and logs how long that took.
     waking: Option<(Instant, usize)>,
+    /// A descriptor held in reserve, so that connections can still be
+    /// taken off the listen queue and refused when descriptors run out.
+    spare_descriptor: Option<std::fs::File>,
+    /// Accepting failed for want of resources: try again at every sweep,
+    /// since the listener will not report the queued connections again.
+    accept_stalled: bool,
 }
 
 impl Server {
@@ -166,6 +172,8 @@ impl Server {
             today: bet::today(),
             now: Instant::now(),
             waking: None,
+            spare_descriptor: std::fs::File::open("/dev/null").ok(),
+            accept_stalled: false,
         })
     }
 
@@ -215,6 +223,12 @@ impl Server {
             let waking = self.waking.take();
             self.drive_ready();
             if self.now >= next_sweep {
+                if std::mem::take(&mut self.accept_stalled) {
+                    if self.spare_descriptor.is_none() {
+                        self.spare_descriptor = std::fs::File::open("/dev/null").ok();
+                    }
+                    self.accept();
+                }
                 self.sweep();
                 next_sweep = self.now + SWEEP_EVERY;
             }
@@ -261,9 +275,39 @@ impl Server {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_out_of_descriptors(&e) => {
+                    // The listener is edge-triggered: the connections already
+                    // queued will not be reported again. Spend the spare
+                    // descriptor to take one and close it, so the queue drains
+                    // with a refusal each instead of hanging.
+                    let Some(spare) = self.spare_descriptor.take() else {
+                        error!("action: aceptar_conexion | result: fail | error: {e}");
+                        self.accept_stalled = true;
+                        return;
+                    };
+                    drop(spare);
+                    let refused = listener.accept().map(|(socket, peer)| {
+                        drop(socket);
+                        peer
+                    });
+                    // Only now that the refused socket is closed is there a
+                    // descriptor to hold in reserve again.
+                    self.spare_descriptor = std::fs::File::open("/dev/null").ok();
+                    match refused {
+                        Ok(peer) => warn!(
+                            "action: aceptar_conexion | result: fail | peer: {peer} | error: out of file descriptors ({e})"
+                        ),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                        Err(e) => {
+                            error!("action: aceptar_conexion | result: fail | error: {e}");
+                            self.accept_stalled = true;
+                            return;
+                        }
+                    }
+                }
                 Err(e) => {
-                    // Out of descriptors, most likely; existing agencies carry on.
                     error!("action: aceptar_conexion | result: fail | error: {e}");
+                    self.accept_stalled = true;
                     return;
                 }
             }
@@ -888,6 +932,10 @@ impl Server {
         info!("action: shutdown | result: success | signal: {name}");
         Ok(())
     }
+}
+
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
 fn enqueue(ready: &mut VecDeque<Token>, token: Token, conn: &mut Connection) {
