@@ -1024,3 +1024,57 @@ fn out_of_descriptors_the_excess_is_refused_and_freed_descriptors_are_used_again
         answered.len()
     ));
 }
+
+/// A client that repeats cheap requests on one connection (and reads the
+/// answers, so it is never idle) must not make the central write a log line
+/// for each: 8 to 14 bytes of request become some 130 bytes of log, so a few
+/// clients fill the disk that holds the log.
+#[test]
+#[ignore = "central issue (see tests/hostile.rs): one INFO or WARN line per repeated request"]
+fn repeated_requests_do_not_grow_the_log_with_each_request() {
+    let _serial = serial();
+    let dir = temp_dir("log-flood");
+    let mut central = Central::start(&dir, 2, &[]);
+    let requests = 20_000;
+    let mut peer = central.connect();
+    let mut growth = Vec::new();
+    for (what, frame) in [
+        ("DONE of an unknown agency", done_frame(9, 0)),
+        ("a DONE with a wrong total", done_frame(1, 5)),
+        ("GET_WINNERS after the draw", get_winners_frame(1, false)),
+    ] {
+        if what.starts_with("GET_WINNERS") {
+            peer.send(&done_frame(1, 0));
+            expect_ack(&mut peer, 1, 0, "DONE 1");
+            peer.send(&done_frame(2, 0));
+            expect_ack(&mut peer, 2, 0, "DONE 2");
+        }
+        let before = std::fs::metadata(&central.log).unwrap().len();
+        let burst: Vec<u8> = frame
+            .iter()
+            .copied()
+            .cycle()
+            .take(frame.len() * 100)
+            .collect();
+        for _ in 0..requests / 100 {
+            peer.send(&burst);
+            for _ in 0..100 {
+                peer.recv();
+            }
+        }
+        let after = std::fs::metadata(&central.log).unwrap().len();
+        growth.push((what, (after - before) / requests as u64));
+    }
+    assert_alive_and_never_panicked(&mut central);
+    util::report(format_args!(
+        "log growth per repeated request: {}",
+        growth
+            .iter()
+            .map(|(what, bytes)| format!("{what}: {bytes} bytes"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    for (what, bytes) in growth {
+        assert!(bytes < 8, "{what}: {bytes} bytes of log per request");
+    }
+}
