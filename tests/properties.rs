@@ -250,8 +250,12 @@ fn frame() -> impl Strategy<Value = Owned> {
     ]
 }
 
+/// A bet's fields as they travel: first name, last name, document,
+/// `(year, month, day)`, number.
+type RawFields = (Vec<u8>, Vec<u8>, Vec<u8>, (u16, u8, u8), u16);
+
 /// Bytes, names and dates around the edges of the rules, and anything at all.
-fn raw_bet() -> impl Strategy<Value = (Vec<u8>, Vec<u8>, Vec<u8>, (u16, u8, u8), u16)> {
+fn raw_bet() -> impl Strategy<Value = RawFields> {
     let name = prop_oneof![
         "[a-zA-Z áéñ]{1,30}".prop_map(String::into_bytes),
         ".{0,8}".prop_map(String::into_bytes),
