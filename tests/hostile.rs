@@ -976,7 +976,6 @@ fn a_client_that_never_reads_its_answers_is_closed_and_its_memory_stays_bounded(
 /// be refused with a log line, not left hanging in the listen queue, and
 /// the central must take new agencies as soon as descriptors free up.
 #[test]
-#[ignore = "central bug (see tests/hostile.rs): out of descriptors, the excess hangs unaccepted and accepting stops until another connection arrives"]
 fn out_of_descriptors_the_excess_is_refused_and_freed_descriptors_are_used_again() {
     let _serial = serial();
     let dir = temp_dir("out-of-descriptors");
@@ -1011,8 +1010,18 @@ fn out_of_descriptors_the_excess_is_refused_and_freed_descriptors_are_used_again
     );
     // Descriptors free up: the next agency is served, with no other
     // connection arriving to wake the listener.
+    let pid = central.child.id();
+    let held = open_sockets(pid);
     for &i in answered.iter().take(20) {
         peers[i].shutdown(Shutdown::Both).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while open_sockets(pid) > held - 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the central did not see the hang-ups"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
     let mut peer = central.connect();
     peer.set_timeout(Duration::from_secs(5));
