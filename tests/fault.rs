@@ -269,6 +269,10 @@ fn a_central_killed_at_random_moments_and_restarted_loses_and_doubles_no_bet() {
     ));
     assert_no_loss(&c, "after the kills");
     assert_eq!(acknowledged_lost, 0, "the central lost acknowledged bets");
+    // Kept when the test fails, for a look; tens of megabytes otherwise.
+    drop(central);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&data);
 }
 
 #[test]
@@ -375,6 +379,9 @@ fn an_agency_killed_mid_ingest_and_started_again_resumes_from_the_stored_count()
     ));
     assert_eq!(stored_by_log, c.expected, "nothing is stored twice");
     assert_no_loss(&c, "after the agency kill");
+    drop(central);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&data);
 }
 
 // ---------------------------------------------------------------------------

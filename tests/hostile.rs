@@ -387,6 +387,8 @@ impl LiveSetup {
                 .code(),
             Some(0)
         );
+        // Kept when the round fails, for a look; fifty megabytes otherwise.
+        let _ = std::fs::remove_dir_all(&dir);
         took
     }
 
@@ -511,6 +513,7 @@ impl LiveSetup {
                 .code(),
             Some(0)
         );
+        let _ = std::fs::remove_dir_all(&dir);
         took
     }
 }
@@ -593,6 +596,7 @@ fn honest_agencies_get_their_results_in_at_most_twice_their_time_while_a_thousan
         under_attack.as_millis(),
         normal.as_millis()
     );
+    let _ = std::fs::remove_dir_all(&data);
 }
 
 // ---------------------------------------------------------------------------
