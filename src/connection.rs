@@ -22,6 +22,10 @@ use crate::wire::{self, ErrorCode, MAX_FRAME};
 pub const INPUT_CAPACITY: usize = 2 * MAX_FRAME;
 /// While this many reply bytes wait to go out, no more requests are decoded.
 pub const OUTPUT_HIGH_WATER: usize = 2 * MAX_FRAME;
+/// Refused requests logged per connection; past this they are only
+/// counted, and the count is logged when the connection closes, so that a
+/// peer repeating a bad request cannot grow the log without bound.
+pub const REFUSALS_LOGGED: u32 = 20;
 /// Buffers larger than this are released when they empty, so that ten
 /// thousand parked agencies cost little memory.
 const KEEP_CAPACITY: usize = 4096;
@@ -136,6 +140,9 @@ pub struct Connection {
     pub touched: bool,
     /// The last time this connection completed a frame or took reply bytes.
     pub last_progress: Instant,
+    refusals_logged: u32,
+    /// Refused requests past [`REFUSALS_LOGGED`], not logged one by one.
+    pub refusals_unlogged: u64,
 }
 
 impl Connection {
@@ -155,6 +162,19 @@ impl Connection {
             queued: false,
             touched: false,
             last_progress: now,
+            refusals_logged: 0,
+            refusals_unlogged: 0,
+        }
+    }
+
+    /// Counts a refused request; whether it should still get a log line.
+    pub fn log_refusal(&mut self) -> bool {
+        if self.refusals_logged < REFUSALS_LOGGED {
+            self.refusals_logged += 1;
+            true
+        } else {
+            self.refusals_unlogged += 1;
+            false
         }
     }
 

@@ -518,10 +518,12 @@ impl Server {
         message: &str,
     ) {
         let conn = &mut self.connections[token.0];
-        warn!(
-            "action: apuesta_recibida | result: fail | cantidad: {count} | agencia: {agency} | error: {} | detail: {} | motivo: {message}",
-            r.code, r.detail
-        );
+        if conn.log_refusal() {
+            warn!(
+                "action: apuesta_recibida | result: fail | cantidad: {count} | agencia: {agency} | error: {} | detail: {} | motivo: {message}",
+                r.code, r.detail
+            );
+        }
         // An error whose detail is a stored count depends on staged state.
         let durable = matches!(r.code, ErrorCode::OutOfOrder | ErrorCode::AgencyClosed);
         conn.replies.push(durable, |out| {
@@ -543,10 +545,12 @@ impl Server {
                     .push(true, |out| wire::encode_ack(out, agency, stored));
             }
             DoneVerdict::Refuse(r) => {
-                warn!(
-                    "action: agencia_cerrada | result: fail | agencia: {agency} | total: {total} | error: {} | detail: {} | motivo: {}",
-                    r.code, r.detail, r.reason
-                );
+                if conn.log_refusal() {
+                    warn!(
+                        "action: agencia_cerrada | result: fail | agencia: {agency} | total: {total} | error: {} | detail: {} | motivo: {}",
+                        r.code, r.detail, r.reason
+                    );
+                }
                 let durable = r.code == ErrorCode::MissingBets;
                 conn.replies.push(durable, |out| {
                     wire::encode_error(out, r.code, r.detail, r.reason)
@@ -558,10 +562,12 @@ impl Server {
     fn handle_get_winners(&mut self, token: Token, agency: u32, wait: bool) {
         let conn = &mut self.connections[token.0];
         if let Err(r) = self.lottery.check_agency(agency) {
-            warn!(
-                "action: pedir_ganadores | result: fail | agencia: {agency} | error: {} | detail: {}",
-                r.code, r.detail
-            );
+            if conn.log_refusal() {
+                warn!(
+                    "action: pedir_ganadores | result: fail | agencia: {agency} | error: {} | detail: {}",
+                    r.code, r.detail
+                );
+            }
             conn.replies.push(false, |out| {
                 wire::encode_error(out, r.code, r.detail, r.reason)
             });
@@ -829,10 +835,17 @@ impl Server {
     fn close(&mut self, token: Token) {
         let mut conn = self.connections.remove(token.0);
         let _ = self.poll.registry().deregister(&mut conn.socket);
-        debug!(
-            "action: cerrar_conexion | result: success | peer: {}",
-            conn.peer
-        );
+        if conn.refusals_unlogged > 0 {
+            warn!(
+                "action: cerrar_conexion | result: success | peer: {} | pedidos_rechazados_sin_registrar: {}",
+                conn.peer, conn.refusals_unlogged
+            );
+        } else {
+            debug!(
+                "action: cerrar_conexion | result: success | peer: {}",
+                conn.peer
+            );
+        }
     }
 
     fn touch(&mut self, token: Token) {

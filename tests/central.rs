@@ -499,3 +499,31 @@ fn requests_pipelined_behind_a_done_are_answered_from_the_state_after_it() {
     assert_ack(&peer.recv(), 3, 1);
     assert_eq!(recv_winners(&mut peer, 3), (1, vec!["42".to_string()]));
 }
+
+#[test]
+fn a_peer_repeating_a_refused_request_gets_every_answer_but_a_bounded_log() {
+    let dir = temp_dir("refusal-log");
+    let central = Central::start(&dir, 1, &[]);
+    let mut peer = central.connect();
+    let repeats = 500;
+    let burst: Vec<u8> = (0..repeats).flat_map(|_| done(7, 0)).collect();
+    peer.send(&burst);
+    for _ in 0..repeats {
+        assert_error(&peer.recv(), ErrorCode::UnknownAgency, 7);
+    }
+    drop(peer);
+    std::thread::sleep(Duration::from_millis(300));
+    let logs = central.logs();
+    assert_eq!(
+        logs.matches("action: agencia_cerrada | result: fail")
+            .count(),
+        20
+    );
+    assert!(
+        logs.contains(&format!(
+            "pedidos_rechazados_sin_registrar: {}",
+            repeats - 20
+        )),
+        "{logs}"
+    );
+}
