@@ -175,16 +175,25 @@ fn a_central_killed_at_random_moments_and_restarted_loses_and_doubles_no_bet() {
     // The kills happen when bets.csv reaches random sizes (so all of them
     // are in the middle of the ingest, however fast it is), each a random
     // few milliseconds later (so they land anywhere in a group commit).
+    // Before each kill, every agency still sending has stored something
+    // since the last restart: the kills are driven by the file's growth,
+    // and an agency slow to reconnect must not be starved until its retry
+    // budget runs out.
     let mut thresholds: Vec<u64> = (0..kills)
         .map(|_| (final_size as f64 * (0.01 + 0.96 * rng.unit())) as u64)
         .collect();
     thresholds.sort_unstable();
+    let totals: Vec<u64> = sent.iter().map(|s| s.len() as u64).collect();
+    let mut rows = util::RowWatcher::new(&bets_csv, 5);
+    let mut at_restart = vec![0; 5];
     let mut torn_rows_cut = 0;
     let mut torn_journal_cut = 0;
     let mut kills_with_closed_agencies = 0;
     for (k, &threshold) in thresholds.iter().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(120);
-        while file_len(&bets_csv) < threshold {
+        let all_progressed =
+            |counts: &[u64]| (0..5).all(|i| counts[i] >= totals[i] || counts[i] > at_restart[i]);
+        while file_len(&bets_csv) < threshold || !all_progressed(rows.poll()) {
             for agency in &mut agencies {
                 if let Some(status) = agency.child.try_wait().unwrap() {
                     panic!(
@@ -196,7 +205,8 @@ fn a_central_killed_at_random_moments_and_restarted_loses_and_doubles_no_bet() {
             }
             assert!(
                 Instant::now() < deadline,
-                "kill {k}: bets.csv stayed below {threshold} bytes: {}",
+                "kill {k}: bets.csv stayed below {threshold} bytes, or an agency made no progress (rows {:?}, at the restart {at_restart:?}): {}",
+                rows.poll(),
                 central.logs()
             );
             std::thread::sleep(Duration::from_millis(1));
@@ -204,6 +214,7 @@ fn a_central_killed_at_random_moments_and_restarted_loses_and_doubles_no_bet() {
         std::thread::sleep(Duration::from_millis(rng.range(0, 15)));
         central.child.kill().unwrap();
         central.child.wait().unwrap();
+        at_restart = rows.poll().to_vec();
 
         // What the dead central left: each agency's rows are a prefix of its
         // file, and each journal entry closes an agency with what it holds.
