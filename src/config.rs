@@ -60,7 +60,7 @@ impl Default for Config {
         Config {
             ip: "0.0.0.0".into(),
             port: 12345,
-            listen_backlog: 128,
+            listen_backlog: 1024,
             logging_level: LevelFilter::Info,
             agencies: 5,
             bets_file: PathBuf::from("./bets.csv"),

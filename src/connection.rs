@@ -22,10 +22,11 @@ use crate::wire::{self, ErrorCode, MAX_FRAME};
 pub const INPUT_CAPACITY: usize = 2 * MAX_FRAME;
 /// While this many reply bytes wait to go out, no more requests are decoded.
 pub const OUTPUT_HIGH_WATER: usize = 2 * MAX_FRAME;
-/// Refused requests logged per connection; past this they are only
-/// counted, and the count is logged when the connection closes, so that a
-/// peer repeating a bad request cannot grow the log without bound.
-pub const REFUSALS_LOGGED: u32 = 20;
+/// Lines about its requests (refusals, winners answers) logged per
+/// connection; past this they are only counted, and the count is logged
+/// when the connection closes, so that a peer repeating a request cannot
+/// grow the log without bound. An honest agency needs a handful.
+pub const REQUEST_LINES_LOGGED: u32 = 20;
 /// Buffers larger than this are released when they empty, so that ten
 /// thousand parked agencies cost little memory.
 const KEEP_CAPACITY: usize = 4096;
@@ -140,9 +141,9 @@ pub struct Connection {
     pub touched: bool,
     /// The last time this connection completed a frame or took reply bytes.
     pub last_progress: Instant,
-    refusals_logged: u32,
-    /// Refused requests past [`REFUSALS_LOGGED`], not logged one by one.
-    pub refusals_unlogged: u64,
+    request_lines_logged: u32,
+    /// Request lines past [`REQUEST_LINES_LOGGED`], counted and not logged.
+    pub request_lines_unlogged: u64,
 }
 
 impl Connection {
@@ -162,18 +163,19 @@ impl Connection {
             queued: false,
             touched: false,
             last_progress: now,
-            refusals_logged: 0,
-            refusals_unlogged: 0,
+            request_lines_logged: 0,
+            request_lines_unlogged: 0,
         }
     }
 
-    /// Counts a refused request; whether it should still get a log line.
-    pub fn log_refusal(&mut self) -> bool {
-        if self.refusals_logged < REFUSALS_LOGGED {
-            self.refusals_logged += 1;
+    /// Counts a line about one of this connection's requests; whether it
+    /// should still be logged.
+    pub fn log_request_line(&mut self) -> bool {
+        if self.request_lines_logged < REQUEST_LINES_LOGGED {
+            self.request_lines_logged += 1;
             true
         } else {
-            self.refusals_unlogged += 1;
+            self.request_lines_unlogged += 1;
             false
         }
     }

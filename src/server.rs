@@ -49,6 +49,8 @@ const READS_PER_TURN: usize = 8;
 /// long its first ACK waits, while still sharing one fsync among thousands
 /// of bets. Connections not driven stay queued for the next iteration.
 const GROUP_COMMIT_BETS: u64 = 100_000;
+/// The kernel send buffer of every agency's socket.
+const SEND_BUFFER: usize = 64 * 1024;
 /// How long shutdown keeps writing what is owed to slow readers.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 
@@ -258,6 +260,9 @@ impl Server {
                         continue;
                     }
                     let _ = socket.set_nodelay(true);
+                    // Replies are small: a fixed send buffer keeps a peer
+                    // that never reads from holding megabytes of them.
+                    let _ = socket2::SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER);
                     let entry = self.connections.vacant_entry();
                     let token = Token(entry.key());
                     if let Err(e) =
@@ -518,7 +523,7 @@ impl Server {
         message: &str,
     ) {
         let conn = &mut self.connections[token.0];
-        if conn.log_refusal() {
+        if conn.log_request_line() {
             warn!(
                 "action: apuesta_recibida | result: fail | cantidad: {count} | agencia: {agency} | error: {} | detail: {} | motivo: {message}",
                 r.code, r.detail
@@ -545,7 +550,7 @@ impl Server {
                     .push(true, |out| wire::encode_ack(out, agency, stored));
             }
             DoneVerdict::Refuse(r) => {
-                if conn.log_refusal() {
+                if conn.log_request_line() {
                     warn!(
                         "action: agencia_cerrada | result: fail | agencia: {agency} | total: {total} | error: {} | detail: {} | motivo: {}",
                         r.code, r.detail, r.reason
@@ -562,7 +567,7 @@ impl Server {
     fn handle_get_winners(&mut self, token: Token, agency: u32, wait: bool) {
         let conn = &mut self.connections[token.0];
         if let Err(r) = self.lottery.check_agency(agency) {
-            if conn.log_refusal() {
+            if conn.log_request_line() {
                 warn!(
                     "action: pedir_ganadores | result: fail | agencia: {agency} | error: {} | detail: {}",
                     r.code, r.detail
@@ -612,9 +617,11 @@ impl Server {
             });
             next += n;
             if last {
-                info!(
-                    "action: ganadores_enviados | result: success | agencia: {agency} | cant_ganadores: {total}"
-                );
+                if conn.log_request_line() {
+                    info!(
+                        "action: ganadores_enviados | result: success | agencia: {agency} | cant_ganadores: {total}"
+                    );
+                }
                 conn.stage = Stage::Receiving;
                 return;
             }
@@ -835,10 +842,10 @@ impl Server {
     fn close(&mut self, token: Token) {
         let mut conn = self.connections.remove(token.0);
         let _ = self.poll.registry().deregister(&mut conn.socket);
-        if conn.refusals_unlogged > 0 {
+        if conn.request_lines_unlogged > 0 {
             warn!(
-                "action: cerrar_conexion | result: success | peer: {} | pedidos_rechazados_sin_registrar: {}",
-                conn.peer, conn.refusals_unlogged
+                "action: cerrar_conexion | result: success | peer: {} | lineas_sin_registrar: {}",
+                conn.peer, conn.request_lines_unlogged
             );
         } else {
             debug!(

@@ -520,10 +520,7 @@ fn a_peer_repeating_a_refused_request_gets_every_answer_but_a_bounded_log() {
         20
     );
     assert!(
-        logs.contains(&format!(
-            "pedidos_rechazados_sin_registrar: {}",
-            repeats - 20
-        )),
+        logs.contains(&format!("lineas_sin_registrar: {}", repeats - 20)),
         "{logs}"
     );
 }

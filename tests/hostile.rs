@@ -1043,7 +1043,6 @@ fn out_of_descriptors_the_excess_is_refused_and_freed_descriptors_are_used_again
 /// for each: 8 to 14 bytes of request become some 130 bytes of log, so a few
 /// clients fill the disk that holds the log.
 #[test]
-#[ignore = "central issue: one INFO line (ganadores_enviados, 127 bytes) per repeated GET_WINNERS after the draw; refused requests are capped since 930b64c"]
 fn repeated_requests_do_not_grow_the_log_with_each_request() {
     let _serial = serial();
     let dir = temp_dir("log-flood");
