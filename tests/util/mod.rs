@@ -72,6 +72,13 @@ impl Central {
     }
 
     pub fn start_on(dir: &Path, port: u16, agencies: u32, env: &[(&str, &str)]) -> Central {
+        let (cmd, log) = Central::command(dir, port, agencies, env);
+        Central::launch(cmd, dir, port, log)
+    }
+
+    /// The central's command line: loopback, `port`, `AGENCIES=agencies`,
+    /// the bets file in `dir`, INFO logs to a fresh file (returned), `env` last.
+    fn command(dir: &Path, port: u16, agencies: u32, env: &[(&str, &str)]) -> (Command, PathBuf) {
         let log = unique(&dir.join("central"));
         let mut cmd = Command::new(server_bin());
         cmd.current_dir(dir)
@@ -87,6 +94,11 @@ impl Central {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        (cmd, log)
+    }
+
+    /// Spawns `cmd` and waits until the central listens.
+    fn launch(mut cmd: Command, dir: &Path, port: u16, log: PathBuf) -> Central {
         let child = cmd.spawn().expect("start lottery-server");
         let mut central = Central {
             child,
@@ -761,21 +773,7 @@ impl Central {
     ) -> Central {
         use std::os::unix::process::CommandExt;
         let port = free_port();
-        let log = unique(&dir.join("central"));
-        let mut cmd = Command::new(server_bin());
-        cmd.current_dir(dir)
-            .env_clear()
-            .env("SERVER_IP", "127.0.0.1")
-            .env("SERVER_PORT", port.to_string())
-            .env("AGENCIES", agencies.to_string())
-            .env("BETS_FILE", dir.join("bets.csv"))
-            .env("LOGGING_LEVEL", "INFO")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        let (mut cmd, log) = Central::command(dir, port, agencies, env);
         let limit = libc::rlimit {
             rlim_cur: nofile,
             rlim_max: nofile,
@@ -790,15 +788,7 @@ impl Central {
                 }
             });
         }
-        let child = cmd.spawn().expect("start lottery-server");
-        let mut central = Central {
-            child,
-            port,
-            dir: dir.to_owned(),
-            log,
-        };
-        central.wait_listening();
-        central
+        Central::launch(cmd, dir, port, log)
     }
 }
 
