@@ -650,10 +650,7 @@ impl Server {
                         conn.stage = Stage::Receiving;
                         conn.last_progress = self.now;
                         enqueue(&mut self.ready, Token(key), conn);
-                        if !conn.touched {
-                            conn.touched = true;
-                            self.touched.push(Token(key));
-                        }
+                        mark_touched(&mut self.touched, Token(key), conn);
                     }
                 }
                 _ => {
@@ -748,10 +745,7 @@ impl Server {
                     .push(false, |out| wire::encode_not_ready(out, done, expected));
                 conn.stage = Stage::Receiving;
                 enqueue(&mut self.ready, Token(key), conn);
-                if !conn.touched {
-                    conn.touched = true;
-                    self.touched.push(Token(key));
-                }
+                mark_touched(&mut self.touched, Token(key), conn);
             }
         }
     }
@@ -856,11 +850,7 @@ impl Server {
     }
 
     fn touch(&mut self, token: Token) {
-        let conn = &mut self.connections[token.0];
-        if !conn.touched {
-            conn.touched = true;
-            self.touched.push(token);
-        }
+        mark_touched(&mut self.touched, token, &mut self.connections[token.0]);
     }
 
     /// SIGTERM or SIGINT: stop accepting, answer parked requests with
@@ -956,6 +946,15 @@ impl Server {
 
 fn is_out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// Lists a connection among those whose replies the commit settles and the
+/// flush writes, once per iteration.
+fn mark_touched(touched: &mut Vec<Token>, token: Token, conn: &mut Connection) {
+    if !conn.touched {
+        conn.touched = true;
+        touched.push(token);
+    }
 }
 
 fn enqueue(ready: &mut VecDeque<Token>, token: Token, conn: &mut Connection) {
