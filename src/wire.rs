@@ -43,7 +43,7 @@ pub const WINNERS_PREFIX: usize = 11;
 pub const BET_FIXED: usize = 3 + 4 + 2;
 
 /// The `ERROR` codes of the protocol; the connection is closed after the
-/// first three and after `ShuttingDown`.
+/// first three, after `ShuttingDown` and after `Forbidden`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum ErrorCode {
@@ -57,6 +57,8 @@ pub enum ErrorCode {
     MissingBets = 8,
     ShuttingDown = 9,
     Storage = 10,
+    /// A request named an agency other than the one the connection acts for.
+    Forbidden = 11,
 }
 
 impl ErrorCode {
@@ -73,6 +75,7 @@ impl ErrorCode {
             8 => MissingBets,
             9 => ShuttingDown,
             10 => Storage,
+            11 => Forbidden,
             _ => return None,
         })
     }
@@ -91,6 +94,7 @@ impl ErrorCode {
             MissingBets => "MISSING_BETS",
             ShuttingDown => "SHUTTING_DOWN",
             Storage => "STORAGE",
+            Forbidden => "FORBIDDEN",
         }
     }
 
@@ -102,6 +106,7 @@ impl ErrorCode {
                 | ErrorCode::TooLarge
                 | ErrorCode::UnknownType
                 | ErrorCode::ShuttingDown
+                | ErrorCode::Forbidden
         )
     }
 }

@@ -23,7 +23,7 @@ fn vectors() -> Vec<(String, Vec<u8>)> {
             out.push((title.take().expect("a title before each frame"), hex(line)));
         }
     }
-    assert_eq!(out.len(), 11, "every vector of the fixture is read");
+    assert_eq!(out.len(), 12, "every vector of the fixture is read");
     out
 }
 
@@ -200,6 +200,19 @@ fn vectors_decode_to_the_values_their_titles_name() {
             message: "bad date"
         }
     );
+    assert_eq!(
+        decoded[11],
+        Frame::Error {
+            code: 11,
+            detail: 2,
+            message: "bound to agency 1"
+        }
+    );
+    assert_eq!(
+        wire::ErrorCode::from_u8(11),
+        Some(wire::ErrorCode::Forbidden)
+    );
+    assert!(wire::ErrorCode::Forbidden.closes_connection());
 }
 
 #[test]
@@ -219,7 +232,7 @@ fn every_proper_prefix_of_a_frame_is_incomplete() {
 fn frames_split_at_every_offset_reassemble_in_order() {
     let all: Vec<u8> = vectors().into_iter().flat_map(|(_, b)| b).collect();
     let whole = decode_stream(&all, all.len());
-    assert_eq!(whole.len(), 11);
+    assert_eq!(whole.len(), 12);
     for split in 1..all.len() {
         assert_eq!(
             decode_stream(&all, split),

@@ -73,10 +73,11 @@ ERROR_CODES = {
     "MISSING_BETS": 8,
     "SHUTTING_DOWN": 9,
     "STORAGE": 10,
+    "FORBIDDEN": 11,
 }
 ERROR_NAMES = {v: k for k, v in ERROR_CODES.items()}
 # Errors after which the central closes the connection.
-CLOSING_ERRORS = {1, 2, 3, 9}
+CLOSING_ERRORS = {1, 2, 3, 9, 11}
 
 BATCH_HEADER = 2 + 1 + 4 + 4 + 2  # len, type, agency, first, count
 WINNERS_HEADER = 2 + 1 + 4 + 4 + 1 + 2  # len, type, agency, total, last, count
