@@ -630,17 +630,34 @@ mod tests {
         )
     }
 
-    /// The reason rustls gives for refusing the agency's certificate.
+    /// The reason rustls gives for refusing the agency's certificate. The
+    /// agency writes a frame before the handshake, which rustls sends right
+    /// after the agency's Finished (TLS 1.3: the agency thinks it is done
+    /// before the central has judged its certificate); none of it may reach
+    /// the central's plaintext.
     fn central_refusal(pki: &Pki, agency: Option<&Issued>) -> rustls::Error {
         let (mut a, mut c) = connect(
             pki.raw_client_config(agency),
             "localhost",
             pki.server_config(),
         );
-        match handshake(&mut a, &mut c) {
+        a.writer()
+            .write_all(&[0x00, 0x09, 0x03, 0, 0, 0, 1, 0, 0, 0, 0])
+            .unwrap();
+        let err = match handshake(&mut a, &mut c) {
             Err(Failed::Central(e)) => e,
             other => panic!("expected the central to refuse, got {other:?}"),
-        }
+        };
+        assert!(
+            c.is_handshaking(),
+            "a refused peer never leaves the handshake"
+        );
+        let mut plaintext = [0; 64];
+        assert!(
+            !matches!(c.reader().read(&mut plaintext), Ok(n) if n > 0),
+            "a refused peer's bytes reached the central"
+        );
+        err
     }
 
     #[test]
