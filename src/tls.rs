@@ -695,6 +695,27 @@ mod tests {
     }
 
     #[test]
+    fn every_connection_is_a_full_handshake_with_its_certificate_checked_again() {
+        // An agency that would resume (rustls' default client) still gets a
+        // full handshake: a resumed session would bind an agency from a
+        // certificate not checked on this connection.
+        let pki = Pki::new();
+        let agency2 = pki.ca.agency(2).unwrap();
+        let client = pki.raw_client_config(Some(&agency2));
+        let server = pki.server_config();
+        for round in 0..3 {
+            let (mut a, mut c) = connect(client.clone(), "localhost", server.clone());
+            handshake(&mut a, &mut c).unwrap();
+            assert_eq!(
+                c.handshake_kind(),
+                Some(rustls::HandshakeKind::Full),
+                "connection {round}"
+            );
+            assert_eq!(agency_of(c.peer_certificates(), AGENCIES), Ok(2));
+        }
+    }
+
+    #[test]
     fn no_client_certificate_fails_the_handshake_and_the_agency_hears_why() {
         let pki = Pki::new();
         let (mut a, mut c) = connect(
