@@ -434,7 +434,7 @@ fn power_cuts(name: &str, sync: &str, cuts: usize, bets: u64, seed: u64) -> Opti
         let closes = journal_closes(&journal);
         out.cuts_with_closed_agencies += usize::from(!closes.is_empty());
         out.not_prefix += usize::from(!c.is_prefix.iter().all(|&p| p) || c.duplicated > 0);
-        for i in 0..AGENCIES {
+        for (i, &total) in totals.iter().enumerate() {
             let durable = if c.is_prefix[i] {
                 c.stored_prefix[i]
             } else {
@@ -443,7 +443,7 @@ fn power_cuts(name: &str, sync: &str, cuts: usize, bets: u64, seed: u64) -> Opti
             out.acked_checked += l.acked[i];
             out.acked_lost += l.acked[i].saturating_sub(durable);
             l.acked[i] = l.acked[i].min(durable);
-            if l.done_acked[i] && !closes.contains(&(i + 1, totals[i])) {
+            if l.done_acked[i] && !closes.contains(&(i + 1, total)) {
                 out.dones_lost += 1;
             }
         }

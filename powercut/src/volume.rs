@@ -438,7 +438,7 @@ impl Volume {
         };
         match (&mut node.durable, &p.op) {
             (Durable::Unlinked(bytes), Op::Create) => {
-                std::fs::write(&path, &bytes)?;
+                std::fs::write(&path, bytes)?;
                 node.durable = Durable::OnDisk;
             }
             (Durable::Unlinked(bytes), op) => apply_in_memory(bytes, op),
