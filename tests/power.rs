@@ -35,7 +35,7 @@ use std::collections::VecDeque;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -161,6 +161,8 @@ struct Ledger {
 
 struct Drivers {
     ledger: Arc<Mutex<Ledger>>,
+    /// Notified (with `ledger`) each time a DONE is sent.
+    done_sent: Arc<Condvar>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -174,17 +176,19 @@ impl Drivers {
             ..Ledger::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
+        let done_sent = Arc::new(Condvar::new());
         let threads = streams
             .iter()
             .enumerate()
             .map(|(i, bets)| {
                 let (addr, bets) = (addr.to_string(), bets.clone());
-                let (ledger, stop) = (ledger.clone(), stop.clone());
-                std::thread::spawn(move || drive(i + 1, &bets, &addr, &ledger, &stop))
+                let (ledger, done_sent, stop) = (ledger.clone(), done_sent.clone(), stop.clone());
+                std::thread::spawn(move || drive(i + 1, &bets, &addr, &ledger, &done_sent, &stop))
             })
             .collect();
         Drivers {
             ledger,
+            done_sent,
             stop,
             threads,
         }
@@ -224,7 +228,14 @@ enum InFlight {
 /// One agency: sends its stream in batches with `WINDOW` in flight, then
 /// DONE; reconnects whenever the connection ends, from the count it knows
 /// is durable. Returns once its DONE is acknowledged (or on `stop`).
-fn drive(agency: usize, bets: &[Bet], addr: &str, ledger: &Mutex<Ledger>, stop: &AtomicBool) {
+fn drive(
+    agency: usize,
+    bets: &[Bet],
+    addr: &str,
+    ledger: &Mutex<Ledger>,
+    done_sent_signal: &Condvar,
+    stop: &AtomicBool,
+) {
     let i = agency - 1;
     let total = bets.len() as u64;
     while !stop.load(Ordering::Relaxed) {
@@ -261,11 +272,6 @@ fn drive(agency: usize, bets: &[Bet], addr: &str, ledger: &Mutex<Ledger>, stop: 
                 next = end;
             }
             if next == total && in_flight.is_empty() && !done_sent {
-                {
-                    let mut l = ledger.lock().unwrap();
-                    l.done_sends += 1;
-                    l.done_in_flight[i] = true;
-                }
                 if std::io::Write::write_all(
                     &mut peer.stream,
                     &done_frame(agency as u32, total as u32),
@@ -274,6 +280,13 @@ fn drive(agency: usize, bets: &[Bet], addr: &str, ledger: &Mutex<Ledger>, stop: 
                 {
                     break 'connection;
                 }
+                {
+                    let mut l = ledger.lock().unwrap();
+                    l.done_sends += 1;
+                    l.done_in_flight[i] = true;
+                }
+                // The test may cut while this DONE is being committed.
+                done_sent_signal.notify_all();
                 in_flight.push_back(InFlight::Done);
                 done_sent = true;
             }
@@ -339,6 +352,8 @@ struct Outcome {
     acked_checked: u64,
     /// Acknowledged bets the disk did not hold, summed over the cuts.
     acked_lost: u64,
+    /// The agencies' last `ACK.stored`, summed, once they all finished.
+    acked_final: u64,
     /// Acknowledged DONEs the journal did not hold.
     dones_lost: u64,
     /// Cuts after which some agency's rows were not a prefix of its stream.
@@ -378,6 +393,11 @@ fn power_cuts(name: &str, sync: &str, cuts: usize, bets: u64, seed: u64) -> Opti
         let after_done = loop {
             {
                 let l = drivers.ledger.lock().unwrap();
+                // Woken as soon as a DONE is sent.
+                let (l, _) = drivers
+                    .done_sent
+                    .wait_timeout(l, Duration::from_micros(200))
+                    .unwrap();
                 if done_cuts_left > 0 && l.done_sends > done_sends_at_restart {
                     break true;
                 }
@@ -397,17 +417,16 @@ fn power_cuts(name: &str, sync: &str, cuts: usize, bets: u64, seed: u64) -> Opti
                 drivers.ledger.lock().unwrap(),
                 central.logs()
             );
-            if done_cuts_left > 0 {
-                // A DONE is answered within a commit: look again at once.
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(Duration::from_micros(200));
-            }
         };
         if after_done {
+            // At once or a few microseconds later: the DONE's commit is
+            // under way (a sleep would oversleep it).
             done_cuts_left -= 1;
             out.done_cuts += 1;
-            std::thread::sleep(Duration::from_micros(rng.range(0, 100)));
+            let until = Instant::now() + Duration::from_micros(rng.range(0, 1) * rng.range(0, 50));
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
         } else {
             std::thread::sleep(Duration::from_micros(rng.range(0, 3_000)));
         }
@@ -467,7 +486,9 @@ fn power_cuts(name: &str, sync: &str, cuts: usize, bets: u64, seed: u64) -> Opti
     }
 
     if sync == "always" {
+        let ledger = drivers.ledger.clone();
         drivers.join(Duration::from_secs(300));
+        out.acked_final = ledger.lock().unwrap().acked.iter().sum();
         assert_eq!(
             central
                 .signal_and_wait("TERM", Duration::from_secs(10))
@@ -505,7 +526,7 @@ fn acknowledged_bets_and_closes_survive_power_cuts_at_random_moments() {
     };
     let c = out.final_comparison.clone().unwrap();
     util::report(format_args!(
-        "power cuts: {} kills with a cut ({} of them tearing a random prefix, {} writes torn mid-way, {} right after a DONE was sent, {} before its ACK, {} with some agency closed) | files lost at cuts: {} | acknowledged bets checked on the disk: {} | acknowledged then lost: {} | acknowledged DONEs lost: {} | bets sent: {} | stored: {} | lost: {} | duplicated: {} | POWER_SEED={seed} | {:.1} s",
+        "power cuts: {} kills with a cut ({} of them tearing a random prefix, {} writes torn mid-way, {} right after a DONE was sent, {} before its ACK, {} with some agency closed) | files lost at cuts: {} | bets acknowledged: {} (checked on the disk at each cut, summed: {}) | acknowledged then lost: {} | acknowledged DONEs lost: {} | bets sent: {} | stored: {} | lost: {} | duplicated: {} | POWER_SEED={seed} | {:.1} s",
         out.cuts,
         out.torn_cuts,
         out.torn_writes,
@@ -513,6 +534,7 @@ fn acknowledged_bets_and_closes_survive_power_cuts_at_random_moments() {
         out.cuts_with_done_in_flight,
         out.cuts_with_closed_agencies,
         out.files_lost,
+        out.acked_final,
         out.acked_checked,
         out.acked_lost,
         out.dones_lost,
