@@ -194,13 +194,15 @@ impl Drivers {
         }
     }
 
-    fn all_finished(&self) -> bool {
-        self.threads.iter().all(JoinHandle::is_finished)
+    /// Whether every agency's DONE is acknowledged (the ingest is over).
+    fn all_closed(&self) -> bool {
+        self.ledger.lock().unwrap().done_acked.iter().all(|&d| d)
     }
 
-    fn join(self, within: Duration) {
+    /// Waits until every agency is closed (at most `within`), then stops them.
+    fn finish(self, within: Duration) {
         let deadline = Instant::now() + within;
-        while !self.all_finished() {
+        while !self.all_closed() {
             assert!(
                 Instant::now() < deadline,
                 "the agencies did not finish: {:?}",
@@ -208,14 +210,14 @@ impl Drivers {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        for t in self.threads {
-            t.join().expect("an agency driver panicked");
-        }
+        self.stop();
     }
 
     fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
-        self.join(Duration::from_secs(30));
+        for t in self.threads {
+            t.join().expect("an agency driver panicked");
+        }
     }
 }
 
@@ -227,7 +229,8 @@ enum InFlight {
 
 /// One agency: sends its stream in batches with `WINDOW` in flight, then
 /// DONE; reconnects whenever the connection ends, from the count it knows
-/// is durable. Returns once its DONE is acknowledged (or on `stop`).
+/// is durable. Once its DONE is acknowledged it sends it again after each
+/// restart, until `stop`.
 fn drive(
     agency: usize,
     bets: &[Bet],
@@ -305,7 +308,16 @@ fn drive(
                     assert_eq!(stored as u64, total);
                     l.done_acked[i] = true;
                     l.done_in_flight[i] = false;
-                    return;
+                    // Closed. After the next restart it sends its DONE
+                    // again (answered ACK once the journal holds it), so
+                    // cuts keep landing while DONEs are committed.
+                    drop(l);
+                    while !stop.load(Ordering::Relaxed)
+                        && ledger.lock().unwrap().generation == generation
+                    {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    break 'connection;
                 }
             } else {
                 match frame.error() {
@@ -407,7 +419,7 @@ fn power_cuts(name: &str, sync: &str, cuts: usize, bets: u64, seed: u64) -> Opti
                     break false;
                 }
             }
-            if drivers.all_finished() {
+            if drivers.all_closed() {
                 break 'cuts;
             }
             assert!(
@@ -464,6 +476,7 @@ fn power_cuts(name: &str, sync: &str, cuts: usize, bets: u64, seed: u64) -> Opti
             l.acked[i] = l.acked[i].min(durable);
             if l.done_acked[i] && !closes.contains(&(i + 1, total)) {
                 out.dones_lost += 1;
+                l.done_acked[i] = false;
             }
         }
         let intact =
@@ -487,7 +500,7 @@ fn power_cuts(name: &str, sync: &str, cuts: usize, bets: u64, seed: u64) -> Opti
 
     if sync == "always" {
         let ledger = drivers.ledger.clone();
-        drivers.join(Duration::from_secs(300));
+        drivers.finish(Duration::from_secs(300));
         out.acked_final = ledger.lock().unwrap().acked.iter().sum();
         assert_eq!(
             central
