@@ -1,4 +1,4 @@
-//! The listening socket: binding it, taking connections off its queue up
+//! The listening socket: binding it (and why starting can fail), taking connections off its queue up
 //! to the connection cap, and refusing them when descriptors run out.
 //!
 //! Invariants: the listener is edge-triggered, so every accept runs until
@@ -17,7 +17,29 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
 use crate::config::Config;
-use crate::server::StartError;
+use crate::storage::StorageError;
+
+/// Why the central could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Storage(StorageError),
+    Listen { address: String, error: io::Error },
+    Io(io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Storage(e) => write!(f, "cannot open the bets file: {e}"),
+            StartError::Listen { address, error } => {
+                write!(f, "cannot listen on {address}: {error}")
+            }
+            StartError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
 
 /// The kernel send buffer of every agency's socket.
 const SEND_BUFFER: usize = 64 * 1024;

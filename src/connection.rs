@@ -73,6 +73,8 @@ pub struct Requests<'a> {
     pub replies: &'a mut Replies,
     pub log: &'a mut RequestLog,
     pub peer: SocketAddr,
+    /// Output bytes the socket has not taken yet (beside `replies`).
+    pub unsent: usize,
 }
 
 #[derive(Debug)]
@@ -190,6 +192,7 @@ impl Connection {
             replies: &mut self.replies,
             log: &mut self.log,
             peer: self.peer,
+            unsent: self.out.len() - self.out_sent,
         }
     }
 

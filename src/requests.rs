@@ -23,6 +23,7 @@ use log::{info, warn};
 
 use crate::bet;
 use crate::central::Central;
+use crate::connection::{OUTPUT_HIGH_WATER, Requests};
 use crate::lottery::{BatchVerdict, DoneVerdict, Refusal};
 use crate::replies::Replies;
 use crate::wire::{self, ErrorCode, Frame, WireError};
@@ -73,13 +74,8 @@ impl RequestLog {
 }
 
 /// Answers one decoded request.
-pub fn handle(
-    frame: Frame<'_>,
-    central: &mut Central,
-    log: &mut RequestLog,
-    peer: SocketAddr,
-    replies: &mut Replies,
-) -> Verdict {
+pub fn handle(frame: Frame<'_>, central: &mut Central, conn: &mut Requests<'_>) -> Verdict {
+    let (log, replies, peer) = (&mut *conn.log, &mut *conn.replies, conn.peer);
     match frame {
         Frame::Batch {
             agency,
@@ -252,18 +248,15 @@ fn get_winners(
 }
 
 /// Pushes WINNERS frames for `agency` from document `next` on while the
-/// connection's output (`unsent` bytes beside the held replies) stays below
-/// `high_water`. Returns where to go on from, or `None` once the frame with
-/// `last = 1` is pushed.
+/// connection's output stays below [`OUTPUT_HIGH_WATER`]. Returns where to
+/// go on from, or `None` once the frame with `last = 1` is pushed.
 pub fn answer_winners(
     central: &Central,
-    log: &mut RequestLog,
-    replies: &mut Replies,
-    unsent: usize,
-    high_water: usize,
+    conn: &mut Requests<'_>,
     agency: u32,
     mut next: usize,
 ) -> Option<usize> {
+    let (log, replies) = (&mut *conn.log, &mut *conn.replies);
     let winners = central.lottery().winners(agency).unwrap_or_default();
     let total = winners.len();
     loop {
@@ -282,7 +275,7 @@ pub fn answer_winners(
             }
             return None;
         }
-        if unsent + replies.len() >= high_water {
+        if conn.unsent + replies.len() >= OUTPUT_HIGH_WATER {
             return Some(next);
         }
     }
@@ -358,7 +351,14 @@ mod tests {
             encode(&mut bytes);
             let (frame, _) = wire::decode(&bytes).unwrap().unwrap();
             let mut replies = Replies::default();
-            let verdict = handle(frame, &mut self.central, &mut self.log, PEER, &mut replies);
+            let mut conn = Requests {
+                input: &[],
+                replies: &mut replies,
+                log: &mut self.log,
+                peer: PEER,
+                unsent: 0,
+            };
+            let verdict = handle(frame, &mut self.central, &mut conn);
             let mut out = Vec::new();
             replies.settle(true, &mut out);
             (decode_all(out), verdict)
@@ -502,7 +502,14 @@ mod tests {
         assert!(frames.is_empty());
         assert_eq!(verdict, Verdict::AnswerWinners { agency: 1 });
         let mut replies = Replies::default();
-        let next = answer_winners(&f.central, &mut f.log, &mut replies, 0, 1 << 20, 1, 0);
+        let mut conn = Requests {
+            input: &[],
+            replies: &mut replies,
+            log: &mut f.log,
+            peer: PEER,
+            unsent: 0,
+        };
+        let next = answer_winners(&f.central, &mut conn, 1, 0);
         assert_eq!(next, None);
         let mut out = Vec::new();
         replies.settle(true, &mut out);

@@ -16,6 +16,8 @@ use slab::Slab;
 
 use crate::connection::Connection;
 use crate::deadlines::{Deadlines, Due, Timer};
+use crate::lottery::Lottery;
+use crate::parking::{Parking, Wake};
 
 pub struct Schedule {
     ready: VecDeque<(usize, u64)>,
@@ -83,7 +85,7 @@ impl Schedule {
     }
 
     /// The next due deadline whose connection is still there.
-    pub fn pop_due(&mut self, now: Instant, connections: &Slab<Connection>) -> Option<Due> {
+    fn pop_due(&mut self, now: Instant, connections: &Slab<Connection>) -> Option<Due> {
         while let Some(due) = self.deadlines.pop_due(now) {
             if connections.get(due.key).is_some_and(|c| c.id() == due.id) {
                 return Some(due);
@@ -95,7 +97,7 @@ impl Schedule {
     /// Takes an idle deadline that popped: `true` if the connection is idle
     /// past it and must be closed. Otherwise the entry is re-pushed at its
     /// current deadline, or dropped while it is parked (unparking re-arms).
-    pub fn idle_due(&mut self, due: Due, conn: &mut Connection, now: Instant) -> bool {
+    fn idle_due(&mut self, due: Due, conn: &mut Connection, now: Instant) -> bool {
         if conn.marks.idle_timer != Some(due.at) {
             return false; // a stale duplicate
         }
@@ -108,6 +110,33 @@ impl Schedule {
         }
         self.arm_idle(due.key, conn);
         false
+    }
+
+    /// Takes the deadlines due at `now`: parked requests whose time is up
+    /// are answered NOT_READY; connections idle past their deadline are
+    /// added to `idle`, for the loop to close.
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        connections: &mut Slab<Connection>,
+        parking: &mut Parking,
+        lottery: &Lottery,
+        idle: &mut Vec<usize>,
+    ) {
+        let (done, expected) = (lottery.closed(), lottery.expected());
+        while let Some(due) = self.pop_due(now, connections) {
+            let conn = &mut connections[due.key];
+            match due.timer {
+                Timer::Park => {
+                    parking.expire(due, conn, Wake::TimedOut { done, expected }, now, self)
+                }
+                Timer::Idle => {
+                    if self.idle_due(due, conn, now) {
+                        idle.push(due.key);
+                    }
+                }
+            }
+        }
     }
 
     pub fn has_ready(&self) -> bool {
@@ -140,9 +169,13 @@ impl Schedule {
         }
     }
 
-    /// The touched connections still there, left listed (the commit settles
-    /// them; the flush takes them).
-    pub fn touched(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
-        self.touched.iter().copied()
+    /// Settles the replies the touched connections hold, as the commit went
+    /// (they stay listed: the flush takes them).
+    pub fn settle_touched(&self, connections: &mut Slab<Connection>, committed: bool) {
+        for &(key, id) in &self.touched {
+            if let Some(conn) = connections.get_mut(key).filter(|c| c.id() == id) {
+                conn.settle(committed);
+            }
+        }
     }
 }

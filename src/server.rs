@@ -30,15 +30,14 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::accept::Acceptor;
+pub use crate::accept::StartError;
 use crate::central::Central;
 use crate::config::Config;
-use crate::connection::{self, Connection, INPUT_CAPACITY, OUTPUT_HIGH_WATER, ReadOutcome, Stage};
-use crate::deadlines::Timer;
+use crate::connection::{self, Connection, INPUT_CAPACITY, ReadOutcome, Stage};
 use crate::parking::{Parking, Wake};
 use crate::requests::{self, Verdict};
 use crate::schedule::Schedule;
 use crate::shutdown;
-use crate::storage::StorageError;
 use crate::wire;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -53,28 +52,6 @@ const READS_PER_TURN: usize = 8;
 /// of bets. Connections not driven stay queued for the next iteration.
 const GROUP_COMMIT_BETS: u64 = 100_000;
 
-/// Why the central could not start.
-#[derive(Debug)]
-pub enum StartError {
-    Storage(StorageError),
-    Listen { address: String, error: io::Error },
-    Io(io::Error),
-}
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartError::Storage(e) => write!(f, "cannot open the bets file: {e}"),
-            StartError::Listen { address, error } => {
-                write!(f, "cannot listen on {address}: {error}")
-            }
-            StartError::Io(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
-
 pub struct Server {
     pub(crate) poll: Poll,
     pub(crate) acceptor: Acceptor,
@@ -88,6 +65,8 @@ pub struct Server {
     scratch: Vec<u8>,
     /// Reused by every flush, to list the touched connections.
     flushing: Vec<usize>,
+    /// Reused by every expiry, to list the idle connections to close.
+    idle: Vec<usize>,
     pub(crate) now: Instant,
     /// When the draw unparked requests, and how many: the next iteration
     /// answers them and logs how long that took.
@@ -121,6 +100,7 @@ impl Server {
             next_id: 0,
             scratch: vec![0; INPUT_CAPACITY],
             flushing: Vec::new(),
+            idle: Vec::new(),
             now: Instant::now(),
             waking: None,
         })
@@ -268,36 +248,24 @@ impl Server {
             let verdict = match conn.stage() {
                 Stage::Parked { .. } | Stage::Closing => break,
                 Stage::Answering { agency, next } => {
-                    let unsent = conn.unsent();
-                    let r = conn.requests(used);
                     let next = requests::answer_winners(
                         &self.central,
-                        r.log,
-                        r.replies,
-                        unsent,
-                        OUTPUT_HIGH_WATER,
+                        &mut conn.requests(used),
                         agency,
                         next,
                     );
-                    conn.set_stage(match next {
-                        Some(next) => Stage::Answering { agency, next },
-                        None => Stage::Receiving,
-                    });
+                    conn.set_stage(
+                        next.map_or(Stage::Receiving, |next| Stage::Answering { agency, next }),
+                    );
                     continue;
                 }
                 Stage::Receiving => {
-                    let r = conn.requests(used);
+                    let mut r = conn.requests(used);
                     match wire::decode(r.input) {
                         Ok(None) => break,
                         Ok(Some((frame, n))) => {
                             used += n;
-                            let verdict = requests::handle(
-                                frame,
-                                &mut self.central,
-                                r.log,
-                                r.peer,
-                                r.replies,
-                            );
+                            let verdict = requests::handle(frame, &mut self.central, &mut r);
                             conn.progress(self.now);
                             verdict
                         }
@@ -321,32 +289,23 @@ impl Server {
         conn.consume(used);
     }
 
-    /// Answers parked requests whose time is up with NOT_READY, and closes
-    /// connections that made no progress for the idle timeout.
+    /// Answers parked requests whose time is up, and closes connections
+    /// that made no progress for the idle timeout.
     fn expire_deadlines(&mut self) {
-        let lottery = self.central.lottery();
-        let (done, expected) = (lottery.closed(), lottery.expected());
-        while let Some(due) = self.schedule.pop_due(self.now, &self.connections) {
-            let conn = &mut self.connections[due.key];
-            match due.timer {
-                Timer::Park => {
-                    let wake = Wake::TimedOut { done, expected };
-                    let now = self.now;
-                    self.parking
-                        .expire(due, conn, wake, now, &mut self.schedule);
-                }
-                Timer::Idle => {
-                    if self.schedule.idle_due(due, conn, self.now) {
-                        info!(
-                            "action: cerrar_conexion | result: success | peer: {} | motivo: no progress for {} ms",
-                            conn.peer(),
-                            self.schedule.idle_timeout().as_millis()
-                        );
-                        self.close(due.key);
-                    }
-                }
-            }
+        let mut idle = std::mem::take(&mut self.idle);
+        let (connections, lottery) = (&mut self.connections, self.central.lottery());
+        self.schedule
+            .expire(self.now, connections, &mut self.parking, lottery, &mut idle);
+        for &key in &idle {
+            info!(
+                "action: cerrar_conexion | result: success | peer: {} | motivo: no progress for {} ms",
+                self.connections[key].peer(),
+                self.schedule.idle_timeout().as_millis()
+            );
+            self.close(key);
         }
+        idle.clear();
+        self.idle = idle;
     }
 
     /// The group commit: this iteration's bets and closes made durable with
@@ -365,11 +324,8 @@ impl Server {
             self.parking
                 .unpark_all(connections, wake, true, self.now, schedule);
         }
-        for (key, id) in self.schedule.touched() {
-            if let Some(conn) = self.connections.get_mut(key).filter(|c| c.id() == id) {
-                conn.settle(outcome.committed);
-            }
-        }
+        self.schedule
+            .settle_touched(&mut self.connections, outcome.committed);
         if outcome.drew {
             // Every parked request is answered in the next iteration, with
             // the frames buffered behind it decoded after it.
@@ -428,17 +384,13 @@ impl Server {
         let mut conn = self.connections.remove(key);
         self.parking.forget(&conn);
         conn.deregister(self.poll.registry());
-        if conn.request_lines_unlogged() > 0 {
+        let (peer, unlogged) = (conn.peer(), conn.request_lines_unlogged());
+        if unlogged > 0 {
             warn!(
-                "action: cerrar_conexion | result: success | peer: {} | lineas_sin_registrar: {}",
-                conn.peer(),
-                conn.request_lines_unlogged()
+                "action: cerrar_conexion | result: success | peer: {peer} | lineas_sin_registrar: {unlogged}"
             );
         } else {
-            debug!(
-                "action: cerrar_conexion | result: success | peer: {}",
-                conn.peer()
-            );
+            debug!("action: cerrar_conexion | result: success | peer: {peer}");
         }
     }
 }
