@@ -9,6 +9,7 @@
 # The workload is fixed: lottery-bench, 10 agencies x 10,000 bets, seed 1
 # (100,000 bets, the same bytes every run). Prints total Ir (instructions
 # executed by the central, startup and shutdown included) and Ir per bet.
+# KEEP=FILE keeps the callgrind output there (for callgrind_annotate).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -37,4 +38,5 @@ chmod +x "$work/central"
     --server-bin "$work/central" --server-env "SYNC=$sync" >"$work/bench.txt"
 total="$(sed -n 's/^summary: *//p' "$work/callgrind.out")"
 bets_total=$((agencies * bets))
+if [ -n "${KEEP:-}" ]; then cp "$work/callgrind.out" "$KEEP"; fi
 echo "callgrind: $(basename "$server") SYNC=$sync: $total Ir for $bets_total bets, $((total / bets_total)) Ir/bet"
