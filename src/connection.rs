@@ -1,32 +1,32 @@
 //! One agency's connection: the only code that touches socket bytes.
 //!
 //! A connection owns its socket, a bounded input buffer (at most
-//! [`INPUT_CAPACITY`] bytes: two whole frames), the replies staged during the
-//! current loop iteration, and the output not yet taken by the socket. The
-//! loop stops decoding a connection's requests while [`OUTPUT_HIGH_WATER`]
-//! bytes wait to go out, so a peer that does not read cannot make the central
+//! [`INPUT_CAPACITY`] bytes: two whole frames), the replies held during the
+//! current loop iteration, and the output not yet taken by the socket.
+//! Its requests are not decoded while [`OUTPUT_HIGH_WATER`] bytes wait to go
+//! out ([`Connection::output_blocked`], derived from what is pending, so it
+//! cannot go stale), so a peer that does not read cannot make the central
 //! hold more than a couple of frames for it.
 //!
-//! Its [`Stage`] says what it is doing; only the server changes it, and only
-//! the server closes a connection (deregister, then remove).
+//! Its [`Stage`] says what it is doing and carries what that stage needs.
+//! Only the loop changes it (through [`crate::parking`] for parking), and
+//! only the loop closes a connection (deregister, then remove).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 
-use crate::wire::{self, ErrorCode, MAX_FRAME};
+use crate::replies::Replies;
+use crate::requests::RequestLog;
+use crate::wire::{self, MAX_FRAME};
 
 /// The most request bytes buffered for one connection.
 pub const INPUT_CAPACITY: usize = 2 * MAX_FRAME;
 /// While this many reply bytes wait to go out, no more requests are decoded.
 pub const OUTPUT_HIGH_WATER: usize = 2 * MAX_FRAME;
-/// Lines about its requests (refusals, winners answers) logged per
-/// connection; past this they are only counted, and the count is logged
-/// when the connection closes, so that a peer repeating a request cannot
-/// grow the log without bound. An honest agency needs a handful.
-pub const REQUEST_LINES_LOGGED: u32 = 20;
 /// Buffers larger than this are released when they empty, so that ten
 /// thousand parked agencies cost little memory.
 const KEEP_CAPACITY: usize = 4096;
@@ -39,70 +39,18 @@ pub enum Stage {
     /// A GET_WINNERS waits for the draw; requests behind it stay buffered,
     /// undecoded, until it is unparked. `wait` is false only for a wait=0
     /// request pipelined behind the DONE that makes the draw pending: it is
-    /// decided right after this iteration's commit.
+    /// decided right after this iteration's commit. `slot` is its place in
+    /// the parked list.
     Parked {
         agency: u32,
         since: Instant,
         wait: bool,
+        slot: usize,
     },
     /// Sending an agency's winners, a frame at a time as the socket takes them.
     Answering { agency: u32, next: usize },
     /// An error that ends the connection was queued: send what is owed, then close.
     Closing,
-}
-
-/// Replies produced during one loop iteration, held until the group commit.
-///
-/// A reply that depends on bets or closes staged in this iteration (an ACK,
-/// or an error whose detail is a stored count) is *durable*: if the commit
-/// fails it is replaced by `ERROR STORAGE`, so nothing is acknowledged that is
-/// not on disk.
-#[derive(Debug, Default)]
-pub struct Replies {
-    bytes: Vec<u8>,
-    durable: Vec<(usize, usize)>,
-}
-
-impl Replies {
-    /// Appends one reply written by `encode`.
-    pub fn push(&mut self, durable: bool, encode: impl FnOnce(&mut Vec<u8>)) {
-        let start = self.bytes.len();
-        encode(&mut self.bytes);
-        if durable {
-            self.durable.push((start, self.bytes.len()));
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-
-    /// Moves the replies to `out`: as they are if the commit succeeded, with
-    /// every durable reply turned into `ERROR STORAGE` if it failed.
-    pub fn settle(&mut self, committed: bool, out: &mut Vec<u8>) {
-        if committed || self.durable.is_empty() {
-            out.extend_from_slice(&self.bytes);
-        } else {
-            let mut at = 0;
-            for &(start, end) in &self.durable {
-                out.extend_from_slice(&self.bytes[at..start]);
-                wire::encode_error(
-                    out,
-                    ErrorCode::Storage,
-                    0,
-                    "the bets could not be stored; nothing was acknowledged, send them again",
-                );
-                at = end;
-            }
-            out.extend_from_slice(&self.bytes[at..]);
-        }
-        self.bytes.clear();
-        self.durable.clear();
-    }
 }
 
 /// What a read did.
@@ -118,39 +66,59 @@ pub enum ReadOutcome {
     Closed,
 }
 
+/// The parts a request handler works on while the input is borrowed.
+pub struct Requests<'a> {
+    /// Buffered bytes not yet decoded.
+    pub input: &'a [u8],
+    pub replies: &'a mut Replies,
+    pub log: &'a mut RequestLog,
+    pub peer: SocketAddr,
+    /// Output bytes the socket has not taken yet (beside `replies`).
+    pub unsent: usize,
+}
+
 #[derive(Debug)]
 pub struct Connection {
-    pub socket: TcpStream,
-    pub peer: SocketAddr,
-    pub stage: Stage,
+    socket: TcpStream,
+    peer: SocketAddr,
+    /// Unique for the life of the central (slab keys are reused): what
+    /// queue entries and deadlines name it by.
+    id: u64,
+    stage: Stage,
     /// Received bytes not yet decoded (a partial frame, or frames behind a parked request).
-    pub input: Vec<u8>,
-    pub replies: Replies,
+    input: Vec<u8>,
+    replies: Replies,
     out: Vec<u8>,
     out_sent: usize,
     /// The socket may hold bytes we have not read (we stopped at a full buffer
     /// or at the loop's budget, not at `WouldBlock`).
-    pub may_read: bool,
-    pub peer_closed: bool,
-    /// Decoding stopped because too much output waited; resume after a write.
-    pub output_blocked: bool,
-    pub writable_registered: bool,
-    /// Queued in the loop's ready list.
-    pub queued: bool,
-    /// Listed among the connections touched this iteration.
-    pub touched: bool,
+    may_read: bool,
+    peer_closed: bool,
+    writable_registered: bool,
     /// The last time this connection completed a frame or took reply bytes.
-    pub last_progress: Instant,
-    request_lines_logged: u32,
-    /// Request lines past [`REQUEST_LINES_LOGGED`], counted and not logged.
-    pub request_lines_unlogged: u64,
+    last_progress: Instant,
+    /// Marks kept by [`crate::schedule::Schedule`], its only writer.
+    pub(crate) marks: Marks,
+    log: RequestLog,
+}
+
+/// Where the loop has listed a connection; written only by the schedule.
+#[derive(Debug, Default)]
+pub(crate) struct Marks {
+    /// In the ready queue.
+    pub queued: bool,
+    /// In this iteration's touched list.
+    pub touched: bool,
+    /// When its one idle deadline entry is due, if it has one.
+    pub idle_timer: Option<Instant>,
 }
 
 impl Connection {
-    pub fn new(socket: TcpStream, peer: SocketAddr, now: Instant) -> Connection {
+    pub fn new(socket: TcpStream, peer: SocketAddr, id: u64, now: Instant) -> Connection {
         Connection {
             socket,
             peer,
+            id,
             stage: Stage::Receiving,
             input: Vec::new(),
             replies: Replies::default(),
@@ -158,31 +126,113 @@ impl Connection {
             out_sent: 0,
             may_read: true,
             peer_closed: false,
-            output_blocked: false,
             writable_registered: false,
-            queued: false,
-            touched: false,
             last_progress: now,
-            request_lines_logged: 0,
-            request_lines_unlogged: 0,
+            marks: Marks::default(),
+            log: RequestLog::default(),
         }
     }
 
-    /// Counts a line about one of this connection's requests; whether it
-    /// should still be logged.
-    pub fn log_request_line(&mut self) -> bool {
-        if self.request_lines_logged < REQUEST_LINES_LOGGED {
-            self.request_lines_logged += 1;
-            true
-        } else {
-            self.request_lines_unlogged += 1;
-            false
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    pub fn set_stage(&mut self, stage: Stage) {
+        self.stage = stage;
+    }
+
+    pub fn is_parked(&self) -> bool {
+        matches!(self.stage, Stage::Parked { .. })
+    }
+
+    /// A readiness event: the socket may hold bytes (or a hang-up) for us.
+    pub fn mark_readable(&mut self) {
+        self.may_read = true;
+    }
+
+    pub fn may_read(&self) -> bool {
+        self.may_read
+    }
+
+    /// It completed a frame or the socket took reply bytes.
+    pub fn progress(&mut self, now: Instant) {
+        self.last_progress = now;
+    }
+
+    /// When it is closed if it makes no progress.
+    pub fn idle_deadline(&self, idle_timeout: Duration) -> Instant {
+        self.last_progress + idle_timeout
+    }
+
+    pub fn replies(&mut self) -> &mut Replies {
+        &mut self.replies
+    }
+
+    pub fn request_log(&mut self) -> &mut RequestLog {
+        &mut self.log
+    }
+
+    /// Request lines that went uncounted past the connection's budget.
+    pub fn request_lines_unlogged(&self) -> u64 {
+        self.log.unlogged()
+    }
+
+    /// The undecoded input from byte `from` on, with what handling it needs.
+    pub fn requests(&mut self, from: usize) -> Requests<'_> {
+        Requests {
+            input: &self.input[from..],
+            replies: &mut self.replies,
+            log: &mut self.log,
+            peer: self.peer,
+            unsent: self.out.len() - self.out_sent,
         }
     }
 
-    /// Reply bytes staged or waiting for the socket.
+    /// Whether reading must wait: a parked request holds a full buffer, the
+    /// output is blocked, or the connection is closing.
+    pub fn reading_paused(&self) -> bool {
+        match self.stage {
+            Stage::Closing => true,
+            Stage::Parked { .. } => self.input.len() >= INPUT_CAPACITY,
+            Stage::Receiving | Stage::Answering { .. } => self.output_blocked(),
+        }
+    }
+
+    /// Too much output waits to go out: decoding waits until a write drains it.
+    pub fn output_blocked(&self) -> bool {
+        self.pending_output() >= OUTPUT_HIGH_WATER
+    }
+
+    /// Bytes written to the socket but not taken yet.
+    pub fn unsent(&self) -> usize {
+        self.out.len() - self.out_sent
+    }
+
+    /// Reply bytes held or waiting for the socket.
     pub fn pending_output(&self) -> usize {
-        self.replies.len() + self.out.len() - self.out_sent
+        self.replies.len() + self.unsent()
+    }
+
+    /// The peer hung up and every whole request it sent is answered and sent.
+    pub fn finished(&self) -> bool {
+        match self.stage {
+            Stage::Closing => true,
+            Stage::Receiving => {
+                self.peer_closed
+                    && !self.marks.queued
+                    && !self.has_unsent()
+                    && matches!(wire::decode(&self.input), Ok(None))
+            }
+            _ => false,
+        }
     }
 
     /// Reads once into `scratch` and appends to the input buffer.
@@ -212,14 +262,17 @@ impl Connection {
         }
     }
 
-    /// Drops the first `n` input bytes (whole frames that were handled).
+    /// Drops the first `n` input bytes (whole frames that were handled);
+    /// releases buffer memory while it waits parked.
     pub fn consume(&mut self, n: usize) {
-        if n == 0 {
-            return;
+        if n > 0 {
+            self.input.drain(..n);
+            if self.input.is_empty() && self.input.capacity() > KEEP_CAPACITY {
+                self.input = Vec::new();
+            }
         }
-        self.input.drain(..n);
-        if self.input.is_empty() && self.input.capacity() > KEEP_CAPACITY {
-            self.input = Vec::new();
+        if self.is_parked() {
+            self.input.shrink_to_fit();
         }
     }
 
@@ -255,9 +308,31 @@ impl Connection {
         self.out_sent < self.out.len()
     }
 
-    /// Releases buffer memory while the connection waits (parked).
-    pub fn shrink(&mut self) {
-        self.input.shrink_to_fit();
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(&mut self.socket, token, Interest::READABLE)
+    }
+
+    /// Asks for WRITABLE only while bytes are left for the socket.
+    pub fn want_writable(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        want: bool,
+    ) -> io::Result<()> {
+        if want != self.writable_registered {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            registry.reregister(&mut self.socket, token, interest)?;
+            self.writable_registered = want;
+        }
+        Ok(())
+    }
+
+    pub fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.socket);
     }
 }
 
@@ -271,47 +346,4 @@ pub fn is_disconnect(e: &io::Error) -> bool {
             | io::ErrorKind::UnexpectedEof
             | io::ErrorKind::WriteZero
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::Frame;
-
-    #[test]
-    fn committed_replies_go_out_unchanged_and_in_order() {
-        let mut r = Replies::default();
-        r.push(true, |o| wire::encode_ack(o, 1, 10));
-        r.push(false, |o| wire::encode_not_ready(o, 0, 5));
-        let mut out = Vec::new();
-        r.settle(true, &mut out);
-        let mut expected = Vec::new();
-        wire::encode_ack(&mut expected, 1, 10);
-        wire::encode_not_ready(&mut expected, 0, 5);
-        assert_eq!(out, expected);
-        assert!(r.is_empty());
-    }
-
-    #[test]
-    fn a_failed_commit_turns_durable_replies_into_storage_errors() {
-        let mut r = Replies::default();
-        r.push(true, |o| wire::encode_ack(o, 1, 10));
-        r.push(false, |o| wire::encode_not_ready(o, 0, 5));
-        r.push(true, |o| wire::encode_ack(o, 1, 20));
-        let mut out = Vec::new();
-        r.settle(false, &mut out);
-        let mut frames = Vec::new();
-        let mut rest = &out[..];
-        while let Some((f, n)) = wire::decode(rest).unwrap() {
-            frames.push(f.kind());
-            if let Frame::Error { code, .. } = f {
-                assert_eq!(code, ErrorCode::Storage as u8);
-            }
-            rest = &rest[n..];
-        }
-        assert_eq!(
-            frames,
-            [wire::kind::ERROR, wire::kind::NOT_READY, wire::kind::ERROR]
-        );
-    }
 }

@@ -7,8 +7,16 @@
 //! - [`config`]: the central's settings from `config.ini` and the environment.
 //! - [`lottery`]: stored counts, closed agencies, winners, the draw (pure state).
 //! - [`storage`]: `bets.csv` and the DONE journal: group commit and recovery.
-//! - [`connection`]: one agency's socket, its read and write buffers, its stage.
-//! - [`server`]: the single-threaded mio loop: accept, dispatch, park, wake, close.
+//! - [`central`]: the lottery, the storage, today's date and the commit group: the central's state apart from its sockets.
+//! - [`requests`]: what the central answers to BATCH, DONE and GET_WINNERS, as functions without sockets.
+//! - [`replies`]: a connection's replies held until the group commit, turned into `ERROR STORAGE` if it fails (pure).
+//! - [`parking`]: the parked GET_WINNERS requests, one park and one unpark for every way out.
+//! - [`deadlines`]: park and idle deadlines ordered by time, with lazy deletion (pure).
+//! - [`schedule`]: which connections the loop drives next, which it writes this iteration, and their deadlines.
+//! - [`connection`]: one agency's socket, its bounded read and write buffers, its stage.
+//! - [`accept`]: the listening socket: bind, accept up to the cap, refuse when descriptors run out.
+//! - [`shutdown`]: SIGTERM/SIGINT: answer parked requests, send what is owed, close everything.
+//! - [`server`]: the single-threaded mio loop alone: poll, accept, dispatch, commit, write, close.
 //! - [`tls`]: mutual TLS: the central's and an agency's rustls configurations,
 //!   and which agency a verified certificate names.
 //! - [`certs`]: making the CA, the central's and the agencies' certificates
@@ -17,12 +25,20 @@
 //! `lottery-server` (`src/main.rs`) only reads the config, starts logging and
 //! calls [`server::Server::run`], so tests can run a central in-process.
 
+pub mod accept;
 pub mod bet;
+pub mod central;
 pub mod certs;
 pub mod config;
 pub mod connection;
+pub mod deadlines;
 pub mod lottery;
+pub mod parking;
+pub mod replies;
+pub mod requests;
+pub mod schedule;
 pub mod server;
+pub mod shutdown;
 pub mod storage;
 pub mod tls;
 pub mod wire;

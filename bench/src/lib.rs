@@ -8,6 +8,7 @@
 //! - [`central`]: a `lottery-server` process started, watched and stopped for a run.
 //! - [`procfs`]: a process's memory and CPU time from `/proc`; the open-files limit.
 //! - [`driver`]: the agencies on the wire, one mio loop, and what it observed.
+//! - [`floor`]: the kernel's floor for answering N parked sockets, to compare the central's wake-up with.
 //! - [`report`]: the figures of a run: table, JSON, summary line.
 //! - [`chart`]: throughput and latency over time, as SVG and PNG.
 //!
@@ -17,6 +18,7 @@ pub mod agency_file;
 pub mod central;
 pub mod chart;
 pub mod driver;
+pub mod floor;
 pub mod procfs;
 pub mod report;
 pub mod synth;

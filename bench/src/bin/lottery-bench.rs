@@ -18,6 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lottery_bench::agency_file::{EXPECTED_WINNERS, read_expected_winners};
 use lottery_bench::central::{Central, CentralOptions, count_rows};
 use lottery_bench::driver::{self, DriverOptions, Milestone};
+use lottery_bench::floor;
 use lottery_bench::report::{Report, RunCosts, RunShape};
 use lottery_bench::synth::{DEFAULT_WINNING_NUMBER, Synth, WinnerPlan};
 use lottery_bench::workload::{Workload, count_agency_files};
@@ -94,6 +95,10 @@ struct Args {
     /// Skip the chart.
     #[arg(long)]
     no_chart: bool,
+    /// After the run, time the kernel's floor for waking the parked agencies
+    /// (`lottery_bench::floor`) and print the central's wake-up against it.
+    #[arg(long)]
+    floor: bool,
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -211,7 +216,27 @@ fn run(args: &Args) -> Result<Report> {
         stem.display(),
         if args.no_chart { "" } else { ", .svg and .png" }
     );
+    if args.floor {
+        print_floor(agencies as usize - 1, report.draw_to_last_winner_ms)?;
+    }
     Ok(report)
+}
+
+/// Times the floor on as many socket pairs as the open-files limit allows
+/// (up to `parked`), and prints the central's wake-up as a ratio to it.
+fn print_floor(parked: usize, central_ms: f64) -> Result<()> {
+    let limit = procfs::raise_open_files_limit(2 * parked as u64 + 64)?;
+    let sockets = parked.min((limit.saturating_sub(64) / 2) as usize).max(1);
+    let floor = floor::measure(sockets)?;
+    let floor_ms = floor.ms_for(parked);
+    println!(
+        "floor: {sockets} sockets, one WINNERS frame each: written in {:.1} ms, all read in {:.1} ms ({:.1} us a socket); for {parked} parked {floor_ms:.1} ms; the central's draw->last winner {central_ms:.1} ms = {:.2}x the floor",
+        floor.written.as_secs_f64() * 1000.0,
+        floor.all_read.as_secs_f64() * 1000.0,
+        floor.per_socket_us(),
+        central_ms / floor_ms
+    );
+    Ok(())
 }
 
 fn build_workload(args: &Args, agencies: u32) -> Result<Workload> {

@@ -1,0 +1,209 @@
+//! The central's state apart from its sockets: the [`Lottery`], the
+//! [`Storage`], today's date, and the commit group.
+//!
+//! Requests change it through the `stage_*` methods: each change goes to the
+//! lottery (so the next request of the same iteration sees it), to the
+//! storage's buffers, and to the [`Group`], which remembers what to log once
+//! [`Central::commit`] says whether the disk took it. Invariant: everything
+//! staged since the last commit is in all three, and one commit settles all
+//! three (the held replies are settled by the loop with the same outcome).
+
+use std::io;
+use std::path::Path;
+
+use log::{debug, error, info, log_enabled, warn};
+
+use crate::bet;
+use crate::config::{Config, SyncPolicy};
+use crate::lottery::{DoneVerdict, Lottery};
+use crate::storage::{Storage, StorageError};
+use crate::wire::{Bets, Date};
+
+/// What this iteration staged, kept to be logged after its commit.
+#[derive(Debug, Default)]
+struct Group {
+    /// Agency and how many bets each ACKed batch stored (0 for a retry).
+    batches: Vec<(u32, u32)>,
+    /// Agency and total of each staged close.
+    closes: Vec<(u32, u32)>,
+    /// Documents and numbers of the staged bets, kept only when DEBUG
+    /// logging wants a line per stored bet.
+    bets: Vec<(Box<str>, u16)>,
+}
+
+/// How a commit went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Commit {
+    /// The disk took the group: its held replies may go out as they are.
+    pub committed: bool,
+    /// This commit closed the last agency: the draw happened.
+    pub drew: bool,
+}
+
+pub struct Central {
+    lottery: Lottery,
+    storage: Storage,
+    today: Date,
+    group: Group,
+}
+
+impl Central {
+    /// Opens the files (recovering a previous run) as `config` says.
+    pub fn from_config(config: &Config) -> Result<Central, StorageError> {
+        Central::open(
+            &config.bets_file,
+            &config.journal_file,
+            config.agencies,
+            config.winning_number,
+            config.sync,
+        )
+    }
+
+    /// Opens the files (recovering a previous run) and logs what they held.
+    pub fn open(
+        bets_file: &Path,
+        journal_file: &Path,
+        agencies: u32,
+        winning_number: u16,
+        sync: SyncPolicy,
+    ) -> Result<Central, StorageError> {
+        let (storage, recovery) =
+            Storage::open(bets_file, journal_file, agencies, winning_number, sync)?;
+        let stored: u64 = recovery.agencies.iter().map(|a| a.stored as u64).sum();
+        let closed = recovery.agencies.iter().filter(|a| a.closed).count();
+        info!(
+            "action: recuperar | result: success | apuestas: {stored} | agencias_cerradas: {closed} | archivo: {}",
+            bets_file.display()
+        );
+        let lottery = Lottery::recovered(recovery.agencies, winning_number);
+        if lottery.drawn() {
+            info!("action: sorteo | result: success");
+        }
+        Ok(Central {
+            lottery,
+            storage,
+            today: bet::today(),
+            group: Group::default(),
+        })
+    }
+
+    pub fn lottery(&self) -> &Lottery {
+        &self.lottery
+    }
+
+    /// The date bets' birthdates are checked against.
+    pub fn today(&self) -> Date {
+        self.today
+    }
+
+    pub fn refresh_today(&mut self) {
+        self.today = bet::today();
+    }
+
+    /// How many bets wait for the next commit.
+    pub fn staged_bets(&self) -> u64 {
+        self.storage.staged_bets()
+    }
+
+    /// A batch whose bets are all stored already: ACKed again, stores nothing.
+    pub fn stage_retry(&mut self, agency: u32) {
+        self.group.batches.push((agency, 0));
+    }
+
+    /// Stages the valid `bets` of `agency` from index `skip` on; returns the
+    /// agency's stored count with them.
+    pub fn stage_bets(&mut self, agency: u32, bets: Bets<'_>, skip: usize) -> u32 {
+        let keep_log = log_enabled!(log::Level::Debug);
+        for b in bets.iter().skip(skip) {
+            self.storage.stage_bet(agency, &b);
+            // Validated by the caller: the document is ASCII digits.
+            let document = std::str::from_utf8(b.document).unwrap_or_default();
+            self.lottery.stage_bet(agency, b.number, document);
+            if keep_log {
+                self.group.bets.push((document.into(), b.number));
+            }
+        }
+        self.group
+            .batches
+            .push((agency, (bets.len() - skip) as u32));
+        self.lottery.stored(agency).unwrap_or_default()
+    }
+
+    /// Decides a DONE; a close is staged in all three places.
+    pub fn stage_done(&mut self, agency: u32, total: u32) -> DoneVerdict {
+        let verdict = self.lottery.done(agency, total);
+        if verdict == DoneVerdict::Close {
+            self.storage.stage_close(agency, total);
+            self.group.closes.push((agency, total));
+        }
+        verdict
+    }
+
+    /// The group commit: one write and one sync for everything staged, then
+    /// the lottery commits or rolls back, and the group is logged.
+    pub fn commit(&mut self) -> Commit {
+        let committed = if self.storage.has_staged() {
+            match self.storage.commit() {
+                Ok(_) => true,
+                Err(e) => {
+                    error!("action: guardar_apuestas | result: fail | error: {e}");
+                    false
+                }
+            }
+        } else {
+            true
+        };
+        let drew = if committed {
+            self.lottery.commit()
+        } else {
+            self.lottery.rollback();
+            false
+        };
+        self.log_group(committed);
+        if drew {
+            info!("action: sorteo | result: success");
+        }
+        Commit { committed, drew }
+    }
+
+    fn log_group(&mut self, committed: bool) {
+        for (agency, stored) in self.group.batches.drain(..) {
+            if committed {
+                info!("action: apuesta_recibida | result: success | cantidad: {stored}");
+            } else {
+                warn!(
+                    "action: apuesta_recibida | result: fail | cantidad: {stored} | agencia: {agency} | error: STORAGE"
+                );
+            }
+        }
+        for (document, number) in self.group.bets.drain(..) {
+            if committed {
+                debug!(
+                    "action: apuesta_almacenada | result: success | dni: {document} | numero: {number}"
+                );
+            }
+        }
+        for (agency, total) in self.group.closes.drain(..) {
+            if committed {
+                info!(
+                    "action: agencia_cerrada | result: success | agencia: {agency} | total: {total}"
+                );
+            } else {
+                warn!(
+                    "action: agencia_cerrada | result: fail | agencia: {agency} | total: {total} | error: STORAGE"
+                );
+            }
+        }
+    }
+
+    /// Syncs and closes the files, logging a failure.
+    pub fn close(self) -> io::Result<()> {
+        let bets_path = self.storage.bets_path().to_owned();
+        self.storage.close().inspect_err(|e| {
+            error!(
+                "action: cerrar_archivo | result: fail | archivo: {} | error: {e}",
+                bets_path.display()
+            );
+        })
+    }
+}

@@ -1,0 +1,107 @@
+//! The replies a connection's requests produced during one loop iteration,
+//! held until the group commit says whether they may go out. Pure, no I/O.
+//!
+//! Invariant: a reply that depends on something staged in this iteration
+//! (an ACK, or an error whose detail is a stored count) is marked *durable*;
+//! if the commit fails, each durable reply is replaced by `ERROR STORAGE`, so
+//! nothing is acknowledged that is not on disk. The rest go out unchanged,
+//! in order.
+
+use crate::wire::{self, ErrorCode};
+
+/// Replies produced during one loop iteration, held until the group commit.
+///
+/// A reply that depends on bets or closes staged in this iteration (an ACK,
+/// or an error whose detail is a stored count) is *durable*: if the commit
+/// fails it is replaced by `ERROR STORAGE`, so nothing is acknowledged that is
+/// not on disk.
+#[derive(Debug, Default)]
+pub struct Replies {
+    bytes: Vec<u8>,
+    durable: Vec<(usize, usize)>,
+}
+
+impl Replies {
+    /// Appends one reply written by `encode`.
+    pub fn push(&mut self, durable: bool, encode: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.bytes.len();
+        encode(&mut self.bytes);
+        if durable {
+            self.durable.push((start, self.bytes.len()));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Moves the replies to `out`: as they are if the commit succeeded, with
+    /// every durable reply turned into `ERROR STORAGE` if it failed.
+    pub fn settle(&mut self, committed: bool, out: &mut Vec<u8>) {
+        if committed || self.durable.is_empty() {
+            out.extend_from_slice(&self.bytes);
+        } else {
+            let mut at = 0;
+            for &(start, end) in &self.durable {
+                out.extend_from_slice(&self.bytes[at..start]);
+                wire::encode_error(
+                    out,
+                    ErrorCode::Storage,
+                    0,
+                    "the bets could not be stored; nothing was acknowledged, send them again",
+                );
+                at = end;
+            }
+            out.extend_from_slice(&self.bytes[at..]);
+        }
+        self.bytes.clear();
+        self.durable.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Frame;
+
+    #[test]
+    fn committed_replies_go_out_unchanged_and_in_order() {
+        let mut r = Replies::default();
+        r.push(true, |o| wire::encode_ack(o, 1, 10));
+        r.push(false, |o| wire::encode_not_ready(o, 0, 5));
+        let mut out = Vec::new();
+        r.settle(true, &mut out);
+        let mut expected = Vec::new();
+        wire::encode_ack(&mut expected, 1, 10);
+        wire::encode_not_ready(&mut expected, 0, 5);
+        assert_eq!(out, expected);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_failed_commit_turns_durable_replies_into_storage_errors() {
+        let mut r = Replies::default();
+        r.push(true, |o| wire::encode_ack(o, 1, 10));
+        r.push(false, |o| wire::encode_not_ready(o, 0, 5));
+        r.push(true, |o| wire::encode_ack(o, 1, 20));
+        let mut out = Vec::new();
+        r.settle(false, &mut out);
+        let mut frames = Vec::new();
+        let mut rest = &out[..];
+        while let Some((f, n)) = wire::decode(rest).unwrap() {
+            frames.push(f.kind());
+            if let Frame::Error { code, .. } = f {
+                assert_eq!(code, ErrorCode::Storage as u8);
+            }
+            rest = &rest[n..];
+        }
+        assert_eq!(
+            frames,
+            [wire::kind::ERROR, wire::kind::NOT_READY, wire::kind::ERROR]
+        );
+    }
+}

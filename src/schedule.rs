@@ -1,0 +1,181 @@
+//! Which connections the loop visits: the ready queue (drive without
+//! waiting for an event), the touched list (this iteration's held replies,
+//! settled by the commit and then written), and their deadlines.
+//!
+//! Entries name a connection by slab key and id, so an entry left behind by
+//! a closed connection never reaches the one that reuses its key. Only this
+//! module writes a connection's [`Marks`](crate::connection::Marks), so they
+//! say exactly whether it is listed: a connection is queued once and touched
+//! once per iteration however often it is asked for, and has at most one
+//! idle deadline in the heap.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::connection::Connection;
+use crate::deadlines::{Deadlines, Due, Timer};
+use crate::lottery::Lottery;
+use crate::parking::{Parking, Wake};
+
+pub struct Schedule {
+    ready: VecDeque<(usize, u64)>,
+    touched: Vec<(usize, u64)>,
+    deadlines: Deadlines,
+    idle_timeout: Duration,
+}
+
+impl Schedule {
+    pub fn new(idle_timeout: Duration) -> Schedule {
+        Schedule {
+            ready: VecDeque::new(),
+            touched: Vec::new(),
+            deadlines: Deadlines::default(),
+            idle_timeout,
+        }
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// Queues a connection to be driven without waiting for an event.
+    pub fn enqueue(&mut self, key: usize, conn: &mut Connection) {
+        if !conn.marks.queued {
+            conn.marks.queued = true;
+            self.ready.push_back((key, conn.id()));
+        }
+    }
+
+    /// Lists a connection among those whose replies the commit settles and
+    /// the flush writes, once per iteration.
+    pub fn touch(&mut self, key: usize, conn: &mut Connection) {
+        if !conn.marks.touched {
+            conn.marks.touched = true;
+            self.touched.push((key, conn.id()));
+        }
+    }
+
+    /// An unparked connection: driven next (the frames behind its request
+    /// are decoded then), its reply written this iteration, and back under
+    /// the idle timeout.
+    pub fn wake(&mut self, key: usize, conn: &mut Connection) {
+        self.enqueue(key, conn);
+        self.touch(key, conn);
+        self.arm_idle(key, conn);
+    }
+
+    /// Gives a connection its idle deadline unless it has one in the heap
+    /// already (that one is due no later: progress only moves it later).
+    pub fn arm_idle(&mut self, key: usize, conn: &mut Connection) {
+        if conn.marks.idle_timer.is_none() {
+            let at = conn.idle_deadline(self.idle_timeout);
+            conn.marks.idle_timer = Some(at);
+            self.deadlines.push(at, Timer::Idle, key, conn.id());
+        }
+    }
+
+    pub fn push_deadline(&mut self, at: Instant, timer: Timer, key: usize, id: u64) {
+        self.deadlines.push(at, timer, key, id);
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.next()
+    }
+
+    /// The next due deadline whose connection is still there.
+    fn pop_due(&mut self, now: Instant, connections: &Slab<Connection>) -> Option<Due> {
+        while let Some(due) = self.deadlines.pop_due(now) {
+            if connections.get(due.key).is_some_and(|c| c.id() == due.id) {
+                return Some(due);
+            }
+        }
+        None
+    }
+
+    /// Takes an idle deadline that popped: `true` if the connection is idle
+    /// past it and must be closed. Otherwise the entry is re-pushed at its
+    /// current deadline, or dropped while it is parked (unparking re-arms).
+    fn idle_due(&mut self, due: Due, conn: &mut Connection, now: Instant) -> bool {
+        if conn.marks.idle_timer != Some(due.at) {
+            return false; // a stale duplicate
+        }
+        conn.marks.idle_timer = None;
+        if conn.is_parked() {
+            return false;
+        }
+        if conn.idle_deadline(self.idle_timeout) <= now {
+            return true;
+        }
+        self.arm_idle(due.key, conn);
+        false
+    }
+
+    /// Takes the deadlines due at `now`: parked requests whose time is up
+    /// are answered NOT_READY; connections idle past their deadline are
+    /// added to `idle`, for the loop to close.
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        connections: &mut Slab<Connection>,
+        parking: &mut Parking,
+        lottery: &Lottery,
+        idle: &mut Vec<usize>,
+    ) {
+        let (done, expected) = (lottery.closed(), lottery.expected());
+        while let Some(due) = self.pop_due(now, connections) {
+            let conn = &mut connections[due.key];
+            match due.timer {
+                Timer::Park => {
+                    parking.expire(due, conn, Wake::TimedOut { done, expected }, now, self)
+                }
+                Timer::Idle => {
+                    if self.idle_due(due, conn, now) {
+                        idle.push(due.key);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// The next queued connection still there, no longer marked queued.
+    pub fn pop_ready(&mut self, connections: &mut Slab<Connection>) -> Option<usize> {
+        while let Some((key, id)) = self.ready.pop_front() {
+            if let Some(conn) = connections.get_mut(key).filter(|c| c.id() == id) {
+                conn.marks.queued = false;
+                return Some(key);
+            }
+        }
+        None
+    }
+
+    /// Moves this iteration's touched connections still there to `keys`,
+    /// no longer marked.
+    pub fn take_touched(&mut self, connections: &mut Slab<Connection>, keys: &mut Vec<usize>) {
+        for (key, id) in self.touched.drain(..) {
+            if let Some(conn) = connections.get_mut(key).filter(|c| c.id() == id) {
+                conn.marks.touched = false;
+                keys.push(key);
+            }
+        }
+    }
+
+    /// Settles the replies the touched connections hold, as the commit went
+    /// (they stay listed: the flush takes them).
+    pub fn settle_touched(&self, connections: &mut Slab<Connection>, committed: bool) {
+        for &(key, id) in &self.touched {
+            if let Some(conn) = connections.get_mut(key).filter(|c| c.id() == id) {
+                conn.settle(committed);
+            }
+        }
+    }
+}

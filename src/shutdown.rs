@@ -1,0 +1,74 @@
+//! SIGTERM or SIGINT: stop accepting, answer parked requests with
+//! `SHUTTING_DOWN`, commit what is staged, send what is owed (for at most
+//! [`SHUTDOWN_FLUSH`]), close every connection, then sync and close the
+//! files, logging each resource as it closes.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use log::info;
+use mio::{Events, Token};
+use signal_hook::consts::SIGTERM;
+
+use crate::parking::Wake;
+use crate::server::Server;
+
+/// How long shutdown keeps writing what is owed to slow readers.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
+
+pub fn run(mut server: Server, signal: i32) -> io::Result<()> {
+    let name = if signal == SIGTERM {
+        "SIGTERM"
+    } else {
+        "SIGINT"
+    };
+    info!("action: shutdown | result: in_progress | signal: {name}");
+    server.acceptor.close(server.poll.registry());
+    let now = server.now;
+    server.parking.unpark_all(
+        &mut server.connections,
+        Wake::ShuttingDown,
+        false,
+        now,
+        &mut server.schedule,
+    );
+    server.commit();
+    let keys: Vec<usize> = server.connections.iter().map(|(k, _)| k).collect();
+    let deadline = Instant::now() + SHUTDOWN_FLUSH;
+    let mut events = Events::with_capacity(1024);
+    loop {
+        let mut owed = false;
+        for &key in &keys {
+            if let Some(conn) = server.connections.get_mut(key) {
+                match conn.write(Instant::now()) {
+                    Ok(all) => owed |= !all,
+                    Err(_) => {
+                        server.connections.remove(key);
+                    }
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !owed || left.is_zero() {
+            break;
+        }
+        for (key, conn) in server.connections.iter_mut() {
+            if conn.has_unsent() {
+                let _ = conn.want_writable(server.poll.registry(), Token(key), true);
+            }
+        }
+        let _ = server
+            .poll
+            .poll(&mut events, Some(left.min(Duration::from_millis(50))));
+    }
+    for (_, mut conn) in std::mem::take(&mut server.connections) {
+        conn.deregister(server.poll.registry());
+        info!(
+            "action: cerrar_conexion | result: success | peer: {}",
+            conn.peer()
+        );
+    }
+    server.central.close()?;
+    info!("action: shutdown | result: success | signal: {name}");
+    Ok(())
+}
