@@ -913,8 +913,10 @@ fn central_volumes(project: &Project) -> Vec<String> {
 
 /// One case of the course's workflow on the checkout: write the configs,
 /// the agency files and the compose file, `up -d`, read `logs -f` until
-/// every agency has exited, `stop`, `down`. Checks the course's checks.
-fn course_case(project: &mut Project, bets: &[u32], winners: &[u32]) {
+/// every agency has exited, `stop`, `down`. Checks the course's checks;
+/// the order of lines from different containers in the merged stream only
+/// with `check_order`.
+fn course_case(project: &mut Project, bets: &[u32], winners: &[u32], check_order: bool) {
     let label = format!("{} agencies of {bets:?} bets", bets.len());
     let git = |args: &[&str]| run(Command::new("git").current_dir(&project.dir).args(args));
     git(&["checkout", "."]);
@@ -1007,21 +1009,23 @@ fn course_case(project: &mut Project, bets: &[u32], winners: &[u32]) {
         .collect();
     assert_eq!(draws.len(), 1, "{label}: one draw\n{stream}");
     let draw = draws[0];
-    for (i, container, text) in lines() {
+    for (i, container, text) in lines().filter(|_| check_order) {
         if text.contains("action: apuesta_recibida") {
             assert!(
                 i < draw,
                 "{label}: a batch after the draw: {text}\n{stream}"
             );
         }
-        if text.contains("action: consulta_ganadores") {
+        // The `in_progress` line of an agency waiting for the draw comes
+        // before it; its winners come after.
+        if text.contains("action: consulta_ganadores | result: success") {
             assert!(
                 i > draw,
                 "{label}: {container}'s winners before the draw\n{stream}"
             );
         }
     }
-    for (i, s) in seen.iter().enumerate() {
+    for (i, s) in seen.iter().enumerate().filter(|_| check_order) {
         if let Seen::Exit { container, .. } = s {
             assert!(
                 i > draw,
@@ -1045,23 +1049,37 @@ fn course_case(project: &mut Project, bets: &[u32], winners: &[u32]) {
     }
 }
 
-#[test]
-fn the_course_workflow_runs_lottery_after_lottery_on_one_checkout() {
+/// The course's cases in a row on one throwaway checkout.
+fn course_workflow(test: &str, check_order: bool) {
     let _one_at_a_time = lock();
-    let Some(compose) = compose_or_skip("course_workflow") else {
+    let Some(compose) = compose_or_skip(test) else {
         return;
     };
-    let dir = util::temp_dir("compose-course-workflow");
+    let dir = util::temp_dir(&format!("compose-{test}"));
     throwaway_checkout(&dir);
-    let mut project =
-        Project::with_images(compose, "course", dir.join("docker-compose-dev.yaml"), dir);
-    course_case(&mut project, &[64], &[1]);
-    course_case(&mut project, &[99], &[3]);
-    course_case(&mut project, &[100, 100, 100], &[2, 1, 0]);
-    course_case(&mut project, &[60; 5], &[1, 2, 3, 4, 5]);
-    course_case(&mut project, &[], &[]);
+    let mut project = Project::with_images(compose, test, dir.join("docker-compose-dev.yaml"), dir);
+    course_case(&mut project, &[64], &[1], check_order);
+    course_case(&mut project, &[99], &[3], check_order);
+    course_case(&mut project, &[100, 100, 100], &[2, 1, 0], check_order);
+    course_case(&mut project, &[60; 5], &[1, 2, 3, 4, 5], check_order);
+    course_case(&mut project, &[], &[], check_order);
     // Back to more agencies than the last lottery had: a new lottery again.
-    course_case(&mut project, &[100, 100, 100], &[0, 1, 2]);
+    course_case(&mut project, &[100, 100, 100], &[0, 1, 2], check_order);
+}
+
+#[test]
+fn the_course_workflow_runs_lottery_after_lottery_on_one_checkout() {
+    course_workflow("course", false);
+}
+
+/// Each agency's own lines are in order in the merged stream (one docker
+/// log stream per container); this checks the order across containers.
+#[test]
+#[ignore = "fails with docker-compose 1.29 here: its `logs -f` attaches about 1.7 s after `up -d` \
+            returns, these runs (0.8 to 1.4 s with loop.period 150ms) are over by then, and it \
+            prints the containers' backlogs in the order its threads win"]
+fn the_course_workflow_merged_log_stream_shows_the_draw_between_the_bets_and_the_winners() {
+    course_workflow("order", true);
 }
 
 /// The `apuestas` of each `recuperar` line the central logged, oldest first

@@ -291,10 +291,10 @@ impl<'a> Agency<'a> {
         loop {
             if rewind.is_none() && !closed {
                 while in_flight.len() < window && next < total {
-                    if let Some(period) = period.filter(|_| sent_before) {
-                        if !self.stop.sleep(period) {
-                            return Err(Interrupt::Stopped);
-                        }
+                    if let Some(period) = period.filter(|_| sent_before)
+                        && !self.stop.sleep(period)
+                    {
+                        return Err(Interrupt::Stopped);
                     }
                     sent_before = true;
                     let batch = batch::plan(self.bets, next, self.config.batch_max_amount);
