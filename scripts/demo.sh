@@ -51,7 +51,6 @@ status=0
 for i in $(seq 1 "$AGENCIES"); do
     if wait "${pids[$((i - 1))]}"; then
         line=$(grep -o 'cant_ganadores: [0-9]*' "$run/logs/agency-$i.log" | tail -n 1)
-        expected=""
         generated=""
         if [ -f "$expected" ]; then
             generated=$(awk -v a="$i" '$1 == a { print " (generated with " $2 ")" }' "$expected")
