@@ -25,6 +25,7 @@ while [[ -e $to ]]; do
     to=$dir/.data/lotteries/$when-$n
     n=$((n + 1))
 done
+to=${to#./}
 mkdir -p "$to"
 docker cp "$server:/.data/central/." "$to/"
 "${compose[@]}" logs --no-color >"$to/logs.txt" 2>&1 || true
