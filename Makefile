@@ -54,7 +54,7 @@ docker-compose-up: $(COMPOSE_FILE) docker-compose-bets docker-image
 # that docker creates in its place, so they are checked before anything
 # starts (and before the build, to fail fast).
 docker-compose-bets: $(COMPOSE_FILE)
-	@cd '$(dir $(COMPOSE_FILE))' && mkdir -p .data/central && \
+	@cd '$(dir $(COMPOSE_FILE))' && mkdir -p .data && \
 	missing=$$(grep -o '\./\.data/agency-[0-9]*\.csv' '$(notdir $(COMPOSE_FILE))' | sort -u | \
 		while read -r f; do [[ -f $$f ]] || echo "$$f"; done); \
 	if [[ -n $$missing ]]; then \
@@ -64,13 +64,15 @@ docker-compose-bets: $(COMPOSE_FILE)
 		exit 1; \
 	fi
 
-# Between stop and down: how each container ended, and the central's last
-# words, which `down` deletes with the containers.
+# Between stop and down: how each container ended, the central's last words,
+# and the lottery kept in .data/lotteries/ (its files live in an anonymous
+# volume of the deployment, which `down -v` deletes with the containers).
 docker-compose-down:
 	$(COMPOSE) -f $(COMPOSE_FILE) stop -t $(STOP_TIMEOUT)
 	@$(COMPOSE) -f $(COMPOSE_FILE) ps
 	@$(COMPOSE) -f $(COMPOSE_FILE) logs --no-color --tail=1 server
-	$(COMPOSE) -f $(COMPOSE_FILE) down
+	@./scripts/keep-lottery.sh '$(COMPOSE_FILE)' $(COMPOSE)
+	$(COMPOSE) -f $(COMPOSE_FILE) down -v
 
 docker-compose-logs:
 	$(COMPOSE) -f $(COMPOSE_FILE) logs -f

@@ -10,14 +10,16 @@ Writes the docker compose file FILE with the central (service and container
 `server`) and N agencies (`client1` ... `clientN`) on one network.
 
   FILE  the compose file to write (overwritten if it exists)
-  N     how many agencies, a positive integer
+  N     how many agencies, 0 or more (0: the central alone)
 
-The central gets AGENCIES=N and keeps its bets and journal in
-.data/central/; agency i gets CLI_ID=i and .data/agency-i.csv. The
-configuration is mounted from compose/server/config.ini and
-compose/client/config.yaml. Compose resolves these relative paths from
-FILE's directory, so write FILE at the repository root (or beside a
-compose/ and .data/ of its own).
+The central gets AGENCIES=N and keeps its bets and journal in an anonymous
+volume at /.data/central: they live as long as the deployment (kill,
+stop, restart and `up` again recover them; `down` ends the lottery, and
+`make docker-compose-down` first copies them to .data/lotteries/). Agency i
+gets CLI_ID=i and .data/agency-i.csv. The configuration is mounted from
+compose/server/config.ini and compose/client/config.yaml. Compose resolves
+these relative paths from FILE's directory, so write FILE at the
+repository root (or beside a compose/ and .data/ of its own).
 
 Environment:
   SERVER_IMAGE      the central's image (default server:latest)
@@ -36,8 +38,8 @@ if [[ $# -ne 2 || -z "$1" ]]; then
     exit 2
 fi
 file=$1
-if [[ ! "$2" =~ ^[0-9]{1,6}$ ]] || ((10#$2 == 0)); then
-    echo "generar-compose.sh: N must be a positive integer, got '$2'" >&2
+if [[ ! "$2" =~ ^[0-9]{1,6}$ ]]; then
+    echo "generar-compose.sh: N must be a whole number (0 or more), got '$2'" >&2
     usage >&2
     exit 2
 fi
@@ -61,7 +63,10 @@ services:
       - BETS_FILE=/.data/central/bets.csv
     volumes:
       - ./compose/server/config.ini:/config.ini:ro
-      - ./.data/central:/.data/central
+      # Anonymous: the lottery's files belong to this deployment. A killed,
+      # stopped, restarted or recreated central finds them again; \`down\`
+      # ends the lottery and the next \`up\` starts a new one.
+      - /.data/central
     networks:
       - lottery_net
 EOF

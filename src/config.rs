@@ -164,7 +164,9 @@ impl Config {
                 ))
             })?;
         }
-        set(&get, "AGENCIES", &mut config.agencies, |n| *n > 0)?;
+        // 0 is the course's "central alone" deployment: nobody to wait
+        // for, so the draw of no bets is done at start.
+        set(&get, "AGENCIES", &mut config.agencies, |_| true)?;
         if let Some((v, _)) = get("BETS_FILE") {
             if v.is_empty() {
                 return Err(ConfigError("BETS_FILE is empty".into()));
@@ -287,6 +289,12 @@ mod tests {
     }
 
     #[test]
+    fn zero_agencies_is_the_central_alone() {
+        let c = Config::from_sources(None, env(&[("AGENCIES", "0")])).unwrap();
+        assert_eq!(c.agencies, 0);
+    }
+
+    #[test]
     fn environment_variables_override_the_file() {
         let c = Config::from_sources(
             Some(COURSE_INI),
@@ -315,7 +323,6 @@ mod tests {
             ("SERVER_PORT", "http"),
             ("SERVER_PORT", "70000"),
             ("SERVER_PORT", "0"),
-            ("AGENCIES", "0"),
             ("AGENCIES", "-3"),
             ("WINNING_NUMBER", "10000"),
             ("LOGGING_LEVEL", "LOUD"),

@@ -41,6 +41,17 @@ pub enum StorageError {
         line: u64,
         why: String,
     },
+    /// Well-formed files of another lottery: they name an agency beyond
+    /// `AGENCIES`. Not corruption; the central still refuses to mix them in.
+    OtherLottery {
+        bets: PathBuf,
+        journal: PathBuf,
+        /// The file and line that named `agency`.
+        path: PathBuf,
+        line: u64,
+        agency: u32,
+        agencies: u32,
+    },
 }
 
 impl fmt::Display for StorageError {
@@ -50,6 +61,24 @@ impl fmt::Display for StorageError {
             StorageError::Corrupt { path, line, why } => {
                 write!(f, "{} is corrupt at line {line}: {why}", path.display())
             }
+            StorageError::OtherLottery {
+                bets,
+                journal,
+                path,
+                line,
+                agency,
+                agencies,
+            } => write!(
+                f,
+                "{bets} and {journal} hold another lottery: line {line} of {path} is a bet of agency \
+                 {agency}, but this central expects AGENCIES={agencies}. The files are not corrupt; \
+                 they were made for a lottery with more agencies. To start a new lottery, move or \
+                 delete both files (or set BETS_FILE to a new path); to go on with that lottery, \
+                 start the central with AGENCIES={agency} or more.",
+                bets = bets.display(),
+                journal = journal.display(),
+                path = path.display(),
+            ),
         }
     }
 }
@@ -104,10 +133,29 @@ impl Storage {
         };
         let (bets, bets_len, bets_cut) = open_append(bets_path)?;
         recovery.bets_cut = bets_cut;
-        recover_bets(&bets, bets_path, bets_len, winning_number, &mut recovery)?;
+        let other_lottery = |e| match e {
+            StorageError::OtherLottery {
+                path,
+                line,
+                agency,
+                agencies,
+                ..
+            } => StorageError::OtherLottery {
+                bets: bets_path.to_owned(),
+                journal: journal_path.to_owned(),
+                path,
+                line,
+                agency,
+                agencies,
+            },
+            e => e,
+        };
+        recover_bets(&bets, bets_path, bets_len, winning_number, &mut recovery)
+            .map_err(other_lottery)?;
         let (journal, journal_len, journal_cut) = open_append(journal_path)?;
         recovery.journal_cut = journal_cut;
-        recover_journal(&journal, journal_path, journal_len, &mut recovery)?;
+        recover_journal(&journal, journal_path, journal_len, &mut recovery)
+            .map_err(other_lottery)?;
         if sync == SyncPolicy::Always {
             sync_parent_dir(bets_path)?;
             if journal_path.parent() != bets_path.parent() {
@@ -419,9 +467,7 @@ fn recover_bets(
             .filter(|&a| a >= 1)
             .ok_or_else(|| corrupt("agency is not a positive number".into()))?;
         if agency as usize > agencies {
-            return Err(corrupt(format!(
-                "agency {agency} is beyond AGENCIES={agencies}; start the central with the AGENCIES this file was made with"
-            )));
+            return Err(other_lottery(path, line, agency, agencies));
         }
         let document = std::str::from_utf8(&record[3])
             .ok()
@@ -468,10 +514,13 @@ fn recover_journal(
         let (Ok(agency), Ok(total)) = (agency.parse::<u32>(), total.parse::<u32>()) else {
             return Err(corrupt(format!("bad numbers in {entry:?}")));
         };
-        let a = (agency as usize)
-            .checked_sub(1)
-            .and_then(|i| recovery.agencies.get_mut(i))
-            .ok_or_else(|| corrupt(format!("agency {agency} is beyond AGENCIES")))?;
+        if agency == 0 {
+            return Err(corrupt("agency 0 closed".into()));
+        }
+        let agencies = recovery.agencies.len();
+        let Some(a) = recovery.agencies.get_mut(agency as usize - 1) else {
+            return Err(other_lottery(path, i as u64 + 1, agency, agencies));
+        };
         if total != a.stored {
             return Err(corrupt(format!(
                 "agency {agency} closed with {total} bets but the bets file holds {}",
@@ -481,6 +530,18 @@ fn recover_journal(
         a.closed = true;
     }
     Ok(())
+}
+
+/// `open` fills in both file names.
+fn other_lottery(path: &Path, line: u64, agency: u32, agencies: usize) -> StorageError {
+    StorageError::OtherLottery {
+        bets: PathBuf::new(),
+        journal: PathBuf::new(),
+        path: path.to_owned(),
+        line,
+        agency,
+        agencies: agencies as u32,
+    }
 }
 
 fn parse_u32(field: &[u8]) -> Option<u32> {
@@ -629,11 +690,57 @@ mod tests {
     }
 
     #[test]
-    fn a_bets_file_from_more_agencies_refuses_to_start() {
+    fn files_of_a_lottery_with_more_agencies_are_another_lottery_not_corruption() {
         let d = dir("agencies");
-        std::fs::write(d.join("bets.csv"), "7,A,B,1,1999-01-01,5\r\n").unwrap();
-        let err = open(&d, 5).unwrap_err().to_string();
-        assert!(err.contains("AGENCIES"), "{err}");
+        std::fs::write(
+            d.join("bets.csv"),
+            "1,A,B,1,1999-01-01,5\r\n7,A,B,2,1999-01-01,5\r\n",
+        )
+        .unwrap();
+        let err = open(&d, 5).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::OtherLottery {
+                    line: 2,
+                    agency: 7,
+                    agencies: 5,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = err.to_string();
+        assert!(!err.contains("corrupt at"), "{err}");
+        for needed in [
+            d.join("bets.csv").display().to_string(),
+            d.join("bets.csv.journal").display().to_string(),
+            "another lottery".into(),
+            "AGENCIES=5".into(),
+            "move or delete both files".into(),
+            "BETS_FILE".into(),
+        ] {
+            assert!(err.contains(&needed), "no {needed:?} in: {err}");
+        }
+    }
+
+    #[test]
+    fn a_journal_closing_an_agency_beyond_agencies_is_another_lottery() {
+        let d = dir("journal-agencies");
+        std::fs::write(d.join("bets.csv.journal"), "DONE 4 0\n").unwrap();
+        let err = open(&d, 3).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::OtherLottery {
+                    line: 1,
+                    agency: 4,
+                    agencies: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]

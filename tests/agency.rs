@@ -826,7 +826,7 @@ fn config_yaml_with_unknown_keys_is_read_and_the_environment_wins() {
     let central = FakeCentral::start(Script::default());
     std::fs::write(
         dir.join("config.yaml"),
-        "server:\n  address: \"127.0.0.1:1\"\nloop:\n  amount: 5\n  period: \"5s\"\nlog:\n  level: \"debug\"\nbatch:\n  maxAmount: 7\n",
+        "server:\n  address: \"127.0.0.1:1\"\nloop:\n  amount: 5\n  period: \"5ms\"\nlog:\n  level: \"debug\"\nbatch:\n  maxAmount: 7\n",
     )
     .unwrap();
     let done = run(agency(&dir, &central.address()).env("CLI_LOG_LEVEL", "info"));
@@ -845,6 +845,8 @@ fn config_yaml_with_unknown_keys_is_read_and_the_environment_wins() {
         done.log
     );
     assert!(has_line(&done.log, "batch_max_amount: 7"), "{}", done.log);
+    // `loop.period` is read; `loop.amount` is ignored.
+    assert!(has_line(&done.log, "loop_period_ms: 5 "), "{}", done.log);
 }
 
 #[test]
@@ -931,6 +933,98 @@ fn sigterm_while_parked_for_the_winners_exits_0() {
         has_line(
             &done.log,
             "action: shutdown | result: success | signal: SIGTERM | stored: 20"
+        ),
+        "{}",
+        done.log
+    );
+}
+
+#[test]
+fn a_bets_file_that_is_a_directory_or_missing_is_named_and_explained() {
+    let dir = util::temp_dir("agency-file-directory");
+    // What docker mounts where the host's file is missing.
+    std::fs::create_dir_all(dir.join(".data").join(format!("agency-{AGENCY}.csv"))).unwrap();
+    let done = run(&mut agency(&dir, "127.0.0.1:1"));
+    assert_eq!(done.code, Some(2), "{}", done.log);
+    let line = done
+        .log
+        .lines()
+        .find(|l| l.contains("action: leer_apuestas | result: fail"))
+        .unwrap_or_else(|| panic!("{}", done.log));
+    for needed in [
+        format!(".data/agency-{AGENCY}.csv"),
+        "is a directory".into(),
+        "docker creates an empty directory where a mounted file is missing".into(),
+    ] {
+        assert!(line.contains(&needed), "no {needed:?} in: {line}");
+    }
+
+    let done = run(agency(&dir, "127.0.0.1:1").env("CLI_DATA_FILE", "nowhere.csv"));
+    assert_eq!(done.code, Some(2), "{}", done.log);
+    assert!(
+        has_line(
+            &done.log,
+            "cannot read the bets file nowhere.csv: no such file"
+        ),
+        "{}",
+        done.log
+    );
+}
+
+#[test]
+fn loop_period_sends_one_batch_at_a_time_with_the_pause_between_them() {
+    let dir = util::temp_dir("agency-loop-period");
+    let rows = rows(50, 0);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script::default());
+    let started = Instant::now();
+    let done = run(agency(&dir, &central.address())
+        .env("CLI_BATCH_MAXAMOUNT", "10")
+        .env("CLI_LOOP_PERIOD", "150ms"));
+    let took = started.elapsed();
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert_stored_exactly(&central, &rows);
+    assert_eq!(central.seen().batches.len(), 5);
+    // Four pauses between five batches.
+    assert!(took >= Duration::from_millis(600), "took {took:?}");
+    assert!(has_line(&done.log, "loop_period_ms: 150"), "{}", done.log);
+}
+
+#[test]
+fn sigterm_during_a_loop_period_pause_stops_at_once_with_exit_0() {
+    let dir = util::temp_dir("agency-loop-period-sigterm");
+    write_bets(&dir, &rows(50, 0));
+    let central = FakeCentral::start(Script::default());
+    let running = Running::start(
+        agency(&dir, &central.address())
+            .env("CLI_BATCH_MAXAMOUNT", "10")
+            .env("CLI_LOOP_PERIOD", "30s"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while central.seen().batches.is_empty() {
+        assert!(Instant::now() < deadline, "the agency sent no batch");
+        thread::sleep(Duration::from_millis(10));
+    }
+    // The first batch's ACK and then the pause.
+    thread::sleep(Duration::from_millis(200));
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let done = running.wait(Duration::from_secs(5));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(1),
+        "stopped in {:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert_eq!(central.seen().batches.len(), 1, "{}", done.log);
+    assert!(
+        has_line(
+            &done.log,
+            "action: shutdown | result: success | signal: SIGTERM | stored: 10"
         ),
         "{}",
         done.log

@@ -457,6 +457,45 @@ fn a_restarted_central_resumes_stored_counts_closes_and_the_draw() {
 }
 
 #[test]
+fn files_of_a_lottery_with_more_agencies_are_explained_plainly_and_exit_code_1() {
+    let dir = temp_dir("other-lottery");
+    // A finished lottery of 5 agencies, then a central for 3 on its files.
+    std::fs::write(
+        dir.join("bets.csv"),
+        "1,A,B,1,1999-01-01,5\r\n4,A,B,2,1999-01-01,7574\r\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("bets.csv.journal"), "DONE 1 1\nDONE 4 1\n").unwrap();
+    let out = std::process::Command::new(util::server_bin())
+        .current_dir(&dir)
+        .env_clear()
+        .env("SERVER_IP", "127.0.0.1")
+        .env("SERVER_PORT", util::free_port().to_string())
+        .env("AGENCIES", "3")
+        .env("BETS_FILE", dir.join("bets.csv"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("is corrupt"), "{err}");
+    for needed in [
+        dir.join("bets.csv").display().to_string(),
+        dir.join("bets.csv.journal").display().to_string(),
+        "hold another lottery".into(),
+        "agency 4".into(),
+        "AGENCIES=3".into(),
+        "To start a new lottery, move or delete both files (or set BETS_FILE".into(),
+    ] {
+        assert!(err.contains(&needed), "no {needed:?} in: {err}");
+    }
+    // Nothing was changed.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("bets.csv.journal")).unwrap(),
+        "DONE 1 1\nDONE 4 1\n"
+    );
+}
+
+#[test]
 fn a_bad_config_value_is_a_clear_error_and_exit_code_2() {
     let dir = temp_dir("bad-config");
     let out = std::process::Command::new(util::server_bin())

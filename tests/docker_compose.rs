@@ -126,8 +126,9 @@ struct Project {
     /// The compose project name, also the prefix of every container name.
     name: String,
     compose: Vec<&'static str>,
-    /// Holds `docker-compose.yaml`, `compose/` and `.data/`.
+    /// Holds the compose file, `compose/` and `.data/`.
     dir: PathBuf,
+    compose_file: PathBuf,
     server_image: String,
     client_image: String,
     agencies: u32,
@@ -137,11 +138,35 @@ impl Project {
     /// Builds the images under this project's tags and prepares its
     /// directory with a copy of the repository's `compose/` configuration.
     fn new(compose: Vec<&'static str>, test: &str) -> Project {
+        let dir = util::temp_dir(&format!("compose-{test}"));
+        let project = Project::with_images(compose, test, dir.join("docker-compose.yaml"), dir);
+        for (service, file) in [("server", "config.ini"), ("client", "config.yaml")] {
+            let to = project.dir.join("compose").join(service);
+            std::fs::create_dir_all(&to).unwrap();
+            std::fs::copy(
+                repo_root().join("compose").join(service).join(file),
+                to.join(file),
+            )
+            .unwrap();
+        }
+        std::fs::create_dir_all(project.data_dir()).unwrap();
+        project
+    }
+
+    /// The project's images, built under its own tags, for a compose file
+    /// in `dir`.
+    fn with_images(
+        compose: Vec<&'static str>,
+        test: &str,
+        compose_file: PathBuf,
+        dir: PathBuf,
+    ) -> Project {
         let name = format!("lotterytest-{}-{test}", std::process::id());
         let project = Project {
             server_image: format!("{name}-server:test"),
             client_image: format!("{name}-client:test"),
-            dir: util::temp_dir(&format!("compose-{test}")),
+            dir,
+            compose_file,
             name,
             compose,
             agencies: 0,
@@ -159,18 +184,6 @@ impl Project {
             "{test}: make docker-image took {:.1} s",
             started.elapsed().as_secs_f64()
         ));
-        for (service, file) in [("server", "config.ini"), ("client", "config.yaml")] {
-            let to = project.dir.join("compose").join(service);
-            std::fs::create_dir_all(&to).unwrap();
-            std::fs::copy(
-                repo_root().join("compose").join(service).join(file),
-                to.join(file),
-            )
-            .unwrap();
-        }
-        // Created here rather than by docker, so that it belongs to whoever
-        // runs the test and its root-owned files can be deleted.
-        std::fs::create_dir_all(project.central_dir()).unwrap();
         project
     }
 
@@ -178,12 +191,8 @@ impl Project {
         self.dir.join(".data")
     }
 
-    fn central_dir(&self) -> PathBuf {
-        self.data_dir().join("central")
-    }
-
     fn compose_file(&self) -> PathBuf {
-        self.dir.join("docker-compose.yaml")
+        self.compose_file.clone()
     }
 
     /// Writes the compose file for `agencies` agencies with `generar-compose.sh`.
@@ -498,7 +507,6 @@ fn generar_compose_rejects_bad_arguments_with_its_usage_and_code_2() {
     for args in [
         vec![],
         vec![file],
-        vec![file, "0"],
         vec![file, "-3"],
         vec![file, "five"],
         vec![file, "2.5"],
@@ -545,7 +553,7 @@ fn generar_compose_writes_the_central_and_n_agencies_on_one_network() {
         "- AGENCIES=3",
         "- BETS_FILE=/.data/central/bets.csv",
         "- ./compose/server/config.ini:/config.ini:ro",
-        "- ./.data/central:/.data/central",
+        "- /.data/central",
         "lottery_net: {}",
     ] {
         assert!(has(line), "no `{line}` in:\n{text}");
@@ -594,7 +602,7 @@ fn five_agencies_get_their_winners_and_the_central_stops_with_code_0() {
     stop_and_check_central(&project);
 
     // A recreated central keeps the bets and the closed agencies, which
-    // live on the mount in .data/central.
+    // live in the deployment's anonymous volume.
     let total = bets_in_files(&project);
     run(&mut project.compose(&["up", "--detach", "--no-deps", "--force-recreate", "server"]));
     let central = project.wait_for_log("server", "action: escuchar");
@@ -686,10 +694,9 @@ fn a_new_batch_max_amount_in_the_mounted_config_takes_effect_without_a_rebuild()
         "batches with compose/client/config.yaml as shipped (maxAmount 100): {sizes:?}"
     );
 
-    // A fresh lottery with a new batch size: only the mounted file changes.
-    run(&mut project.compose(&["down", "--timeout", "20"]));
-    std::fs::remove_dir_all(project.central_dir()).unwrap();
-    std::fs::create_dir_all(project.central_dir()).unwrap();
+    // A fresh lottery with a new batch size: only the mounted file changes
+    // (`down` ended the first one with its anonymous volume).
+    run(&mut project.compose(&["down", "--volumes", "--timeout", "20"]));
     let config_path = project.dir.join("compose/client/config.yaml");
     let config = std::fs::read_to_string(&config_path).unwrap();
     assert!(
@@ -710,5 +717,468 @@ fn a_new_batch_max_amount_in_the_mounted_config_takes_effect_without_a_rebuild()
         "batches after setting maxAmount: 7: {sizes:?}"
     );
     assert_eq!(image_ids(), images_before, "the images changed");
+    stop_and_check_central(&project);
+}
+
+#[test]
+fn generar_compose_with_0_agencies_writes_the_central_alone() {
+    let dir = util::temp_dir("generar-compose-zero");
+    let file = dir.join("docker-compose-dev.yaml");
+    run(Command::new(repo_root().join("generar-compose.sh"))
+        .env_remove("CONTAINER_PREFIX")
+        .arg(&file)
+        .arg("0"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    for line in [
+        "server:",
+        "- AGENCIES=0",
+        "- /.data/central",
+        "lottery_net: {}",
+    ] {
+        assert!(lines.contains(&line), "no `{line}` in:\n{text}");
+    }
+    assert!(!text.contains("client"), "an agency in:\n{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// The course's workflow: one checkout, run after run.
+
+/// The course's `compose/server/config.ini`, as its checking tools write it.
+const COURSE_SERVER_INI: &str = "[DEFAULT]\nSERVER_PORT = 12345\nSERVER_IP = server\nSERVER_LISTEN_BACKLOG = 5\nLOGGING_LEVEL = DEBUG\n";
+
+/// The course's `compose/client/config.yaml`, as its checking tools write it.
+const COURSE_CLIENT_YAML: &str = "server:\n  address: \"server:12345\"\nloop:\n  amount: 500\n  period: \"150ms\"\nlog:\n  level: \"INFO\"\nbatch:\n  maxAmount: 10\n";
+
+/// How long one case's containers may take, start-up included.
+const CASE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// A throwaway checkout of the working tree: its tracked (and new, not
+/// ignored) files in a git repository of their own, so that the course's
+/// `git checkout .` and `git clean -fd` work there and keep ignored files.
+fn throwaway_checkout(dir: &Path) {
+    let listed = run(Command::new("git").current_dir(repo_root()).args([
+        "ls-files",
+        "-z",
+        "--cached",
+        "--others",
+        "--exclude-standard",
+    ]));
+    for path in listed.split('\0').filter(|p| !p.is_empty()) {
+        let from = repo_root().join(path);
+        // A tracked file deleted in the working tree is not copied.
+        if !from.is_file() {
+            continue;
+        }
+        let to = dir.join(path);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    }
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .current_dir(dir)
+            .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+            .args(args))
+    };
+    git(&["init", "--quiet"]);
+    git(&["add", "--all"]);
+    git(&["commit", "--quiet", "--message", "checkout"]);
+}
+
+/// Agency files where agency `i` has `bets[i]` bets of which `winners[i]`
+/// win, written into `.data/` the way the course's tools do.
+fn write_agency_files(data: &Path, bets: &[u32], winners: &[u32]) {
+    for (i, (&n, &w)) in bets.iter().zip(winners).enumerate() {
+        let agency = i as u32 + 1;
+        let mut text = String::new();
+        for j in 0..n {
+            // Winners spread over the file; documents unique per lottery.
+            let wins = w > 0 && j % (n / w) == 0 && j / (n / w) < w;
+            let number = if wins { 7574 } else { (j * 37 + agency) % 7000 };
+            text.push_str(&format!(
+                "Nombre{j},Apellido{agency},{},1990-0{}-1{},{number}\n",
+                30_000_000 + agency * 100_000 + j,
+                1 + j % 9,
+                j % 10
+            ));
+        }
+        std::fs::write(data.join(format!("agency-{agency}.csv")), text).unwrap();
+    }
+}
+
+/// One line of `docker compose logs -f`: an `action:` line of a container,
+/// or a container's exit.
+#[derive(Debug, Clone)]
+enum Seen {
+    Line { container: String, text: String },
+    Exit { container: String, code: i64 },
+}
+
+/// Reads `compose logs -f` as one merged stream until `done` says so
+/// (checked after each line and every 200 ms), then `finish` runs (e.g. a
+/// `stop`) and the stream is read to its end.
+fn follow_logs(
+    project: &Project,
+    done: impl Fn(&[Seen]) -> bool,
+    finish: impl FnOnce(),
+) -> Vec<Seen> {
+    use std::io::BufRead;
+    let mut child = project
+        .compose(&["logs", "--no-color", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut raw = Vec::new();
+    let mut finish = Some(finish);
+    let deadline = Instant::now() + CASE_TIMEOUT;
+    loop {
+        if finish.is_some() && done(&seen) {
+            (finish.take().unwrap())();
+        }
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                if let Some(s) = parse_log_line(&line) {
+                    seen.push(s);
+                }
+                raw.push(line);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "the case did not end within {CASE_TIMEOUT:?}; the merged stream:\n{}",
+                raw.join("\n")
+            );
+        }
+    }
+    let _ = child.wait();
+    reader.join().unwrap();
+    assert!(
+        finish.is_none(),
+        "the log stream ended early:\n{}",
+        raw.join("\n")
+    );
+    seen
+}
+
+fn parse_log_line(line: &str) -> Option<Seen> {
+    if let Some((container, text)) = line.split_once(" | ") {
+        let text = text.trim_start();
+        return text.contains("action: ").then(|| Seen::Line {
+            container: container.trim().to_string(),
+            text: text.to_string(),
+        });
+    }
+    let (container, code) = line.trim().split_once(" exited with code ")?;
+    Some(Seen::Exit {
+        container: container.trim().to_string(),
+        code: code.trim().parse().ok()?,
+    })
+}
+
+fn exits(seen: &[Seen]) -> HashMap<&str, i64> {
+    seen.iter()
+        .filter_map(|s| match s {
+            Seen::Exit { container, code } => Some((container.as_str(), *code)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The anonymous volumes of the deployment's central (the course's plain
+/// `down` keeps them, dangling; the test removes them itself).
+fn central_volumes(project: &Project) -> Vec<String> {
+    run(docker()
+        .args(["inspect", "--format", "{{range .Mounts}}{{.Name}} {{end}}"])
+        .arg(project.container("server")))
+    .split_whitespace()
+    .map(str::to_string)
+    .collect()
+}
+
+/// One case of the course's workflow on the checkout: write the configs,
+/// the agency files and the compose file, `up -d`, read `logs -f` until
+/// every agency has exited, `stop`, `down`. Checks the course's checks;
+/// the order of lines from different containers in the merged stream only
+/// with `check_order`.
+fn course_case(project: &mut Project, bets: &[u32], winners: &[u32], check_order: bool) {
+    let label = format!("{} agencies of {bets:?} bets", bets.len());
+    let git = |args: &[&str]| run(Command::new("git").current_dir(&project.dir).args(args));
+    git(&["checkout", "."]);
+    git(&["clean", "-fd", "--quiet"]);
+    std::fs::write(
+        project.dir.join("compose/server/config.ini"),
+        COURSE_SERVER_INI,
+    )
+    .unwrap();
+    std::fs::write(
+        project.dir.join("compose/client/config.yaml"),
+        COURSE_CLIENT_YAML,
+    )
+    .unwrap();
+    write_agency_files(&project.data_dir(), bets, winners);
+    run(Command::new("./generar-compose.sh")
+        .current_dir(&project.dir)
+        .env("SERVER_IMAGE", &project.server_image)
+        .env("CLIENT_IMAGE", &project.client_image)
+        .env("CONTAINER_PREFIX", format!("{}-", project.name))
+        .args(["docker-compose-dev.yaml", &bets.len().to_string()]));
+    project.agencies = bets.len() as u32;
+
+    let started = Instant::now();
+    run(&mut project.compose(&["up", "-d"]));
+    let agencies = project.agency_containers();
+    let server = project.container("server");
+    let seen = follow_logs(
+        project,
+        |seen| {
+            let exited = exits(seen);
+            if agencies.is_empty() {
+                // The central alone: stop it once it listens.
+                seen.iter().any(
+                    |s| matches!(s, Seen::Line { text, .. } if text.contains("action: escuchar")),
+                )
+            } else {
+                agencies.iter().all(|a| exited.contains_key(a.as_str()))
+            }
+        },
+        || run(&mut project.compose(&["stop", "-t", "20"])).truncate(0),
+    );
+    let volumes = central_volumes(project);
+    run(&mut project.compose(&["down"]));
+    if !volumes.is_empty() {
+        run_quietly(docker().args(["volume", "rm"]).args(&volumes));
+    }
+    say(&format!(
+        "course workflow: {label}: {:.1} s from up to down",
+        started.elapsed().as_secs_f64()
+    ));
+
+    let stream: Vec<String> = seen.iter().map(|s| format!("{s:?}")).collect();
+    let stream = stream.join("\n");
+    let lines = || {
+        seen.iter().enumerate().filter_map(|(i, s)| match s {
+            Seen::Line { container, text } => Some((i, container.as_str(), text.as_str())),
+            _ => None,
+        })
+    };
+    for (_, container, text) in lines() {
+        assert!(
+            !text.contains("result: fail"),
+            "{label}: {container} failed: {text}\n{stream}"
+        );
+    }
+    let exited = exits(&seen);
+    for container in agencies.iter().chain([&server]) {
+        assert_eq!(
+            exited.get(container.as_str()),
+            Some(&0),
+            "{label}: how {container} exited\n{stream}"
+        );
+    }
+    let stored: u64 = lines()
+        .filter(|(_, c, t)| {
+            *c == server && t.contains("action: apuesta_recibida | result: success")
+        })
+        .map(|(_, _, t)| field(t, "cantidad").unwrap().parse::<u64>().unwrap())
+        .sum();
+    let sent: u64 = bets.iter().map(|&b| u64::from(b)).sum();
+    assert_eq!(
+        stored, sent,
+        "{label}: the central's `cantidad` sum\n{stream}"
+    );
+
+    let draws: Vec<usize> = lines()
+        .filter(|(_, c, t)| *c == server && t.contains("action: sorteo | result: success"))
+        .map(|(i, _, _)| i)
+        .collect();
+    assert_eq!(draws.len(), 1, "{label}: one draw\n{stream}");
+    let draw = draws[0];
+    for (i, container, text) in lines().filter(|_| check_order) {
+        if text.contains("action: apuesta_recibida") {
+            assert!(
+                i < draw,
+                "{label}: a batch after the draw: {text}\n{stream}"
+            );
+        }
+        // The `in_progress` line of an agency waiting for the draw comes
+        // before it; its winners come after.
+        if text.contains("action: consulta_ganadores | result: success") {
+            assert!(
+                i > draw,
+                "{label}: {container}'s winners before the draw\n{stream}"
+            );
+        }
+    }
+    for (i, s) in seen.iter().enumerate().filter(|_| check_order) {
+        if let Seen::Exit { container, .. } = s {
+            assert!(
+                i > draw,
+                "{label}: {container} exited before the draw\n{stream}"
+            );
+        }
+    }
+    for (k, (agency, expected)) in agencies.iter().zip(winners).enumerate() {
+        let reported: Vec<&str> = lines()
+            .filter(|(_, c, t)| {
+                c == agency && t.contains("action: consulta_ganadores | result: success")
+            })
+            .filter_map(|(_, _, t)| field(t, "cant_ganadores"))
+            .collect();
+        assert_eq!(
+            reported,
+            [expected.to_string()],
+            "{label}: agency {}'s winners\n{stream}",
+            k + 1
+        );
+    }
+}
+
+/// The course's cases in a row on one throwaway checkout.
+fn course_workflow(test: &str, check_order: bool) {
+    let _one_at_a_time = lock();
+    let Some(compose) = compose_or_skip(test) else {
+        return;
+    };
+    let dir = util::temp_dir(&format!("compose-{test}"));
+    throwaway_checkout(&dir);
+    let mut project = Project::with_images(compose, test, dir.join("docker-compose-dev.yaml"), dir);
+    course_case(&mut project, &[64], &[1], check_order);
+    course_case(&mut project, &[99], &[3], check_order);
+    course_case(&mut project, &[100, 100, 100], &[2, 1, 0], check_order);
+    course_case(&mut project, &[60; 5], &[1, 2, 3, 4, 5], check_order);
+    course_case(&mut project, &[], &[], check_order);
+    // Back to more agencies than the last lottery had: a new lottery again.
+    course_case(&mut project, &[100, 100, 100], &[0, 1, 2], check_order);
+}
+
+#[test]
+fn the_course_workflow_runs_lottery_after_lottery_on_one_checkout() {
+    course_workflow("course", false);
+}
+
+/// Each agency's own lines are in order in the merged stream (one docker
+/// log stream per container); this checks the order across containers.
+#[test]
+#[ignore = "fails with docker-compose 1.29 here: its `logs -f` attaches about 1.7 s after `up -d` \
+            returns, these runs (0.8 to 1.4 s with loop.period 150ms) are over by then, and it \
+            prints the containers' backlogs in the order its threads win"]
+fn the_course_workflow_merged_log_stream_shows_the_draw_between_the_bets_and_the_winners() {
+    course_workflow("order", true);
+}
+
+/// The `apuestas` of each `recuperar` line the central logged, oldest first
+/// (`docker logs` keeps every start of one container).
+fn recoveries(project: &Project) -> Vec<(u64, u64)> {
+    let output = docker()
+        .args(["logs", &project.container("server")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .chain(String::from_utf8_lossy(&output.stdout).lines())
+        .filter(|l| l.contains("action: recuperar | result: success"))
+        .map(|l| {
+            (
+                field(l, "apuestas").unwrap().parse().unwrap(),
+                field(l, "agencias_cerradas").unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Inside one deployment the central's files outlive its container's
+/// process: `docker kill` then `up -d`, and `restart`, recover them.
+#[test]
+fn a_central_killed_or_restarted_inside_its_deployment_recovers_its_lottery() {
+    let _one_at_a_time = lock();
+    let Some(compose) = compose_or_skip("kill_restart") else {
+        return;
+    };
+    let mut project = Project::new(compose, "kill");
+    std::fs::write(
+        project.dir.join("compose/client/config.yaml"),
+        COURSE_CLIENT_YAML,
+    )
+    .unwrap();
+    let bets = [300, 300, 300];
+    let winners = [1, 0, 2];
+    write_agency_files(&project.data_dir(), &bets, &winners);
+    project.generate(3);
+    run(&mut project.compose(&["up", "-d"]));
+
+    // Killed mid-lottery, once it has stored some bets (150 ms between
+    // batches of 10: 30 batches take each agency 4.5 s).
+    let deadline = Instant::now() + CASE_TIMEOUT;
+    let before = loop {
+        let output = docker()
+            .args(["logs", &project.container("server")])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stderr).into_owned();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let stored: u64 = batch_sizes(&lines).iter().sum();
+        if stored >= 60 {
+            break stored;
+        }
+        assert!(Instant::now() < deadline, "no bets stored:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    run(docker().args(["kill", &project.container("server")]));
+    run(&mut project.compose(&["up", "-d"]));
+    let codes = project.wait_for_agencies();
+    assert_eq!(codes, [0, 0, 0], "{}", project.all_logs());
+    for (i, (expected, log)) in winners.iter().zip(project.agency_logs()).enumerate() {
+        let reported: Vec<&str> = log
+            .iter()
+            .filter(|l| l.contains("action: consulta_ganadores | result: success"))
+            .filter_map(|l| field(l, "cant_ganadores"))
+            .collect();
+        assert_eq!(
+            reported,
+            [expected.to_string()],
+            "agency {}:\n{}",
+            i + 1,
+            log.join("\n")
+        );
+    }
+    let recovered = recoveries(&project);
+    assert_eq!(recovered.len(), 2, "{recovered:?}");
+    assert_eq!(recovered[0], (0, 0), "the first start was a new lottery");
+    assert!(
+        recovered[1].0 >= before,
+        "after the kill the central recovered {recovered:?}, fewer than the {before} it had stored"
+    );
+
+    // `restart`: the finished lottery again, whole.
+    run(&mut project.compose(&["restart", "server"]));
+    let deadline = Instant::now() + CASE_TIMEOUT;
+    let recovered = loop {
+        let recovered = recoveries(&project);
+        if recovered.len() == 3 || Instant::now() > deadline {
+            break recovered;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        recovered.last(),
+        Some(&(900, 3)),
+        "after `restart`: {recovered:?}"
+    );
     stop_and_check_central(&project);
 }

@@ -526,10 +526,10 @@ fn a_file_corrupt_before_its_last_line_is_reported_and_the_central_refuses_to_st
             "bets.csv is corrupt at line 1: number is not 0..=9999",
         ),
         (
-            "an agency beyond AGENCIES",
+            "an agency beyond AGENCIES: another lottery's files, not corruption",
             format!("{}7,Ana,Lorca,1,1999-03-17,1\r\n{}", rows[0], rows[1]),
             "",
-            "bets.csv is corrupt at line 2: agency 7 is beyond AGENCIES=2",
+            "bets.csv is a bet of agency 7, but this central expects AGENCIES=2. The files are not corrupt",
         ),
         (
             "a whole last line that is not a row (a torn row has no line end)",

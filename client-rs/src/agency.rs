@@ -276,6 +276,13 @@ impl<'a> Agency<'a> {
         // was lost), and a central that answers one request per connection
         // is not sent batches it will never read.
         let mut window = 1;
+        // The course's `loop.period`: one batch at a time, a pause between
+        // two (the pause, not the ACK, paces the stream).
+        let (max_window, period) = match self.config.loop_period {
+            Some(period) => (1, Some(period)),
+            None => (self.config.window, None),
+        };
+        let mut sent_before = false;
         // The central's count from an OUT_OF_ORDER, applied once the
         // batches behind the refused one have been answered (the same way).
         let mut rewind: Option<usize> = None;
@@ -284,6 +291,12 @@ impl<'a> Agency<'a> {
         loop {
             if rewind.is_none() && !closed {
                 while in_flight.len() < window && next < total {
+                    if let Some(period) = period.filter(|_| sent_before)
+                        && !self.stop.sleep(period)
+                    {
+                        return Err(Interrupt::Stopped);
+                    }
+                    sent_before = true;
                     let batch = batch::plan(self.bets, next, self.config.batch_max_amount);
                     self.note_frame_cut(batch);
                     out.clear();
@@ -324,7 +337,7 @@ impl<'a> Agency<'a> {
                     );
                     self.acknowledge(stored);
                     next = next.max(stored);
-                    window = (window + 1).min(self.config.window);
+                    window = (window + 1).min(max_window);
                 }
                 Reply::Error {
                     code: Some(ErrorCode::OutOfOrder),

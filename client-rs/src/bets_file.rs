@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::io::Read;
+use std::path::Path;
 
 use log::{error, info};
 use lottery::bet::{self, Bet};
@@ -46,13 +47,39 @@ impl fmt::Display for LoadError {
 /// How many rows are read between two looks at the stop flag.
 const STOP_CHECK_ROWS: usize = 4096;
 
+/// Where a mounted bets file is missing on the host, docker creates an
+/// empty directory in its place, so a directory gets its own explanation.
+fn open(path: &Path) -> Result<std::fs::File, LoadError> {
+    let unreadable = |why: String| {
+        LoadError::Unreadable(format!(
+            "cannot read the bets file {}: {why}",
+            path.display()
+        ))
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(unreadable(
+                "it is a directory, not a file (docker creates an empty directory where a \
+                 mounted file is missing on the host: put this agency's bets file there, then \
+                 remove the directory docker made)"
+                    .into(),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(unreadable(format!(
+                "no such file ({e}); set data.file or CLI_DATA_FILE to this agency's bets"
+            )));
+        }
+        _ => {}
+    }
+    std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))
+}
+
 /// Reads the bets of `source`, with `today` as the latest valid birthdate.
 pub fn load(source: &BetSource, today: Date, stop: &Stop) -> Result<Loaded, LoadError> {
     let loaded = match source {
         BetSource::File(path) => {
-            let file = std::fs::File::open(path).map_err(|e| {
-                LoadError::Unreadable(format!("cannot open the bets file {}: {e}", path.display()))
-            })?;
+            let file = open(path)?;
             read_csv(file, today, stop).map_err(|e| match e {
                 LoadError::Unreadable(why) => {
                     LoadError::Unreadable(format!("{}: {why}", path.display()))

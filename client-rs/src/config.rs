@@ -70,6 +70,9 @@ pub struct Config {
     pub winners_mode: WinnersMode,
     /// `log.level` / `CLI_LOG_LEVEL`.
     pub log_level: LevelFilter,
+    /// `loop.period` / `CLI_LOOP_PERIOD`: the course's pause between two
+    /// batches; with one, batches go one at a time. `None`: no pause.
+    pub loop_period: Option<Duration>,
     /// `data.file` / `CLI_DATA_FILE`, or the single bet of the environment.
     pub bets: BetSource,
 }
@@ -95,6 +98,7 @@ const KEYS: &[(&str, &str)] = &[
     ("server.connectTimeout", "CLI_CONNECT_TIMEOUT"),
     ("winners.mode", "CLI_WINNERS_MODE"),
     ("log.level", "CLI_LOG_LEVEL"),
+    ("loop.period", "CLI_LOOP_PERIOD"),
     ("data.file", "CLI_DATA_FILE"),
 ];
 
@@ -129,6 +133,14 @@ struct YamlFile {
     winners: Option<YamlWinners>,
     log: Option<YamlLog>,
     data: Option<YamlData>,
+    #[serde(rename = "loop")]
+    loop_: Option<YamlLoop>,
+}
+
+/// The course's `loop` section; `loop.amount` is ignored.
+#[derive(Deserialize)]
+struct YamlLoop {
+    period: Option<Scalar>,
 }
 
 #[derive(Deserialize)]
@@ -172,6 +184,7 @@ impl YamlFile {
             "winners.mode" => self.winners.as_mut()?.mode.take(),
             "log.level" => self.log.as_mut()?.level.take(),
             "data.file" => self.data.as_mut()?.file.take(),
+            "loop.period" => self.loop_.as_mut()?.period.take(),
             _ => None,
         };
         scalar.map(Scalar::into_text)
@@ -278,6 +291,12 @@ impl Config {
             }
             None => LevelFilter::Info,
         };
+        let loop_period = match raw("loop.period") {
+            Some(r) => Some(parse_duration(&r.value).ok_or_else(|| {
+                r.error("expected a duration such as 150ms, 5s or 1.5 (more than 0)")
+            })?),
+            None => None,
+        };
         let single = single_bet(&env)?;
         let data_file = match raw("data.file") {
             Some(r) if r.value.trim().is_empty() => return Err(r.error("expected a file path")),
@@ -292,6 +311,7 @@ impl Config {
             connect_timeout,
             winners_mode,
             log_level,
+            loop_period,
             bets: match single {
                 Some(fields) => BetSource::Single(fields),
                 None => BetSource::File(data_file),
@@ -306,12 +326,14 @@ impl Config {
             BetSource::Single(_) => "data_file: none (single bet from the environment)".into(),
         };
         format!(
-            "id: {} | server_address: {} | batch_max_amount: {} | window: {} | connect_timeout_ms: {} | winners_mode: {} | log_level: {} | {}",
+            "id: {} | server_address: {} | batch_max_amount: {} | window: {} | connect_timeout_ms: {} | loop_period_ms: {} | winners_mode: {} | log_level: {} | {}",
             self.id,
             clean(&self.server_address),
             self.batch_max_amount,
             self.window,
             self.connect_timeout.as_millis(),
+            self.loop_period
+                .map_or("none".into(), |p| p.as_millis().to_string()),
             match self.winners_mode {
                 WinnersMode::Wait => "wait",
                 WinnersMode::Poll => "poll",
@@ -402,6 +424,39 @@ mod tests {
         assert_eq!(c.log_level, LevelFilter::Info);
         assert_eq!(c.winners_mode, WinnersMode::Wait);
         assert_eq!(c.bets, BetSource::File(PathBuf::from(".data/agency-3.csv")));
+        assert_eq!(c.loop_period, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn loop_period_is_the_pause_between_batches_and_unset_means_none() {
+        let period = |yaml: Option<&str>, pairs: &[(&str, &str)]| {
+            let mut pairs = pairs.to_vec();
+            pairs.push(("CLI_ID", "1"));
+            Config::from_sources(yaml, env(&pairs)).map(|c| c.loop_period)
+        };
+        assert_eq!(period(None, &[]), Ok(None));
+        assert_eq!(period(Some("loop:\n  amount: 500\n"), &[]), Ok(None));
+        assert_eq!(
+            period(Some("loop:\n  amount: 500\n  period: \"150ms\"\n"), &[]),
+            Ok(Some(Duration::from_millis(150)))
+        );
+        assert_eq!(
+            period(
+                Some("loop:\n  period: 5s\n"),
+                &[("CLI_LOOP_PERIOD", "20ms")]
+            ),
+            Ok(Some(Duration::from_millis(20)))
+        );
+        assert_eq!(
+            period(None, &[("CLI_LOOP_PERIOD", "2")]),
+            Ok(Some(Duration::from_secs(2)))
+        );
+        for bad in ["soon", "0", "-5ms", ""] {
+            let err = period(None, &[("CLI_LOOP_PERIOD", bad)]).unwrap_err();
+            assert!(err.0.contains("CLI_LOOP_PERIOD"), "{bad:?}: {err}");
+        }
+        let err = period(Some("loop:\n  period: often\n"), &[]).unwrap_err();
+        assert!(err.0.contains("loop.period in config.yaml"), "{err}");
     }
 
     #[test]
@@ -512,6 +567,6 @@ mod tests {
     #[test]
     fn the_described_settings_hold_no_bar_but_the_separators() {
         let c = Config::from_sources(None, env(&[("CLI_ID", "1")])).unwrap();
-        assert_eq!(c.describe().matches('|').count(), 7);
+        assert_eq!(c.describe().matches('|').count(), 8);
     }
 }
