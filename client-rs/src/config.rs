@@ -30,6 +30,12 @@ pub const MAX_WINDOW: usize = 1024;
 /// How long the agency keeps trying to reach the central without an answer.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SERVER_ADDRESS: &str = "127.0.0.1:12345";
+/// How long the agency waits for a reply before it takes the connection
+/// for dead (a half-open TCP connection or a wedged central never says so).
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The central's default `PARK_TIMEOUT_MS`: a parked `GET_WINNERS` is
+/// answered within it, so it waits this plus the reply timeout.
+pub const DEFAULT_PARK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the agency asks for its winners.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +72,12 @@ pub struct Config {
     /// `server.connectTimeout` / `CLI_CONNECT_TIMEOUT`: how long to keep
     /// reconnecting without a useful answer before giving up.
     pub connect_timeout: Duration,
+    /// `server.replyTimeout` / `CLI_REPLY_TIMEOUT`: the longest wait for a
+    /// reply; past it the connection is dropped and the agency reconnects.
+    pub reply_timeout: Duration,
+    /// `server.parkTimeout` / `CLI_PARK_TIMEOUT`: the central's park
+    /// timeout; a parked `GET_WINNERS` may wait this plus `reply_timeout`.
+    pub park_timeout: Duration,
     /// `winners.mode` / `CLI_WINNERS_MODE`: `wait` or `poll`.
     pub winners_mode: WinnersMode,
     /// `log.level` / `CLI_LOG_LEVEL`.
@@ -93,6 +105,8 @@ const KEYS: &[(&str, &str)] = &[
     ("batch.maxAmount", "CLI_BATCH_MAXAMOUNT"),
     ("batch.window", "CLI_WINDOW"),
     ("server.connectTimeout", "CLI_CONNECT_TIMEOUT"),
+    ("server.replyTimeout", "CLI_REPLY_TIMEOUT"),
+    ("server.parkTimeout", "CLI_PARK_TIMEOUT"),
     ("winners.mode", "CLI_WINNERS_MODE"),
     ("log.level", "CLI_LOG_LEVEL"),
     ("data.file", "CLI_DATA_FILE"),
@@ -136,6 +150,10 @@ struct YamlServer {
     address: Option<Scalar>,
     #[serde(rename = "connectTimeout")]
     connect_timeout: Option<Scalar>,
+    #[serde(rename = "replyTimeout")]
+    reply_timeout: Option<Scalar>,
+    #[serde(rename = "parkTimeout")]
+    park_timeout: Option<Scalar>,
 }
 
 #[derive(Deserialize)]
@@ -167,6 +185,8 @@ impl YamlFile {
             "id" => self.id.take(),
             "server.address" => self.server.as_mut()?.address.take(),
             "server.connectTimeout" => self.server.as_mut()?.connect_timeout.take(),
+            "server.replyTimeout" => self.server.as_mut()?.reply_timeout.take(),
+            "server.parkTimeout" => self.server.as_mut()?.park_timeout.take(),
             "batch.maxAmount" => self.batch.as_mut()?.max_amount.take(),
             "batch.window" => self.batch.as_mut()?.window.take(),
             "winners.mode" => self.winners.as_mut()?.mode.take(),
@@ -258,12 +278,15 @@ impl Config {
             )?,
             None => DEFAULT_WINDOW,
         };
-        let connect_timeout = match raw("server.connectTimeout") {
+        let mut duration = |key: &str, default: Duration| match raw(key) {
             Some(r) => parse_duration(&r.value).ok_or_else(|| {
                 r.error("expected a duration such as 60, 60s, 1.5s or 500ms (more than 0)")
-            })?,
-            None => DEFAULT_CONNECT_TIMEOUT,
+            }),
+            None => Ok(default),
         };
+        let connect_timeout = duration("server.connectTimeout", DEFAULT_CONNECT_TIMEOUT)?;
+        let reply_timeout = duration("server.replyTimeout", DEFAULT_REPLY_TIMEOUT)?;
+        let park_timeout = duration("server.parkTimeout", DEFAULT_PARK_TIMEOUT)?;
         let winners_mode = match raw("winners.mode") {
             Some(r) => match r.value.trim().to_ascii_lowercase().as_str() {
                 "wait" => WinnersMode::Wait,
@@ -290,6 +313,8 @@ impl Config {
             batch_max_amount,
             window,
             connect_timeout,
+            reply_timeout,
+            park_timeout,
             winners_mode,
             log_level,
             bets: match single {
@@ -306,12 +331,14 @@ impl Config {
             BetSource::Single(_) => "data_file: none (single bet from the environment)".into(),
         };
         format!(
-            "id: {} | server_address: {} | batch_max_amount: {} | window: {} | connect_timeout_ms: {} | winners_mode: {} | log_level: {} | {}",
+            "id: {} | server_address: {} | batch_max_amount: {} | window: {} | connect_timeout_ms: {} | reply_timeout_ms: {} | park_timeout_ms: {} | winners_mode: {} | log_level: {} | {}",
             self.id,
             clean(&self.server_address),
             self.batch_max_amount,
             self.window,
             self.connect_timeout.as_millis(),
+            self.reply_timeout.as_millis(),
+            self.park_timeout.as_millis(),
             match self.winners_mode {
                 WinnersMode::Wait => "wait",
                 WinnersMode::Poll => "poll",

@@ -121,7 +121,8 @@ fn run(args: &Args) -> Result<Report> {
         (Some(dir), None) => count_agency_files(dir)?,
         (None, None) => 1_000,
     };
-    let fds = procfs::raise_open_files_limit(u64::from(agencies) + 256)?;
+    // A central started by the bench inherits the raised limit.
+    let fds = lottery::limits::raise_open_files(u64::from(agencies) + 256)?;
     ensure!(
         fds >= u64::from(agencies) + 32,
         "{agencies} agencies need more open files than the limit of {fds} (raise `ulimit -Hn`)"
