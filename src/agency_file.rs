@@ -27,7 +27,9 @@ const ANY_DAY: Date = Date {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RowError {
     /// Field `field` (from 1) is not UTF-8.
-    NotUtf8 { field: usize },
+    NotUtf8 {
+        field: usize,
+    },
     Bet(BetError),
 }
 
@@ -55,6 +57,8 @@ pub struct Row {
 pub struct Rows<R> {
     csv: csv::Reader<R>,
     record: csv::ByteRecord,
+    /// The last field, while its `\r` is cut off.
+    scratch: Vec<u8>,
 }
 
 impl<R: Read> Rows<R> {
@@ -63,12 +67,37 @@ impl<R: Read> Rows<R> {
             .has_headers(false)
             // A row with the wrong number of fields is a bad row, not a broken file.
             .flexible(true)
+            // Rows end at `\n` only, and a CRLF row's `\r` is cut off its
+            // last field here: with the csv crate's CRLF terminator, every
+            // row after a CRLF reports the line before its own.
+            .terminator(csv::Terminator::Any(b'\n'))
             .buffer_capacity(1 << 16)
             .from_reader(input);
         Rows {
             csv,
             record: csv::ByteRecord::new(),
+            scratch: Vec::new(),
         }
+    }
+
+    /// Cuts the `\r` of a CRLF line ending off the record's last field;
+    /// false for a blank CRLF line, which is no row (as a blank LF line is not).
+    fn cut_carriage_return(&mut self) -> bool {
+        let record = &mut self.record;
+        let Some(last) = record.get(record.len() - 1) else {
+            return true;
+        };
+        let Some(kept) = last.strip_suffix(b"\r") else {
+            return true;
+        };
+        if record.len() == 1 && kept.is_empty() {
+            return false;
+        }
+        self.scratch.clear();
+        self.scratch.extend_from_slice(kept);
+        record.truncate(record.len() - 1);
+        record.push_field(&self.scratch);
+        true
     }
 }
 
@@ -78,10 +107,13 @@ impl<R: Read> Iterator for Rows<R> {
     fn next(&mut self) -> Option<Self::Item> {
         // Byte records, so that a row that is not UTF-8 is one bad row
         // with its line number instead of an error for the whole file.
-        match self.csv.read_byte_record(&mut self.record) {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => return Some(Err(e)),
+        loop {
+            match self.csv.read_byte_record(&mut self.record) {
+                Ok(true) if self.cut_carriage_return() => break,
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => return Some(Err(e)),
+            }
         }
         let line = self.record.position().map_or(0, |p| p.line());
         Some(Ok(Row {
@@ -131,6 +163,22 @@ mod tests {
         assert_eq!(bets[1].document, "0002");
         assert_eq!(bets[2].last_name, "Nuñez");
         assert_eq!(bets[2].number, 9999);
+    }
+
+    #[test]
+    fn lines_are_counted_right_after_crlf_and_blank_crlf_lines_and_quoted_line_breaks() {
+        let rows = rows(
+            b"A,B,1,2000-01-01,1\r\n\r\n\"Paz,\r\nMaria\",B,2,2000-01-01,2\r\nA,\"B\",3,2000-01-01,3\r\nA,B,4,2000-01-01,4",
+        );
+        assert_eq!(
+            rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+            [1, 3, 5, 6]
+        );
+        // A line break inside a name is a control character: a bad row.
+        assert!(rows[1].bet.is_err());
+        let third = rows[2].bet.as_ref().unwrap();
+        assert_eq!((third.last_name.as_str(), third.number), ("B", 3));
+        assert_eq!(rows[3].bet.as_ref().unwrap().number, 4);
     }
 
     #[test]

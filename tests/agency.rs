@@ -1034,6 +1034,10 @@ fn a_central_that_never_answers_ends_the_run_with_exit_1_at_the_connect_timeout(
         .env("CLI_CONNECT_TIMEOUT", "2s"));
     assert_eq!(done.code, Some(1), "{}", done.log);
     assert!(started.elapsed() >= Duration::from_secs(2));
-    assert!(has_line(&done.log, "action: conectar | result: fail"), "{}", done.log);
+    assert!(
+        has_line(&done.log, "action: conectar | result: fail"),
+        "{}",
+        done.log
+    );
     assert!(central.seen().stored.is_empty());
 }

@@ -167,7 +167,9 @@ impl<'a> Agency<'a> {
 
     /// Where today's sending ends.
     fn sendable(&self) -> usize {
-        self.held_from.unwrap_or(self.bets.len()).min(self.bets.len())
+        self.held_from
+            .unwrap_or(self.bets.len())
+            .min(self.bets.len())
     }
 
     /// Runs the agency to its winners, a stop signal, or a failure.

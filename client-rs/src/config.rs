@@ -539,6 +539,27 @@ mod tests {
     #[test]
     fn the_described_settings_hold_no_bar_but_the_separators() {
         let c = Config::from_sources(None, env(&[("CLI_ID", "1")])).unwrap();
-        assert_eq!(c.describe().matches('|').count(), 7);
+        assert_eq!(c.describe().matches('|').count(), 9);
+    }
+
+    #[test]
+    fn the_reply_and_park_timeouts_come_from_the_file_or_the_environment() {
+        let c = Config::from_sources(None, env(&[("CLI_ID", "1")])).unwrap();
+        assert_eq!(c.reply_timeout, DEFAULT_REPLY_TIMEOUT);
+        assert_eq!(c.park_timeout, DEFAULT_PARK_TIMEOUT);
+        let yaml = "server:\n  replyTimeout: 5s\n  parkTimeout: 90\n";
+        let c = Config::from_sources(
+            Some(yaml),
+            env(&[("CLI_ID", "1"), ("CLI_REPLY_TIMEOUT", "250ms")]),
+        )
+        .unwrap();
+        assert_eq!(c.reply_timeout, Duration::from_millis(250));
+        assert_eq!(c.park_timeout, Duration::from_secs(90));
+        let err = Config::from_sources(
+            Some(yaml),
+            env(&[("CLI_ID", "1"), ("CLI_PARK_TIMEOUT", "0")]),
+        )
+        .unwrap_err();
+        assert!(err.0.contains("CLI_PARK_TIMEOUT is \"0\""), "{err}");
     }
 }

@@ -208,8 +208,13 @@ mod tests {
     fn pair(stop: &Stop) -> (Connection<'_>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
-        let conn = Connection::open(&address, Duration::from_secs(1), Duration::from_secs(5), stop)
-            .unwrap();
+        let conn = Connection::open(
+            &address,
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+            stop,
+        )
+        .unwrap();
         let (central, _) = listener.accept().unwrap();
         (conn, central)
     }
