@@ -297,14 +297,7 @@ pub fn run(
             );
         }
         let waiting = Instant::now();
-        poll.poll(&mut events, Some(Duration::from_millis(20)))
-            .or_else(|e| {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })?;
+        poll_once(&mut poll, &mut events, Duration::from_millis(20))?;
         if run.last_done_sent.is_some() {
             run.draw_poll_wait += waiting.elapsed();
         }
@@ -394,14 +387,7 @@ fn connect_all(
         if Instant::now() > deadline {
             bail!("only {connected} of {agencies} agencies connected in time");
         }
-        poll.poll(events, Some(Duration::from_millis(100)))
-            .or_else(|e| {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })?;
+        poll_once(poll, events, Duration::from_millis(100))?;
         for event in events.iter() {
             let i = event.token().0;
             let Some(session) = sessions.get_mut(i) else {
@@ -637,6 +623,14 @@ impl Run<'_> {
             "agencies by stage {counts:?}, {} bets acknowledged",
             self.acked_bets
         )
+    }
+}
+
+/// One wait for events; a signal that cuts it short is no error.
+fn poll_once(poll: &mut Poll, events: &mut Events, timeout: Duration) -> io::Result<()> {
+    match poll.poll(events, Some(timeout)) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+        other => other,
     }
 }
 
