@@ -9,6 +9,7 @@
 //! - [`storage`]: `bets.csv` and the DONE journal: group commit and recovery.
 //! - [`agency_file`]: the agency file format (`nombre,apellido,...`), read and written.
 //! - [`reply`]: the central's reply frames as owned values, for the agencies and the bench.
+//! - [`settings`]: settings layered from a file and the environment, with their source.
 //! - [`limits`]: the process's limit on open files.
 //! - [`loopback`]: a free loopback port, for tests and the bench.
 //! - [`connection`]: one agency's socket, its read and write buffers, its stage.
@@ -26,5 +27,6 @@ pub mod loopback;
 pub mod lottery;
 pub mod reply;
 pub mod server;
+pub mod settings;
 pub mod storage;
 pub mod wire;

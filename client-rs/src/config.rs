@@ -1,5 +1,6 @@
 //! The agency's settings: `config.yaml` (the course's keys), then `CLI_*`
-//! environment variables, which win.
+//! environment variables, which win (the layering and its errors are
+//! `lottery::settings`, shared with the central's `config.ini`).
 //!
 //! Every value is checked here, at start-up, so that a bad one is a clear
 //! error naming the key, its source and the value (exit code 2 in `main`)
@@ -7,12 +8,11 @@
 //! course's `loop.amount`, `loop.period`) are ignored. [`Config::describe`]
 //! is what the `action: config` log line shows.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use log::LevelFilter;
+use lottery::settings::Setting;
 use serde::Deserialize;
 
 use crate::logfmt::clean;
@@ -86,17 +86,7 @@ pub struct Config {
     pub bets: BetSource,
 }
 
-/// A setting that could not be used, with where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use lottery::settings::ConfigError;
 
 /// The YAML keys and the variables that override them.
 const KEYS: &[(&str, &str)] = &[
@@ -198,25 +188,6 @@ impl YamlFile {
     }
 }
 
-/// One setting's text and where it came from, for error messages.
-struct Raw {
-    value: String,
-    from: String,
-}
-
-impl Raw {
-    fn error(&self, expected: &str) -> ConfigError {
-        ConfigError(format!("{} is {:?}: {expected}", self.from, self.value))
-    }
-
-    fn parse<T: FromStr>(&self, expected: &str, ok: impl Fn(&T) -> bool) -> Result<T, ConfigError> {
-        match self.value.trim().parse::<T>() {
-            Ok(v) if ok(&v) => Ok(v),
-            _ => Err(self.error(expected)),
-        }
-    }
-}
-
 impl Config {
     /// Reads `dir/config.yaml` if it exists, then the process environment.
     pub fn load(dir: &Path) -> Result<Config, ConfigError> {
@@ -244,18 +215,9 @@ impl Config {
                 .map_err(|e| ConfigError(format!("config.yaml is not valid: {e}")))?,
             _ => YamlFile::default(),
         };
-        let mut raw = |key: &str| -> Option<Raw> {
+        let mut raw = |key: &str| -> Option<Setting> {
             let (yaml_key, var) = KEYS.iter().find(|(k, _)| *k == key).copied()?;
-            match env(var) {
-                Some(value) => Some(Raw {
-                    value,
-                    from: var.to_string(),
-                }),
-                None => file.take(yaml_key).map(|value| Raw {
-                    value,
-                    from: format!("{yaml_key} in config.yaml"),
-                }),
-            }
+            Setting::layered(var, &env, yaml_key, "config.yaml", || file.take(yaml_key))
         };
 
         let id = raw("id")
@@ -352,7 +314,7 @@ impl Config {
 /// `host:port` with a port from 1; the host is resolved only when
 /// connecting, because in a compose network the central's name may not
 /// exist yet when the agency starts.
-fn check_address(raw: &Raw) -> Result<String, ConfigError> {
+fn check_address(raw: &Setting) -> Result<String, ConfigError> {
     let value = raw.value.trim();
     let ok = value
         .rsplit_once(':')
@@ -408,14 +370,7 @@ fn single_bet(env: &impl Fn(&str) -> Option<String>) -> Result<Option<[String; 5
 mod tests {
     use super::*;
 
-    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |key| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use lottery::settings::env_of as env;
 
     const COURSE_YAML: &str = "server:\n  address: \"server:12345\"\nloop:\n  amount: 5\n  period: \"5s\"\nlog:\n  level: \"info\"\nbatch:\n  maxAmount: 120\n";
 
@@ -560,6 +515,10 @@ mod tests {
             env(&[("CLI_ID", "1"), ("CLI_PARK_TIMEOUT", "0")]),
         )
         .unwrap_err();
-        assert!(err.0.contains("CLI_PARK_TIMEOUT is \"0\""), "{err}");
+        assert!(
+            err.0
+                .contains("CLI_PARK_TIMEOUT in the environment is \"0\""),
+            "{err}"
+        );
     }
 }
