@@ -1,5 +1,6 @@
 //! The central's settings: `config.ini` (the course's `[DEFAULT]` keys), then
-//! environment variables of the same names, which win.
+//! environment variables of the same names, which win (layered by
+//! [`crate::settings`], shared with the agency's `config.yaml`).
 //!
 //! Every value is checked here, at start-up, so that a bad one is a clear
 //! error naming the key and its source (and exit code 2 in `main`) rather
@@ -7,12 +8,13 @@
 //! log line shows.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use log::LevelFilter;
+
+use crate::settings::Setting;
 
 /// When the bets file and the journal are flushed to the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,17 +76,7 @@ impl Default for Config {
     }
 }
 
-/// A setting that could not be used, with where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use crate::settings::ConfigError;
 
 /// The keys read from `config.ini` and the environment, in the order shown.
 pub const KEYS: &[&str] = &[
@@ -122,7 +114,7 @@ impl Config {
         ini: Option<&str>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let mut values: HashMap<String, (String, String)> = HashMap::new();
+        let mut file: HashMap<String, String> = HashMap::new();
         if let Some(text) = ini {
             let mut parser = configparser::ini::Ini::new_cs();
             let map = parser
@@ -131,22 +123,19 @@ impl Config {
             if let Some(section) = map.get("DEFAULT") {
                 for (key, value) in section {
                     if let Some(value) = value {
-                        values.insert(key.clone(), (value.clone(), "config.ini".into()));
+                        file.insert(key.clone(), value.clone());
                     }
                 }
             }
         }
-        for key in KEYS {
-            if let Some(value) = env(key) {
-                values.insert(key.to_string(), (value, "environment".into()));
-            }
-        }
 
         let mut config = Config::default();
-        let get = |key: &str| values.get(key).map(|(v, from)| (v.trim(), from.as_str()));
-        if let Some((v, _)) = get("SERVER_IP") {
+        let get =
+            |key: &str| Setting::layered(key, &env, key, "config.ini", || file.get(key).cloned());
+        if let Some(setting) = get("SERVER_IP") {
+            let v = setting.value.trim();
             if v.is_empty() {
-                return Err(ConfigError("SERVER_IP is empty".into()));
+                return Err(setting.error("expected an address or host name"));
             }
             config.ip = v.to_string();
         }
@@ -157,25 +146,25 @@ impl Config {
             &mut config.listen_backlog,
             |b| *b > 0,
         )?;
-        if let Some((v, from)) = get("LOGGING_LEVEL") {
-            config.logging_level = LevelFilter::from_str(v).map_err(|_| {
-                ConfigError(format!(
-                    "LOGGING_LEVEL from {from} is {v:?}: expected ERROR, WARN, INFO, DEBUG, TRACE or OFF"
-                ))
-            })?;
+        if let Some(setting) = get("LOGGING_LEVEL") {
+            config.logging_level =
+                setting.parse("expected ERROR, WARN, INFO, DEBUG, TRACE or OFF", |_| true)?;
         }
         // 0 is the course's "central alone" deployment: nobody to wait
         // for, so the draw of no bets is done at start.
         set(&get, "AGENCIES", &mut config.agencies, |_| true)?;
-        if let Some((v, _)) = get("BETS_FILE") {
+        if let Some(setting) = get("BETS_FILE") {
+            let v = setting.value.trim();
             if v.is_empty() {
-                return Err(ConfigError("BETS_FILE is empty".into()));
+                return Err(setting.error("expected a file path"));
             }
             config.bets_file = PathBuf::from(v);
         }
         config.journal_file = match get("JOURNAL_FILE") {
-            Some((v, _)) if !v.is_empty() => PathBuf::from(v),
-            Some(_) => return Err(ConfigError("JOURNAL_FILE is empty".into())),
+            Some(setting) if !setting.value.trim().is_empty() => {
+                PathBuf::from(setting.value.trim())
+            }
+            Some(setting) => return Err(setting.error("expected a file path")),
             None => {
                 let mut name = config.bets_file.clone().into_os_string();
                 name.push(".journal");
@@ -194,15 +183,11 @@ impl Config {
         set(&get, "MAX_CONNECTIONS", &mut config.max_connections, |n| {
             *n > 0
         })?;
-        if let Some((v, from)) = get("SYNC") {
-            config.sync = match v.to_ascii_lowercase().as_str() {
+        if let Some(setting) = get("SYNC") {
+            config.sync = match setting.value.trim().to_ascii_lowercase().as_str() {
                 "always" => SyncPolicy::Always,
                 "never" => SyncPolicy::Never,
-                _ => {
-                    return Err(ConfigError(format!(
-                        "SYNC from {from} is {v:?}: expected always or never"
-                    )));
-                }
+                _ => return Err(setting.error("expected always or never")),
             };
         }
         Ok(config)
@@ -233,22 +218,14 @@ impl Config {
 
 /// Parses `key` if present and checks it with `ok`; the error names the
 /// key, its source and the value.
-fn set<'a, T: FromStr>(
-    get: &impl Fn(&str) -> Option<(&'a str, &'a str)>,
+fn set<T: FromStr>(
+    get: &impl Fn(&str) -> Option<Setting>,
     key: &str,
     slot: &mut T,
     ok: impl Fn(&T) -> bool,
 ) -> Result<(), ConfigError> {
-    if let Some((v, from)) = get(key) {
-        match v.parse::<T>() {
-            Ok(parsed) if ok(&parsed) => *slot = parsed,
-            _ => {
-                return Err(ConfigError(format!(
-                    "{key} from {from} is {v:?}: {}",
-                    expectation(key)
-                )));
-            }
-        }
+    if let Some(setting) = get(key) {
+        *slot = setting.parse(expectation(key), ok)?;
     }
     Ok(())
 }
@@ -265,14 +242,7 @@ fn expectation(key: &str) -> &'static str {
 mod tests {
     use super::*;
 
-    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |key| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::settings::env_of as env;
 
     const COURSE_INI: &str = "[DEFAULT]\nSERVER_PORT = 12345\nSERVER_IP = server\nSERVER_LISTEN_BACKLOG = 5\nLOGGING_LEVEL = INFO\n";
 

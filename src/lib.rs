@@ -21,23 +21,33 @@
 //!   and which agency a verified certificate names.
 //! - [`certs`]: making the CA, the central's and the agencies' certificates
 //!   (`lottery-certs`, and the odd ones tests need).
+//! - [`agency_file`]: the agency file format (`nombre,apellido,...`), read and written.
+//! - [`reply`]: the central's reply frames as owned values, for the agencies and the bench.
+//! - [`settings`]: settings layered from a file and the environment, with their source.
+//! - [`limits`]: the process's limit on open files.
+//! - [`loopback`]: a free loopback port, for tests and the bench.
 //!
 //! `lottery-server` (`src/main.rs`) only reads the config, starts logging and
 //! calls [`server::Server::run`], so tests can run a central in-process.
 
 pub mod accept;
+pub mod agency_file;
 pub mod bet;
 pub mod central;
 pub mod certs;
 pub mod config;
 pub mod connection;
 pub mod deadlines;
+pub mod limits;
+pub mod loopback;
 pub mod lottery;
 pub mod parking;
 pub mod replies;
+pub mod reply;
 pub mod requests;
 pub mod schedule;
 pub mod server;
+pub mod settings;
 pub mod shutdown;
 pub mod storage;
 pub mod tls;

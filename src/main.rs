@@ -46,27 +46,10 @@ fn main() -> ExitCode {
 /// descriptor, and the usual soft limit of 1024 is far below the thousands
 /// of agencies the central serves.
 fn raise_descriptor_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct given.
-    let raised = unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
-            let soft = limit.rlim_cur;
-            limit.rlim_cur = limit.rlim_max;
-            soft >= limit.rlim_max || libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+    match lottery::limits::raise_open_files(u64::MAX) {
+        Ok(nofile) => {
+            log::info!("action: limite_descriptores | result: success | nofile: {nofile}")
         }
-    };
-    if raised {
-        log::info!(
-            "action: limite_descriptores | result: success | nofile: {}",
-            limit.rlim_cur
-        );
-    } else {
-        log::warn!(
-            "action: limite_descriptores | result: fail | error: {}",
-            std::io::Error::last_os_error()
-        );
+        Err(e) => log::warn!("action: limite_descriptores | result: fail | error: {e}"),
     }
 }

@@ -201,16 +201,16 @@ impl Storage {
 
     /// Stages one bet of `agency` (already validated) as a row of `bets.csv`.
     pub fn stage_bet(&mut self, agency: u32, bet: &BetFields<'_>) {
-        let mut agency_buf = itoa_buf();
-        let mut number_buf = itoa_buf();
+        let mut agency_buf = itoa::Buffer::new();
+        let mut number_buf = itoa::Buffer::new();
         let date = bet::format_date(bet.birthdate);
         let record: [&[u8]; 6] = [
-            itoa(&mut agency_buf, agency as u64),
+            agency_buf.format(agency).as_bytes(),
             bet.first_name,
             bet.last_name,
             bet.document,
             &date,
-            itoa(&mut number_buf, bet.number as u64),
+            number_buf.format(bet.number).as_bytes(),
         ];
         // Writing into a Vec cannot fail.
         self.rows
@@ -346,17 +346,10 @@ fn append(file: &mut File, bytes: &[u8], sync: SyncPolicy) -> io::Result<()> {
 /// later write slower (page allocation and reclaim), so throughput would
 /// fall as the file grows.
 fn forget_cached(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: posix_fadvise only reads its integer arguments; the
-    // descriptor is owned by `file` and open for the whole call.
-    unsafe {
-        libc::posix_fadvise(
-            file.as_raw_fd(),
-            offset as libc::off_t,
-            len as libc::off_t,
-            libc::POSIX_FADV_DONTNEED,
-        );
-    }
+    // Only advice: if the kernel declines, the pages stay cached, no harm.
+    // A length of 0 (`None`) means "to the end of the file", as in posix_fadvise.
+    let len = std::num::NonZeroU64::new(len);
+    let _ = rustix::fs::fadvise(file, offset, len, rustix::fs::Advice::DontNeed);
 }
 
 /// Cuts a file back to `len` after a failed append, so no torn or
@@ -548,23 +541,6 @@ fn parse_u32(field: &[u8]) -> Option<u32> {
     std::str::from_utf8(field).ok()?.parse().ok()
 }
 
-fn itoa_buf() -> [u8; 20] {
-    [0; 20]
-}
-
-/// Formats `n` in decimal into the end of `buf`.
-fn itoa(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -750,13 +726,5 @@ mod tests {
         std::fs::write(d.join("bets.csv.journal"), "DONE 1 2\n").unwrap();
         let err = open(&d, 1).unwrap_err().to_string();
         assert!(err.contains("closed with 2"), "{err}");
-    }
-
-    #[test]
-    fn numbers_are_formatted_in_decimal() {
-        let mut b = itoa_buf();
-        assert_eq!(itoa(&mut b, 0), b"0");
-        let mut b = itoa_buf();
-        assert_eq!(itoa(&mut b, 4_294_967_295), b"4294967295");
     }
 }

@@ -49,6 +49,9 @@ struct Script {
     shutting_down: usize,
     /// Answer a BATCH holding this document with ERROR INVALID_BET.
     reject_document: Option<String>,
+    /// Accept the first this many connections and never answer on them (a
+    /// wedged central, or a half-open connection to a host that is gone).
+    silent_connections: usize,
 }
 
 /// What the fake central saw and holds.
@@ -136,9 +139,31 @@ fn accept_loop(
                 stream
                     .set_read_timeout(Some(Duration::from_millis(20)))
                     .unwrap();
-                serve(stream, number, &script, &seen, &stop);
+                if number <= script.silent_connections {
+                    swallow(stream, &stop);
+                } else {
+                    serve(stream, number, &script, &seen, &stop);
+                }
             }
             Err(_) => thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}
+
+/// Reads and drops whatever comes, answering nothing, until the agency
+/// closes the connection.
+fn swallow(mut stream: TcpStream, stop: &AtomicBool) {
+    let mut chunk = [0u8; 16 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
         }
     }
 }
@@ -1029,4 +1054,84 @@ fn sigterm_during_a_loop_period_pause_stops_at_once_with_exit_0() {
         "{}",
         done.log
     );
+}
+
+/// The date `days` after today (UTC), as the agency's and central's clocks see it.
+fn days_from_today(days: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let date = bet::civil_from_days(now / 86_400 + days);
+    String::from_utf8(format_date(date).to_vec()).unwrap()
+}
+
+#[test]
+fn a_row_born_tomorrow_holds_the_stream_there_and_a_later_run_resumes_without_a_shift() {
+    let dir = util::temp_dir("agency-born-tomorrow");
+    let mut rows = rows(10, 0);
+    rows.insert(4, format!("Ana,Lorca,30904465,{},7574", days_from_today(1)));
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script::default());
+
+    // Today: the bets before the row of tomorrow are stored, no DONE, exit 2.
+    let held = run(&mut agency(&dir, &central.address()));
+    assert_eq!(held.code, Some(2), "{}", held.log);
+    assert!(
+        has_line(&held.log, "linea: 5 | posicion: 4 | motivo: birthdate"),
+        "{}",
+        held.log
+    );
+    assert_eq!(central.seen().stored, rows[..4], "only the bets before it");
+    assert!(central.seen().dones.is_empty(), "the agency stays open");
+
+    // The day comes (the row is now valid: its date is today): a new run
+    // resumes at the central's count, 4, which is that row's position, so
+    // every row is stored once, in file order.
+    rows[4] = format!("Ana,Lorca,30904465,{},7574", days_from_today(0));
+    write_bets(&dir, &rows);
+    let done = run(&mut agency(&dir, &central.address()));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert_stored_exactly(&central, &rows);
+    assert_eq!(central.seen().dones, [rows.len() as u32]);
+}
+
+#[test]
+fn a_silent_central_is_given_up_at_the_reply_deadline_and_the_agency_reconnects() {
+    let dir = util::temp_dir("agency-silent");
+    let rows = rows(50, 0);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script {
+        silent_connections: 2,
+        ..Script::default()
+    });
+    // Without a deadline the agency waits on the first connection forever
+    // and `run` panics at its 20 s limit.
+    let done = run(agency(&dir, &central.address()).env("CLI_REPLY_TIMEOUT", "300ms"));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert!(central.seen().connections >= 3);
+    assert!(has_line(&done.log, "reply deadline"), "{}", done.log);
+    assert_stored_exactly(&central, &rows);
+}
+
+#[test]
+fn a_central_that_never_answers_ends_the_run_with_exit_1_at_the_connect_timeout() {
+    let dir = util::temp_dir("agency-silent-forever");
+    write_bets(&dir, &rows(5, 0));
+    let central = FakeCentral::start(Script {
+        silent_connections: usize::MAX,
+        ..Script::default()
+    });
+    let started = Instant::now();
+    let done = run(agency(&dir, &central.address())
+        .env("CLI_REPLY_TIMEOUT", "300ms")
+        .env("CLI_CONNECT_TIMEOUT", "2s"));
+    assert_eq!(done.code, Some(1), "{}", done.log);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(
+        has_line(&done.log, "action: conectar | result: fail"),
+        "{}",
+        done.log
+    );
+    assert!(central.seen().stored.is_empty());
 }

@@ -856,11 +856,11 @@ fn sigterm_under_load_exits_zero_within_a_second_and_every_acknowledged_bet_is_s
     }
 
     let signalled = Instant::now();
-    // SAFETY: kill only sends a signal to the central's process id.
-    assert_eq!(
-        unsafe { libc::kill(central.child.id() as i32, libc::SIGTERM) },
-        0
-    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&central.child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
     let status = loop {
         if let Some(status) = central.child.try_wait().unwrap() {
             break status;

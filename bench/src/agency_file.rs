@@ -11,7 +11,8 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use lottery::bet::{Bet, BetError, format_date, parse_row, today};
+use lottery::agency_file::{Row, RowError, Rows, born_after};
+use lottery::bet::{Bet, BetError, format_date, today};
 
 use crate::synth::{Synth, SynthBet};
 
@@ -33,8 +34,8 @@ pub fn csv_writer<W: Write>(out: W) -> csv::Writer<W> {
 /// Writes one bet as a row.
 pub fn write_bet<W: Write>(out: &mut csv::Writer<W>, bet: &SynthBet<'_>) -> csv::Result<()> {
     let date = format_date(bet.birthdate);
-    let mut number = itoa_buf();
-    let number = format_number(bet.number, &mut number);
+    let mut number = itoa::Buffer::new();
+    let number = number.format(bet.number).as_bytes();
     out.write_record([
         bet.first_name.as_bytes(),
         bet.last_name.as_bytes(),
@@ -101,7 +102,7 @@ pub enum ReadError {
     Io(PathBuf, io::Error),
     Csv(PathBuf, csv::Error),
     /// A row the central would reject; `line` counts from 1.
-    Row(PathBuf, u64, BetError),
+    Row(PathBuf, u64, RowError),
 }
 
 impl fmt::Display for ReadError {
@@ -124,43 +125,20 @@ pub fn read_agency_file(path: &Path) -> Result<Vec<Bet>, ReadError> {
 
 /// Reads rows from `input`; `path` only names it in errors.
 pub fn read_agency<R: io::Read>(input: R, path: &Path) -> Result<Vec<Bet>, ReadError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(1 << 20)
-        .from_reader(input);
     let today = today();
     let mut bets = Vec::new();
-    let mut record = csv::StringRecord::new();
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(false) => return Ok(bets),
-            Ok(true) => {}
-            Err(e) => return Err(ReadError::Csv(path.to_owned(), e)),
+    for row in Rows::new(input) {
+        let Row { line, bet } = row.map_err(|e| ReadError::Csv(path.to_owned(), e))?;
+        let bad = |e| ReadError::Row(path.to_owned(), line, e);
+        let bet = bet.map_err(bad)?;
+        // The bench's agencies send everything: a bet the central would
+        // refuse today is an error here, not a bet to hold back.
+        if born_after(&bet, today) {
+            return Err(bad(RowError::Bet(BetError::Birthdate)));
         }
-        let fields: Vec<&str> = record.iter().collect();
-        let line = record.position().map_or(0, |p| p.line());
-        let bet =
-            parse_row(&fields, today).map_err(|e| ReadError::Row(path.to_owned(), line, e))?;
         bets.push(bet);
     }
-}
-
-fn itoa_buf() -> [u8; 5] {
-    [0; 5]
-}
-
-/// Writes `n` (at most 9999) in decimal without allocating.
-fn format_number(mut n: u16, buf: &mut [u8; 5]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
-        }
-    }
+    Ok(bets)
 }
 
 #[cfg(test)]
@@ -212,7 +190,7 @@ mod tests {
     fn a_bad_row_is_reported_with_its_line() {
         let text = "A,B,1,2000-01-01,1\nA,B,1,2000-02-30,1\n";
         match read_agency(text.as_bytes(), Path::new("f.csv")) {
-            Err(ReadError::Row(_, 2, BetError::Birthdate)) => {}
+            Err(ReadError::Row(_, 2, RowError::Bet(BetError::Birthdate))) => {}
             other => panic!("{other:?}"),
         }
     }
@@ -232,15 +210,5 @@ mod tests {
         std::fs::write(&path, "1 2\nx\n").unwrap();
         assert!(read_expected_winners(&path).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn numbers_format_without_padding() {
-        let mut buf = itoa_buf();
-        assert_eq!(format_number(0, &mut buf), b"0");
-        let mut buf = itoa_buf();
-        assert_eq!(format_number(7574, &mut buf), b"7574");
-        let mut buf = itoa_buf();
-        assert_eq!(format_number(40, &mut buf), b"40");
     }
 }

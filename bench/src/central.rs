@@ -9,7 +9,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -52,7 +52,7 @@ impl Central {
             );
         }
         let dir = fresh_dir()?;
-        let port = free_port()?;
+        let port = lottery::loopback::free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let bets_file = dir.join("bets.csv");
         let log_path = dir.join("central.log");
@@ -130,10 +130,11 @@ impl Central {
         let Some(mut child) = self.child.take() else {
             bail!("the central was already stopped");
         };
-        // SAFETY: kill only sends a signal to the child we started and still own.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
+        // The child is ours and not yet reaped, so its pid names it.
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::TERM,
+        );
         let started = Instant::now();
         loop {
             if let Some(status) = child.try_wait()? {
@@ -186,11 +187,6 @@ pub fn count_rows(path: &Path) -> io::Result<u64> {
         };
         rows += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
     }
-}
-
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn fresh_dir() -> io::Result<PathBuf> {

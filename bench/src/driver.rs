@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use indicatif::ProgressBar;
-use lottery::wire::{self, ErrorCode, Frame};
+use lottery::reply::Reply;
+use lottery::wire;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
@@ -296,14 +297,7 @@ pub fn run(
             );
         }
         let waiting = Instant::now();
-        poll.poll(&mut events, Some(Duration::from_millis(20)))
-            .or_else(|e| {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })?;
+        poll_once(&mut poll, &mut events, Duration::from_millis(20))?;
         if run.last_done_sent.is_some() {
             run.draw_poll_wait += waiting.elapsed();
         }
@@ -393,14 +387,7 @@ fn connect_all(
         if Instant::now() > deadline {
             bail!("only {connected} of {agencies} agencies connected in time");
         }
-        poll.poll(events, Some(Duration::from_millis(100)))
-            .or_else(|e| {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })?;
+        poll_once(poll, events, Duration::from_millis(100))?;
         for event in events.iter() {
             let i = event.token().0;
             let Some(session) = sessions.get_mut(i) else {
@@ -468,7 +455,9 @@ impl Run<'_> {
                 Ok(None) => break,
                 Err(e) => bail!("agency {agency}: the central sent a broken frame: {e}"),
             };
-            let reply = Reply::from(&frame);
+            let reply = Reply::from_frame(&frame).map_err(|kind| {
+                anyhow!("agency {agency}: the central sent a request frame (type {kind:#04x})")
+            })?;
             session.input_start += n;
             self.on_reply(i, reply)?;
         }
@@ -494,12 +483,12 @@ impl Run<'_> {
                 _,
                 Reply::Error {
                     code,
+                    raw_code,
                     detail,
                     message,
                 },
             ) => {
-                let name =
-                    ErrorCode::from_u8(code).map_or("unknown".into(), |c| c.name().to_string());
+                let name = code.map_or(format!("unknown {raw_code}"), |c| c.name().to_string());
                 bail!(
                     "agency {agency}: ERROR {name} detail {detail}: {message} ({:?})",
                     session.stage
@@ -547,7 +536,7 @@ impl Run<'_> {
                 session.stage = Stage::Asking;
                 session.queue_control(|out| wire::encode_get_winners(out, agency, true));
             }
-            (Stage::Asking, Reply::NotReady) => {
+            (Stage::Asking, Reply::NotReady { .. }) => {
                 // The park timed out before the draw: ask again.
                 self.reasks += 1;
                 session.queue_control(|out| wire::encode_get_winners(out, agency, true));
@@ -581,9 +570,6 @@ impl Run<'_> {
                     self.winners_at[i] = Some(Instant::now());
                     self.finished += 1;
                 }
-            }
-            (stage, Reply::Other(kind)) => {
-                bail!("agency {agency}: unexpected frame type {kind:#04x} while {stage:?}")
             }
             (stage, reply) => bail!("agency {agency}: unexpected {reply:?} while {stage:?}"),
         }
@@ -640,55 +626,11 @@ impl Run<'_> {
     }
 }
 
-/// A frame from the central, owned, so the receive buffer can be reused.
-#[derive(Debug)]
-enum Reply {
-    Ack {
-        agency: u32,
-        stored: u32,
-    },
-    Winners {
-        agency: u32,
-        total: u32,
-        last: bool,
-        documents: Vec<String>,
-    },
-    NotReady,
-    Error {
-        code: u8,
-        detail: u32,
-        message: String,
-    },
-    Other(u8),
-}
-
-impl From<&Frame<'_>> for Reply {
-    fn from(frame: &Frame<'_>) -> Reply {
-        match *frame {
-            Frame::Ack { agency, stored } => Reply::Ack { agency, stored },
-            Frame::Winners {
-                agency,
-                total,
-                last,
-                documents,
-            } => Reply::Winners {
-                agency,
-                total,
-                last,
-                documents: documents.iter().map(str::to_owned).collect(),
-            },
-            Frame::NotReady { .. } => Reply::NotReady,
-            Frame::Error {
-                code,
-                detail,
-                message,
-            } => Reply::Error {
-                code,
-                detail,
-                message: message.to_owned(),
-            },
-            other => Reply::Other(other.kind()),
-        }
+/// One wait for events; a signal that cuts it short is no error.
+fn poll_once(poll: &mut Poll, events: &mut Events, timeout: Duration) -> io::Result<()> {
+    match poll.poll(events, Some(timeout)) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+        other => other,
     }
 }
 

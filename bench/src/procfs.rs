@@ -30,8 +30,7 @@ fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let ticks = parse_stat_ticks(&stat)?;
-    // SAFETY: sysconf only reads a constant of the running system.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = rustix::param::clock_ticks_per_second();
     (per_second > 0).then(|| ticks as f64 / per_second as f64)
 }
 
@@ -44,30 +43,6 @@ fn parse_stat_ticks(stat: &str) -> Option<u64> {
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(utime + stime)
-}
-
-/// Raises this process's soft limit on open files to `want` (or to the hard
-/// limit if that is lower). A central started by the bench inherits it.
-/// Returns the soft limit in force afterwards.
-pub fn raise_open_files_limit(want: u64) -> std::io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if limit.rlim_cur >= want as libc::rlim_t {
-            return Ok(limit.rlim_cur);
-        }
-        limit.rlim_cur = (want as libc::rlim_t).min(limit.rlim_max);
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(limit.rlim_cur)
 }
 
 #[cfg(test)]
@@ -94,11 +69,5 @@ mod tests {
         assert!(peak_rss_kb(me).unwrap() > 0);
         assert!(rss_kb(me).unwrap() > 0);
         assert!(cpu_seconds(me).unwrap() >= 0.0);
-    }
-
-    #[test]
-    fn the_open_files_limit_never_goes_down() {
-        let before = raise_open_files_limit(0).unwrap();
-        assert_eq!(raise_open_files_limit(16).unwrap(), before);
     }
 }

@@ -127,6 +127,9 @@ pub struct Agency<'a> {
     waiting_logged: bool,
     /// Why the last attempt failed, for the message when the budget runs out.
     last_loss: String,
+    /// The first position of the stream the central would refuse today (a
+    /// birthdate after today): bets are sent up to it, and no DONE.
+    held_from: Option<usize>,
 }
 
 impl<'a> Agency<'a> {
@@ -150,7 +153,23 @@ impl<'a> Agency<'a> {
             last_not_ready: None,
             waiting_logged: false,
             last_loss: String::new(),
+            held_from: None,
         }
+    }
+
+    /// Sends only the bets before `position` (see `bets_file::Loaded::held_from`):
+    /// the run then ends with exit 2 and the agency left open, so a run on
+    /// a later day resumes at `position` with nothing shifted.
+    pub fn hold_from(mut self, position: Option<usize>) -> Self {
+        self.held_from = position;
+        self
+    }
+
+    /// Where today's sending ends.
+    fn sendable(&self) -> usize {
+        self.held_from
+            .unwrap_or(self.bets.len())
+            .min(self.bets.len())
     }
 
     /// Runs the agency to its winners, a stop signal, or a failure.
@@ -178,7 +197,12 @@ impl<'a> Agency<'a> {
                 .retry
                 .remaining()
                 .clamp(Duration::from_millis(10), CONNECT_ATTEMPT);
-            let mut conn = match Connection::open(&self.config.server_address, timeout, self.stop) {
+            let mut conn = match Connection::open(
+                &self.config.server_address,
+                timeout,
+                self.config.reply_timeout,
+                self.stop,
+            ) {
                 Ok(conn) => conn,
                 Err(e) => {
                     self.lost(format!("cannot connect: {e}"), Duration::ZERO);
@@ -268,6 +292,7 @@ impl<'a> Agency<'a> {
     /// flight, until the central holds all of it (or says the agency is closed).
     fn send_bets(&mut self, conn: &mut Connection<'_>) -> Result<(), Interrupt> {
         let total = self.bets.len();
+        let sendable = self.sendable();
         let mut in_flight: VecDeque<Batch> = VecDeque::new();
         let mut next = self.stored;
         // Each connection starts with one batch in flight and opens the
@@ -290,14 +315,15 @@ impl<'a> Agency<'a> {
         let mut out = Vec::with_capacity(MAX_FRAME);
         loop {
             if rewind.is_none() && !closed {
-                while in_flight.len() < window && next < total {
+                while in_flight.len() < window && next < sendable {
                     if let Some(period) = period.filter(|_| sent_before)
                         && !self.stop.sleep(period)
                     {
                         return Err(Interrupt::Stopped);
                     }
                     sent_before = true;
-                    let batch = batch::plan(self.bets, next, self.config.batch_max_amount);
+                    let most = self.config.batch_max_amount.min(sendable - next);
+                    let batch = batch::plan(self.bets, next, most);
                     self.note_frame_cut(batch);
                     out.clear();
                     batch::encode(&mut out, self.config.id, self.bets, batch);
@@ -373,6 +399,19 @@ impl<'a> Agency<'a> {
     /// bets are missing.
     fn close(&mut self, conn: &mut Connection<'_>) -> Result<(), Interrupt> {
         let total = self.bets.len();
+        if self.stored < total
+            && let Some(held) = self.held_from
+        {
+            // DONE now would close the agency without the held bets, for
+            // good: stop here, open, with everything before them stored.
+            let bet = self.bets.get(held);
+            return Err(Interrupt::Failed(Failure::Rejected(format!(
+                "bet {held} of the stream (dni {}) is born after today, so the central refuses it until then; the {} bets before it are stored and the {} from it on are not sent: the agency is not closed, run it again on that day or fix the row",
+                bet.document,
+                self.stored,
+                total - self.stored
+            ))));
+        }
         let mut out = Vec::new();
         wire::encode_done(&mut out, self.config.id, batch::to_u32(total));
         conn.send(&out)?;
@@ -434,8 +473,17 @@ impl<'a> Agency<'a> {
             }
             let mut documents: Vec<String> = Vec::new();
             let mut list_total: Option<u32> = None;
+            // A parked request is answered within the central's park timeout.
+            let mut limit = if wait {
+                self.config.park_timeout + self.config.reply_timeout
+            } else {
+                self.config.reply_timeout
+            };
             loop {
-                match conn.recv()? {
+                let reply = conn.recv_within(limit)?;
+                // The rest of a WINNERS list follows its first frame at once.
+                limit = self.config.reply_timeout;
+                match reply {
                     Reply::NotReady { done, expected } if list_total.is_none() => {
                         self.retry.progress();
                         self.note_not_ready(done, expected);

@@ -2,17 +2,25 @@
 //! nacimiento,numero`, no header, CRLF or LF, UTF-8, fields may be quoted)
 //! or the one bet of the environment, into [`Bets`].
 //!
-//! Each row is checked with `lottery::bet::parse_row`, the central's own
-//! rules, so a bad row is never sent: it is logged with its line number and
-//! the reason, skipped, and counted in [`Loaded::invalid`] so that `main`
-//! can end the run with exit code 2 once everything else is done.
+//! The file is read by `lottery::agency_file`, with the central's own rules
+//! except the day's, so a bad row is never sent: it is logged with its line
+//! number and the reason, skipped, and counted in [`Loaded::invalid`] so
+//! that `main` can end the run with exit code 2 once everything else is done.
+//!
+//! The stream (which rows it holds, so every position in it) is a function
+//! of the file alone: a row whose birthdate is after today is *in* the
+//! stream, because it becomes valid on that day and a restart then must not
+//! see the later bets shift by one. The central refuses such a bet until
+//! then, so [`Loaded::held_from`] marks the first one: the agency sends the
+//! bets before it and stops there, without DONE (see `agency`).
 
 use std::fmt;
 use std::io::Read;
 use std::path::Path;
 
-use log::{error, info};
-use lottery::bet::{self, Bet};
+use log::{error, info, warn};
+use lottery::agency_file::{self, Rows};
+use lottery::bet::format_date;
 use lottery::wire::Date;
 
 use crate::bets::Bets;
@@ -20,11 +28,14 @@ use crate::config::BetSource;
 use crate::logfmt::clean;
 use crate::stop::Stop;
 
-/// The bets read and how many rows were rejected.
+/// The bets read, how many rows were rejected, and where today's sending stops.
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub bets: Bets,
     pub invalid: usize,
+    /// The stream position of the first bet born after today, if any: it
+    /// and the bets after it cannot be stored before that day.
+    pub held_from: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -107,36 +118,26 @@ pub fn load(source: &BetSource, today: Date, stop: &Stop) -> Result<Loaded, Load
     Ok(loaded)
 }
 
-/// Reads CSV rows from `input`, logging and skipping the bad ones.
+/// Reads CSV rows from `input`, logging and skipping the bad ones; `today`
+/// decides only [`Loaded::held_from`], never which bets the stream holds.
 pub fn read_csv(input: impl Read, today: Date, stop: &Stop) -> Result<Loaded, LoadError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        // A row with the wrong number of fields is a bad row, not a broken file.
-        .flexible(true)
-        .from_reader(input);
     let mut loaded = Loaded::default();
-    let mut record = csv::ByteRecord::new();
-    let mut rows = 0usize;
-    loop {
-        rows += 1;
-        if rows.is_multiple_of(STOP_CHECK_ROWS) && stop.requested().is_some() {
+    for (rows, row) in Rows::new(input).enumerate() {
+        if (rows + 1).is_multiple_of(STOP_CHECK_ROWS) && stop.requested().is_some() {
             return Err(LoadError::Stopped);
         }
-        // Byte records, so that a row that is not UTF-8 is one bad row
-        // with its line number instead of an error for the whole file.
-        match reader.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => return Err(LoadError::Unreadable(e.to_string())),
-        }
-        let line = record.position().map_or(0, |p| p.line());
-        match parse_record(&record, today) {
-            Ok(bet) => loaded.bets.push(&bet),
+        let row = row.map_err(|e| LoadError::Unreadable(e.to_string()))?;
+        match row.bet {
+            Ok(bet) => {
+                note_if_held(&mut loaded, &bet, today, &format!("linea: {}", row.line));
+                loaded.bets.push(&bet);
+            }
             Err(why) => {
                 loaded.invalid += 1;
                 error!(
-                    "action: leer_apuesta | result: fail | linea: {line} | motivo: {}",
-                    clean(&why)
+                    "action: leer_apuesta | result: fail | linea: {} | motivo: {}",
+                    row.line,
+                    clean(&why.to_string())
                 );
             }
         }
@@ -144,20 +145,28 @@ pub fn read_csv(input: impl Read, today: Date, stop: &Stop) -> Result<Loaded, Lo
     Ok(loaded)
 }
 
-fn parse_record(record: &csv::ByteRecord, today: Date) -> Result<Bet, String> {
-    let mut fields = Vec::with_capacity(record.len());
-    for (i, raw) in record.iter().enumerate() {
-        let text = std::str::from_utf8(raw).map_err(|_| format!("field {} is not UTF-8", i + 1))?;
-        fields.push(text);
+/// Marks `bet`, the next of the stream, as held back if it is the first
+/// born after `today`.
+fn note_if_held(loaded: &mut Loaded, bet: &lottery::bet::Bet, today: Date, place: &str) {
+    if loaded.held_from.is_none() && agency_file::born_after(bet, today) {
+        loaded.held_from = Some(loaded.bets.len());
+        let date = format_date(bet.birthdate);
+        warn!(
+            "action: leer_apuesta | result: in_progress | {place} | posicion: {} | motivo: birthdate {} is after today: this bet and those after it are held back until that day",
+            loaded.bets.len(),
+            String::from_utf8_lossy(&date)
+        );
     }
-    bet::parse_row(&fields, today).map_err(|e| e.to_string())
 }
 
 /// The bet of `NOMBRE`..`NUMERO`: the whole stream, or no bet if it is bad.
 fn single(fields: &[String; 5], today: Date) -> Loaded {
     let mut loaded = Loaded::default();
-    match bet::parse_row(fields, today) {
-        Ok(bet) => loaded.bets.push(&bet),
+    match agency_file::parse_fields(fields) {
+        Ok(bet) => {
+            note_if_held(&mut loaded, &bet, today, "origen: environment");
+            loaded.bets.push(&bet);
+        }
         Err(why) => {
             loaded.invalid = 1;
             error!(
@@ -207,11 +216,45 @@ mod tests {
         assert_eq!(loaded.bets.get(1).document, "5");
     }
 
+    fn next_day(d: Date) -> Date {
+        Date {
+            day: d.day + 1,
+            ..d
+        }
+    }
+
+    #[test]
+    fn the_stream_is_the_same_whatever_the_day_it_is_read_on() {
+        // Line 2 is born on TODAY's next day: invalid today, valid tomorrow.
+        let file = b"Ana,Lorca,1,1999-03-17,1\nBea,Diaz,2,2026-01-02,2\nCris,Paz,3,2000-05-05,3\n";
+        let stop = Stop::default();
+        let today = read_csv(&file[..], TODAY, &stop).unwrap();
+        let tomorrow = read_csv(&file[..], next_day(TODAY), &stop).unwrap();
+        assert_eq!(today.bets.len(), 3);
+        assert_eq!(tomorrow.bets.len(), 3);
+        for position in 0..3 {
+            assert_eq!(today.bets.get(position), tomorrow.bets.get(position));
+        }
+        assert_eq!(today.bets.get(2).document, "3");
+        assert_eq!(today.invalid, 0);
+        // Today the stream stops before the bet of tomorrow; tomorrow it does not.
+        assert_eq!(today.held_from, Some(1));
+        assert_eq!(tomorrow.held_from, None);
+    }
+
     #[test]
     fn an_empty_file_has_no_bets() {
         let loaded = read(b"");
         assert_eq!(loaded.bets.len(), 0);
         assert_eq!(loaded.invalid, 0);
+    }
+
+    #[test]
+    fn a_single_bet_born_tomorrow_is_held_not_dropped() {
+        let fields = ["Ana", "Lorca", "1", "2026-01-02", "1"].map(String::from);
+        let loaded = single(&fields, TODAY);
+        assert_eq!(loaded.bets.len(), 1);
+        assert_eq!(loaded.held_from, Some(0));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The agency's settings: `config.yaml` (the course's keys), then `CLI_*`
-//! environment variables, which win.
+//! environment variables, which win (the layering and its errors are
+//! `lottery::settings`, shared with the central's `config.ini`).
 //!
 //! Every value is checked here, at start-up, so that a bad one is a clear
 //! error naming the key, its source and the value (exit code 2 in `main`)
@@ -7,12 +8,11 @@
 //! course's `loop.amount`, `loop.period`) are ignored. [`Config::describe`]
 //! is what the `action: config` log line shows.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use log::LevelFilter;
+use lottery::settings::Setting;
 use serde::Deserialize;
 
 use crate::logfmt::clean;
@@ -30,6 +30,12 @@ pub const MAX_WINDOW: usize = 1024;
 /// How long the agency keeps trying to reach the central without an answer.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SERVER_ADDRESS: &str = "127.0.0.1:12345";
+/// How long the agency waits for a reply before it takes the connection
+/// for dead (a half-open TCP connection or a wedged central never says so).
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The central's default `PARK_TIMEOUT_MS`: a parked `GET_WINNERS` is
+/// answered within it, so it waits this plus the reply timeout.
+pub const DEFAULT_PARK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the agency asks for its winners.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +72,12 @@ pub struct Config {
     /// `server.connectTimeout` / `CLI_CONNECT_TIMEOUT`: how long to keep
     /// reconnecting without a useful answer before giving up.
     pub connect_timeout: Duration,
+    /// `server.replyTimeout` / `CLI_REPLY_TIMEOUT`: the longest wait for a
+    /// reply; past it the connection is dropped and the agency reconnects.
+    pub reply_timeout: Duration,
+    /// `server.parkTimeout` / `CLI_PARK_TIMEOUT`: the central's park
+    /// timeout; a parked `GET_WINNERS` may wait this plus `reply_timeout`.
+    pub park_timeout: Duration,
     /// `winners.mode` / `CLI_WINNERS_MODE`: `wait` or `poll`.
     pub winners_mode: WinnersMode,
     /// `log.level` / `CLI_LOG_LEVEL`.
@@ -77,17 +89,7 @@ pub struct Config {
     pub bets: BetSource,
 }
 
-/// A setting that could not be used, with where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use lottery::settings::ConfigError;
 
 /// The YAML keys and the variables that override them.
 const KEYS: &[(&str, &str)] = &[
@@ -96,6 +98,8 @@ const KEYS: &[(&str, &str)] = &[
     ("batch.maxAmount", "CLI_BATCH_MAXAMOUNT"),
     ("batch.window", "CLI_WINDOW"),
     ("server.connectTimeout", "CLI_CONNECT_TIMEOUT"),
+    ("server.replyTimeout", "CLI_REPLY_TIMEOUT"),
+    ("server.parkTimeout", "CLI_PARK_TIMEOUT"),
     ("winners.mode", "CLI_WINNERS_MODE"),
     ("log.level", "CLI_LOG_LEVEL"),
     ("loop.period", "CLI_LOOP_PERIOD"),
@@ -148,6 +152,10 @@ struct YamlServer {
     address: Option<Scalar>,
     #[serde(rename = "connectTimeout")]
     connect_timeout: Option<Scalar>,
+    #[serde(rename = "replyTimeout")]
+    reply_timeout: Option<Scalar>,
+    #[serde(rename = "parkTimeout")]
+    park_timeout: Option<Scalar>,
 }
 
 #[derive(Deserialize)]
@@ -179,6 +187,8 @@ impl YamlFile {
             "id" => self.id.take(),
             "server.address" => self.server.as_mut()?.address.take(),
             "server.connectTimeout" => self.server.as_mut()?.connect_timeout.take(),
+            "server.replyTimeout" => self.server.as_mut()?.reply_timeout.take(),
+            "server.parkTimeout" => self.server.as_mut()?.park_timeout.take(),
             "batch.maxAmount" => self.batch.as_mut()?.max_amount.take(),
             "batch.window" => self.batch.as_mut()?.window.take(),
             "winners.mode" => self.winners.as_mut()?.mode.take(),
@@ -188,25 +198,6 @@ impl YamlFile {
             _ => None,
         };
         scalar.map(Scalar::into_text)
-    }
-}
-
-/// One setting's text and where it came from, for error messages.
-struct Raw {
-    value: String,
-    from: String,
-}
-
-impl Raw {
-    fn error(&self, expected: &str) -> ConfigError {
-        ConfigError(format!("{} is {:?}: {expected}", self.from, self.value))
-    }
-
-    fn parse<T: FromStr>(&self, expected: &str, ok: impl Fn(&T) -> bool) -> Result<T, ConfigError> {
-        match self.value.trim().parse::<T>() {
-            Ok(v) if ok(&v) => Ok(v),
-            _ => Err(self.error(expected)),
-        }
     }
 }
 
@@ -237,18 +228,9 @@ impl Config {
                 .map_err(|e| ConfigError(format!("config.yaml is not valid: {e}")))?,
             _ => YamlFile::default(),
         };
-        let mut raw = |key: &str| -> Option<Raw> {
+        let mut raw = |key: &str| -> Option<Setting> {
             let (yaml_key, var) = KEYS.iter().find(|(k, _)| *k == key).copied()?;
-            match env(var) {
-                Some(value) => Some(Raw {
-                    value,
-                    from: var.to_string(),
-                }),
-                None => file.take(yaml_key).map(|value| Raw {
-                    value,
-                    from: format!("{yaml_key} in config.yaml"),
-                }),
-            }
+            Setting::layered(var, &env, yaml_key, "config.yaml", || file.take(yaml_key))
         };
 
         let id = raw("id")
@@ -271,12 +253,15 @@ impl Config {
             )?,
             None => DEFAULT_WINDOW,
         };
-        let connect_timeout = match raw("server.connectTimeout") {
+        let mut duration = |key: &str, default: Duration| match raw(key) {
             Some(r) => parse_duration(&r.value).ok_or_else(|| {
                 r.error("expected a duration such as 60, 60s, 1.5s or 500ms (more than 0)")
-            })?,
-            None => DEFAULT_CONNECT_TIMEOUT,
+            }),
+            None => Ok(default),
         };
+        let connect_timeout = duration("server.connectTimeout", DEFAULT_CONNECT_TIMEOUT)?;
+        let reply_timeout = duration("server.replyTimeout", DEFAULT_REPLY_TIMEOUT)?;
+        let park_timeout = duration("server.parkTimeout", DEFAULT_PARK_TIMEOUT)?;
         let winners_mode = match raw("winners.mode") {
             Some(r) => match r.value.trim().to_ascii_lowercase().as_str() {
                 "wait" => WinnersMode::Wait,
@@ -309,6 +294,8 @@ impl Config {
             batch_max_amount,
             window,
             connect_timeout,
+            reply_timeout,
+            park_timeout,
             winners_mode,
             log_level,
             loop_period,
@@ -326,12 +313,14 @@ impl Config {
             BetSource::Single(_) => "data_file: none (single bet from the environment)".into(),
         };
         format!(
-            "id: {} | server_address: {} | batch_max_amount: {} | window: {} | connect_timeout_ms: {} | loop_period_ms: {} | winners_mode: {} | log_level: {} | {}",
+            "id: {} | server_address: {} | batch_max_amount: {} | window: {} | connect_timeout_ms: {} | reply_timeout_ms: {} | park_timeout_ms: {} | loop_period_ms: {} | winners_mode: {} | log_level: {} | {}",
             self.id,
             clean(&self.server_address),
             self.batch_max_amount,
             self.window,
             self.connect_timeout.as_millis(),
+            self.reply_timeout.as_millis(),
+            self.park_timeout.as_millis(),
             self.loop_period
                 .map_or("none".into(), |p| p.as_millis().to_string()),
             match self.winners_mode {
@@ -347,7 +336,7 @@ impl Config {
 /// `host:port` with a port from 1; the host is resolved only when
 /// connecting, because in a compose network the central's name may not
 /// exist yet when the agency starts.
-fn check_address(raw: &Raw) -> Result<String, ConfigError> {
+fn check_address(raw: &Setting) -> Result<String, ConfigError> {
     let value = raw.value.trim();
     let ok = value
         .rsplit_once(':')
@@ -403,14 +392,7 @@ fn single_bet(env: &impl Fn(&str) -> Option<String>) -> Result<Option<[String; 5
 mod tests {
     use super::*;
 
-    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |key| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use lottery::settings::env_of as env;
 
     const COURSE_YAML: &str = "server:\n  address: \"server:12345\"\nloop:\n  amount: 5\n  period: \"5s\"\nlog:\n  level: \"info\"\nbatch:\n  maxAmount: 120\n";
 
@@ -567,6 +549,31 @@ mod tests {
     #[test]
     fn the_described_settings_hold_no_bar_but_the_separators() {
         let c = Config::from_sources(None, env(&[("CLI_ID", "1")])).unwrap();
-        assert_eq!(c.describe().matches('|').count(), 8);
+        assert_eq!(c.describe().matches('|').count(), 10);
+    }
+
+    #[test]
+    fn the_reply_and_park_timeouts_come_from_the_file_or_the_environment() {
+        let c = Config::from_sources(None, env(&[("CLI_ID", "1")])).unwrap();
+        assert_eq!(c.reply_timeout, DEFAULT_REPLY_TIMEOUT);
+        assert_eq!(c.park_timeout, DEFAULT_PARK_TIMEOUT);
+        let yaml = "server:\n  replyTimeout: 5s\n  parkTimeout: 90\n";
+        let c = Config::from_sources(
+            Some(yaml),
+            env(&[("CLI_ID", "1"), ("CLI_REPLY_TIMEOUT", "250ms")]),
+        )
+        .unwrap();
+        assert_eq!(c.reply_timeout, Duration::from_millis(250));
+        assert_eq!(c.park_timeout, Duration::from_secs(90));
+        let err = Config::from_sources(
+            Some(yaml),
+            env(&[("CLI_ID", "1"), ("CLI_PARK_TIMEOUT", "0")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.0
+                .contains("CLI_PARK_TIMEOUT in the environment is \"0\""),
+            "{err}"
+        );
     }
 }

@@ -12,12 +12,21 @@
 //! answered at once. A closed, reset or broken connection is
 //! [`ConnError::Lost`] (the agency reconnects); bytes that are not the
 //! protocol are [`ConnError::Garbled`] (the agency gives up).
+//!
+//! A central that is silent is lost too: a reply not begun, or a write not
+//! taken, within the connection's deadline ([`Connection::recv_within`] for
+//! a longer one) is [`ConnError::Lost`], and TCP keepalive probes the idle
+//! socket, so a half-open connection (the central's host gone) or a wedged
+//! central costs the retry budget instead of waiting forever.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use lottery::wire::{self, ErrorCode, Frame};
+use socket2::{SockRef, TcpKeepalive};
+
+pub use lottery::reply::Reply;
+use lottery::wire;
 
 use crate::stop::Stop;
 
@@ -25,32 +34,12 @@ use crate::stop::Stop;
 pub const POLL: Duration = Duration::from_millis(100);
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
-
-/// A frame the central sends, owned so it outlives the read buffer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reply {
-    Ack {
-        agency: u32,
-        stored: u32,
-    },
-    Winners {
-        agency: u32,
-        total: u32,
-        last: bool,
-        documents: Vec<String>,
-    },
-    NotReady {
-        done: u32,
-        expected: u32,
-    },
-    Error {
-        /// `None` for a code this agency does not know.
-        code: Option<ErrorCode>,
-        raw_code: u8,
-        detail: u32,
-        message: String,
-    },
-}
+/// Keepalive: the first probe after this much silence, then one every
+/// [`KEEPALIVE_INTERVAL`], and the connection is reset after
+/// [`KEEPALIVE_PROBES`] unanswered ones (about 20 s for a dead host).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVE_PROBES: u32 = 5;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum ConnError {
@@ -67,12 +56,20 @@ pub struct Connection<'a> {
     /// Bytes read but not yet decoded into a [`Reply`].
     inbox: Vec<u8>,
     stop: &'a Stop,
+    /// How long a reply (or a write) may take before the central counts as lost.
+    deadline: Duration,
 }
 
 impl<'a> Connection<'a> {
     /// Connects to `address` (`host:port`, resolved now), trying each of
-    /// its addresses for at most `timeout`.
-    pub fn open(address: &str, timeout: Duration, stop: &'a Stop) -> io::Result<Connection<'a>> {
+    /// its addresses for at most `timeout`; replies are waited for at most
+    /// `deadline`.
+    pub fn open(
+        address: &str,
+        timeout: Duration,
+        deadline: Duration,
+        stop: &'a Stop,
+    ) -> io::Result<Connection<'a>> {
         let mut last_error = None;
         for addr in address.to_socket_addrs()? {
             match TcpStream::connect_timeout(&addr, timeout) {
@@ -82,10 +79,16 @@ impl<'a> Connection<'a> {
                     stream.set_nodelay(true)?;
                     stream.set_read_timeout(Some(POLL))?;
                     stream.set_write_timeout(Some(POLL))?;
+                    let keepalive = TcpKeepalive::new()
+                        .with_time(KEEPALIVE_IDLE)
+                        .with_interval(KEEPALIVE_INTERVAL)
+                        .with_retries(KEEPALIVE_PROBES);
+                    SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
                     return Ok(Connection {
                         stream,
                         inbox: Vec::with_capacity(READ_CHUNK),
                         stop,
+                        deadline,
                     });
                 }
                 Err(e) => last_error = Some(e),
@@ -96,11 +99,15 @@ impl<'a> Connection<'a> {
         }))
     }
 
-    /// Writes all of `bytes`.
+    /// Writes all of `bytes`, within the deadline.
     pub fn send(&mut self, mut bytes: &[u8]) -> Result<(), ConnError> {
+        let started = Instant::now();
         while !bytes.is_empty() {
             if self.stop.requested().is_some() {
                 return Err(ConnError::Stopped);
+            }
+            if started.elapsed() >= self.deadline {
+                return Err(silent("took no bytes", self.deadline));
             }
             match self.stream.write(bytes) {
                 Ok(0) => return Err(ConnError::Lost("the central stopped reading".into())),
@@ -112,29 +119,43 @@ impl<'a> Connection<'a> {
         Ok(())
     }
 
-    /// The next frame from the central, waiting as long as it takes.
+    /// The next frame from the central, within the connection's deadline.
     pub fn recv(&mut self) -> Result<Reply, ConnError> {
+        self.recv_within(self.deadline)
+    }
+
+    /// The next frame from the central, within `limit` (a parked request
+    /// may legitimately take longer than an ordinary reply).
+    pub fn recv_within(&mut self, limit: Duration) -> Result<Reply, ConnError> {
+        let started = Instant::now();
         loop {
             match wire::decode(&self.inbox) {
                 Ok(Some((frame, used))) => {
-                    let reply = to_reply(frame);
+                    let reply = Reply::from_frame(&frame).map_err(|kind| {
+                        ConnError::Garbled(format!(
+                            "the central sent a request frame (type 0x{kind:02x})"
+                        ))
+                    });
                     self.inbox.drain(..used);
                     return reply;
                 }
                 Ok(None) => {}
                 Err(e) => return Err(ConnError::Garbled(e.to_string())),
             }
-            self.fill()?;
+            self.fill(started + limit, limit)?;
         }
     }
 
-    /// Reads once into the inbox (after waits of at most [`POLL`]).
-    fn fill(&mut self) -> Result<(), ConnError> {
+    /// Reads once into the inbox (after waits of at most [`POLL`]), by `until`.
+    fn fill(&mut self, until: Instant, limit: Duration) -> Result<(), ConnError> {
         let old = self.inbox.len();
         self.inbox.resize(old + READ_CHUNK, 0);
         let result = loop {
             if self.stop.requested().is_some() {
                 break Err(ConnError::Stopped);
+            }
+            if Instant::now() >= until {
+                break Err(silent("sent no reply", limit));
             }
             match self.stream.read(&mut self.inbox[old..]) {
                 Ok(0) => {
@@ -162,46 +183,20 @@ impl Drop for Connection<'_> {
     }
 }
 
+/// The central did nothing for `limit`: the connection counts as lost.
+fn silent(what: &str, limit: Duration) -> ConnError {
+    ConnError::Lost(format!(
+        "the central {what} for {} ms (reply deadline)",
+        limit.as_millis()
+    ))
+}
+
 /// A timeout of [`POLL`] or a signal: look at the stop flag and go on.
 fn is_wait(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
     )
-}
-
-fn to_reply(frame: Frame<'_>) -> Result<Reply, ConnError> {
-    Ok(match frame {
-        Frame::Ack { agency, stored } => Reply::Ack { agency, stored },
-        Frame::Winners {
-            agency,
-            total,
-            last,
-            documents,
-        } => Reply::Winners {
-            agency,
-            total,
-            last,
-            documents: documents.iter().map(str::to_owned).collect(),
-        },
-        Frame::NotReady { done, expected } => Reply::NotReady { done, expected },
-        Frame::Error {
-            code,
-            detail,
-            message,
-        } => Reply::Error {
-            code: ErrorCode::from_u8(code),
-            raw_code: code,
-            detail,
-            message: message.to_owned(),
-        },
-        Frame::Batch { .. } | Frame::Done { .. } | Frame::GetWinners { .. } => {
-            return Err(ConnError::Garbled(format!(
-                "the central sent a request frame (type 0x{:02x})",
-                frame.kind()
-            )));
-        }
-    })
 }
 
 #[cfg(test)]
@@ -213,7 +208,13 @@ mod tests {
     fn pair(stop: &Stop) -> (Connection<'_>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
-        let conn = Connection::open(&address, Duration::from_secs(1), stop).unwrap();
+        let conn = Connection::open(
+            &address,
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+            stop,
+        )
+        .unwrap();
         let (central, _) = listener.accept().unwrap();
         (conn, central)
     }
@@ -266,6 +267,18 @@ mod tests {
         let (mut conn, mut central) = pair(&stop);
         central.write_all(&[0, 1, 0x7f]).unwrap();
         assert!(matches!(conn.recv(), Err(ConnError::Garbled(_))));
+    }
+
+    #[test]
+    fn a_silent_central_is_lost_at_the_deadline() {
+        let stop = Stop::default();
+        let (mut conn, _central) = pair(&stop);
+        let started = Instant::now();
+        match conn.recv_within(Duration::from_millis(300)) {
+            Err(ConnError::Lost(why)) => assert!(why.contains("reply deadline"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(started.elapsed() >= Duration::from_millis(300));
     }
 
     #[test]

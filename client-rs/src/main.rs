@@ -81,7 +81,8 @@ fn main() -> ExitCode {
     };
 
     let single = matches!(config.bets, BetSource::Single(_));
-    match Agency::new(&config, &loaded.bets, &stop, single).run() {
+    let agency = Agency::new(&config, &loaded.bets, &stop, single).hold_from(loaded.held_from);
+    match agency.run() {
         Ok(Outcome::Winners { all_stored, .. }) => {
             if loaded.invalid > 0 {
                 error!(

@@ -2,7 +2,6 @@
 //! free ports, temporary directories, the course dataset.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 /// The central's binary, built by cargo for this test run.
@@ -25,11 +24,7 @@ pub fn client_bin() -> PathBuf {
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    lottery::loopback::free_port().unwrap()
 }
 
 /// A fresh empty directory under the target directory, named for the test.
@@ -595,34 +590,12 @@ pub fn rows_of_agency(bets_csv: &Path, agency: u32) -> u64 {
 /// Raises this process's soft limit on open files to its hard limit (the
 /// processes it starts inherit it); returns the new soft limit.
 pub fn raise_fd_limit() -> u64 {
-    // SAFETY: getrlimit and setrlimit only read and write the struct given.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        if limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return fd_limit();
-            }
-        }
-        limit.rlim_cur
-    }
+    lottery::limits::raise_open_files(u64::MAX).unwrap_or_else(|_| fd_limit())
 }
 
 /// This process's soft limit on open files.
 pub fn fd_limit() -> u64 {
-    // SAFETY: getrlimit only writes the struct given.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur
-    }
+    lottery::limits::open_files()
 }
 
 /// A process's resident memory (`VmRSS` of `/proc/PID/status`), in bytes.
@@ -774,18 +747,18 @@ impl Central {
         use std::os::unix::process::CommandExt;
         let port = free_port();
         let (mut cmd, log) = Central::command(dir, port, agencies, env);
-        let limit = libc::rlimit {
-            rlim_cur: nofile,
-            rlim_max: nofile,
+        let limit = rustix::process::Rlimit {
+            current: Some(nofile),
+            maximum: Some(nofile),
         };
-        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        // SAFETY: `pre_exec` is unsafe by std's contract (the closure runs
+        // between fork and exec); no crate sets a limit for the child alone
+        // before it runs. The closure only makes the setrlimit system call
+        // (async-signal-safe) and allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
+                rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)
+                    .map_err(std::io::Error::from)
             });
         }
         Central::launch(cmd, dir, port, log)

@@ -126,7 +126,8 @@ fn run(args: &Args) -> Result<Report> {
         (Some(dir), None) => count_agency_files(dir)?,
         (None, None) => 1_000,
     };
-    let fds = procfs::raise_open_files_limit(u64::from(agencies) + 256)?;
+    // A central started by the bench inherits the raised limit.
+    let fds = lottery::limits::raise_open_files(u64::from(agencies) + 256)?;
     ensure!(
         fds >= u64::from(agencies) + 32,
         "{agencies} agencies need more open files than the limit of {fds} (raise `ulimit -Hn`)"
@@ -225,7 +226,7 @@ fn run(args: &Args) -> Result<Report> {
 /// Times the floor on as many socket pairs as the open-files limit allows
 /// (up to `parked`), and prints the central's wake-up as a ratio to it.
 fn print_floor(parked: usize, central_ms: f64) -> Result<()> {
-    let limit = procfs::raise_open_files_limit(2 * parked as u64 + 64)?;
+    let limit = lottery::limits::raise_open_files(2 * parked as u64 + 64)?;
     let sockets = parked.min((limit.saturating_sub(64) / 2) as usize).max(1);
     let floor = floor::measure(sockets)?;
     let floor_ms = floor.ms_for(parked);
