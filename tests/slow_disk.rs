@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 
 use lottery::wire::kind;
 use powercut::PowerCut;
-use util::{Central, Peer, batch_frame, env_or, get_winners_frame, numbered_bet, report, temp_dir};
+use util::{
+    Central, Peer, Rng, batch_frame, env_or, get_winners_frame, numbered_bet, report, temp_dir,
+};
 
 const INGESTING: u32 = 4;
 /// The agency whose small batches are timed.
@@ -39,8 +41,9 @@ const BATCH: u32 = 100;
 const WINDOW: usize = 4;
 const PARK_MS: u64 = 300;
 const IDLE_MS: u64 = 500;
-/// Between two samples of a probe.
-const PACE: Duration = Duration::from_millis(100);
+/// Between two samples of a probe: 50 ms and a random part up to 200 ms,
+/// so that the samples land anywhere in a slow fsync, not in step with it.
+const PACE_MS: (u64, u64) = (50, 250);
 
 /// Latencies of one probe.
 #[derive(Default)]
@@ -107,19 +110,21 @@ fn ingest(agency: u32, addr: String, [stop, ending]: [Arc<AtomicBool>; 2], acked
     }
 }
 
-/// Runs `sample` every `PACE` until `stop`, collecting what it measures.
+/// Runs `sample` at random paces (`PACE_MS`) until `stop`, collecting what it measures.
 fn probe(
     stop: &Arc<AtomicBool>,
+    seed: u64,
     mut sample: impl FnMut() -> Option<Duration> + Send + 'static,
 ) -> JoinHandle<Samples> {
     let stop = stop.clone();
+    let mut rng = Rng::new(seed);
     std::thread::spawn(move || {
         let mut s = Samples::default();
         while !stop.load(Ordering::Relaxed) {
             if let Some(d) = sample() {
                 s.0.push(d);
             }
-            std::thread::sleep(PACE);
+            std::thread::sleep(Duration::from_millis(rng.range(PACE_MS.0, PACE_MS.1)));
         }
         s
     })
@@ -171,7 +176,7 @@ fn measure(delay_ms: u64, seconds: u64) -> Option<Figures> {
         .collect();
 
     let a = addr.clone();
-    let read_only = probe(&stop_probes, move || {
+    let read_only = probe(&stop_probes, 1, move || {
         let started = Instant::now();
         let mut peer = connect(&a);
         peer.send(&get_winners_frame(READER, false));
@@ -181,7 +186,7 @@ fn measure(delay_ms: u64, seconds: u64) -> Option<Figures> {
     });
     let mut small_peer = connect(&addr);
     let mut small_next = 0u32;
-    let small_ack = probe(&stop_probes, move || {
+    let small_ack = probe(&stop_probes, 2, move || {
         let bet = numbered_bet(SMALL as u64 * 10_000_000 + small_next as u64, 7);
         let started = Instant::now();
         small_peer.send(&batch_frame(SMALL, small_next, &[bet]));
@@ -191,7 +196,7 @@ fn measure(delay_ms: u64, seconds: u64) -> Option<Figures> {
         Some(started.elapsed())
     });
     let mut parked = connect(&addr);
-    let park_late = probe(&stop_probes, move || {
+    let park_late = probe(&stop_probes, 3, move || {
         let started = Instant::now();
         parked.send(&get_winners_frame(READER, true));
         let reply = parked.recv();
@@ -203,7 +208,7 @@ fn measure(delay_ms: u64, seconds: u64) -> Option<Figures> {
         )
     });
     let a = addr.clone();
-    let idle_late = probe(&stop_probes, move || {
+    let idle_late = probe(&stop_probes, 4, move || {
         let mut stream = TcpStream::connect(&a).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
