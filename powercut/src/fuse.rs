@@ -192,6 +192,16 @@ impl Filesystem for PowerCutFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        // The slow disk waits outside the volume's lock, so a cut can land
+        // while this fsync has not returned.
+        let delay = self
+            .volume
+            .lock()
+            .expect("the volume's lock")
+            .take_fsync_delay();
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         match self.with(|v| v.fsync(ino.0)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),

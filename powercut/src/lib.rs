@@ -4,7 +4,8 @@
 //! `fsync`/`fdatasync`, and on command cuts the power: every unsynced write
 //! is lost, or a random prefix of them reaches the disk with the last one
 //! torn. A file created since its directory was last synced disappears at a
-//! cut. The next fsync can be made to fail with `EIO` or `ENOSPC`.
+//! cut. The next fsync can be made to fail with `EIO` or `ENOSPC`, and the
+//! next fsyncs (or every one) can be made slow, as a slow or dying disk.
 //!
 //! Layout:
 //! - [`volume`]: the model (pending operations, cuts, injected failures),
@@ -26,6 +27,7 @@ mod fuse;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub use volume::CutReport;
 use volume::Volume;
@@ -101,6 +103,15 @@ impl PowerCut {
             .fail_next_fsync(code)
     }
 
+    /// Makes each of the next `count` fsyncs of a file (every one when
+    /// `None`) take `delay`; a zero `delay` makes the disk fast again.
+    pub fn slow_fsyncs(&self, delay: Duration, count: Option<u64>) {
+        self.volume
+            .lock()
+            .expect("the volume's lock")
+            .slow_fsyncs(delay, count)
+    }
+
     /// How many operations are not on the disk yet.
     pub fn pending(&self) -> usize {
         self.volume
@@ -130,6 +141,9 @@ pub enum Command {
     Cut,
     CutTear(u64),
     FailNextFsync(i32),
+    /// `slow-fsync MS [COUNT]`: the next COUNT fsyncs (every one without
+    /// it) take MS milliseconds; `slow-fsync 0` makes the disk fast again.
+    SlowFsync(Duration, Option<u64>),
     Unmount,
 }
 
@@ -147,12 +161,26 @@ impl Command {
             ["fail-next-fsync", other] => {
                 Err(format!("fail-next-fsync: {other:?} is not EIO or ENOSPC"))
             }
+            ["slow-fsync", ms] => Ok(Command::SlowFsync(millis(ms)?, None)),
+            ["slow-fsync", ms, count] => {
+                let count = count
+                    .parse()
+                    .map_err(|_| format!("slow-fsync: {count:?} is not a count (a number)"))?;
+                Ok(Command::SlowFsync(millis(ms)?, Some(count)))
+            }
             ["unmount"] => Ok(Command::Unmount),
             _ => Err(format!(
-                "unknown command {line:?}: cut, cut-tear SEED, fail-next-fsync EIO|ENOSPC, unmount"
+                "unknown command {line:?}: cut, cut-tear SEED, fail-next-fsync EIO|ENOSPC, \
+                 slow-fsync MS [COUNT], unmount"
             )),
         }
     }
+}
+
+fn millis(ms: &str) -> Result<Duration, String> {
+    ms.parse()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("slow-fsync: {ms:?} is not milliseconds (a number)"))
 }
 
 #[cfg(test)]
@@ -166,6 +194,24 @@ mod tests {
         assert_eq!(
             Command::parse("fail-next-fsync ENOSPC"),
             Ok(Command::FailNextFsync(libc::ENOSPC))
+        );
+        assert_eq!(
+            Command::parse("slow-fsync 200"),
+            Ok(Command::SlowFsync(Duration::from_millis(200), None))
+        );
+        assert_eq!(
+            Command::parse("slow-fsync 200 3"),
+            Ok(Command::SlowFsync(Duration::from_millis(200), Some(3)))
+        );
+        assert!(
+            Command::parse("slow-fsync fast")
+                .unwrap_err()
+                .contains("milliseconds")
+        );
+        assert!(
+            Command::parse("slow-fsync 1 x")
+                .unwrap_err()
+                .contains("count")
         );
         assert_eq!(Command::parse("unmount"), Ok(Command::Unmount));
         assert!(Command::parse("cut-tear x").unwrap_err().contains("seed"));

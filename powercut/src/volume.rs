@@ -18,6 +18,8 @@
 //!   pending writes and forgets the rest, reads included: after a failed
 //!   fsync nobody knows what reached the disk, and the next fsync has nothing
 //!   left to write and succeeds (Linux's "fsyncgate").
+//! - A slow disk ([`Volume::slow_fsyncs`]) is a delay before each of the
+//!   next fsyncs of a file; the volume only counts them, the caller waits.
 //!
 //! What is not modelled: hard links, renames, unlinks, mkdir, symlinks
 //! (refused with `EPERM`); the backing directory itself is never fsynced,
@@ -29,6 +31,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The root directory's inode number (FUSE's).
 pub const ROOT: u64 = 1;
@@ -107,7 +110,17 @@ pub struct Volume {
     pending: Vec<Pending>,
     /// Errors the next fsyncs return, in order.
     fsync_failures: VecDeque<i32>,
+    /// How long each of the next fsyncs of a file takes.
+    slow_fsyncs: SlowFsyncs,
     rng: SplitMix,
+}
+
+/// A disk that takes `delay` for each of the next `left` fsyncs of a file
+/// (every one while `left` is `None`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct SlowFsyncs {
+    delay: Duration,
+    left: Option<u64>,
 }
 
 impl Volume {
@@ -130,6 +143,7 @@ impl Volume {
             next_ino: ROOT + 1,
             pending: Vec::new(),
             fsync_failures: VecDeque::new(),
+            slow_fsyncs: SlowFsyncs::default(),
             rng: SplitMix(0x5eed),
         }
     }
@@ -365,6 +379,30 @@ impl Volume {
     /// failure already injected).
     pub fn fail_next_fsync(&mut self, code: i32) {
         self.fsync_failures.push_back(code);
+    }
+
+    /// Makes each of the next `count` fsyncs of a file (every one when
+    /// `None`) take `delay` before it does anything, as a slow or dying disk
+    /// does; a zero `delay` makes the disk fast again. Replaces what an
+    /// earlier call asked.
+    pub fn slow_fsyncs(&mut self, delay: Duration, count: Option<u64>) {
+        self.slow_fsyncs = SlowFsyncs { delay, left: count };
+    }
+
+    /// How long the fsync about to be made must wait, counting it against
+    /// the slow fsyncs asked for. The caller waits without holding the
+    /// volume, so a cut can land while the disk is busy: the fsync has not
+    /// returned, and what it was syncing is lost.
+    pub fn take_fsync_delay(&mut self) -> Duration {
+        let slow = &mut self.slow_fsyncs;
+        match &mut slow.left {
+            Some(0) => Duration::ZERO,
+            Some(n) => {
+                *n -= 1;
+                slow.delay
+            }
+            None => slow.delay,
+        }
     }
 
     /// Cuts the power: every pending operation is lost.
@@ -678,6 +716,28 @@ mod tests {
             v.fsync(f).unwrap();
             assert_eq!(std::fs::read(&path).unwrap(), disk);
         }
+    }
+
+    #[test]
+    fn slow_fsyncs_delay_exactly_the_next_count_and_every_one_without_a_count() {
+        let d = backing("slow");
+        let mut v = Volume::new(&d);
+        assert_eq!(
+            v.take_fsync_delay(),
+            Duration::ZERO,
+            "a fast disk by default"
+        );
+        let ms = Duration::from_millis(200);
+        v.slow_fsyncs(ms, Some(2));
+        assert_eq!(v.take_fsync_delay(), ms);
+        assert_eq!(v.take_fsync_delay(), ms);
+        assert_eq!(v.take_fsync_delay(), Duration::ZERO, "only the next 2");
+        v.slow_fsyncs(ms, None);
+        for _ in 0..5 {
+            assert_eq!(v.take_fsync_delay(), ms);
+        }
+        v.slow_fsyncs(Duration::ZERO, None);
+        assert_eq!(v.take_fsync_delay(), Duration::ZERO, "fast again");
     }
 
     #[test]

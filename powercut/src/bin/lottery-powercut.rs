@@ -1,6 +1,6 @@
 //! `lottery-powercut BACKING MOUNTPOINT`: mounts the power-cut filesystem
 //! and takes one command per line on standard input (`cut`, `cut-tear SEED`,
-//! `fail-next-fsync EIO|ENOSPC`, `unmount`), answering each with one line on
+//! `fail-next-fsync EIO|ENOSPC`, `slow-fsync MS [COUNT]`, `unmount`), answering each with one line on
 //! standard output (`ok ...` or `error ...`). It prints `mounted` once the
 //! mount is ready; the end of its input unmounts too.
 //!
@@ -45,6 +45,10 @@ fn main() -> ExitCode {
             Ok(Command::CutTear(seed)) => format!("ok {:?}", fs.cut_tear(seed)),
             Ok(Command::FailNextFsync(code)) => {
                 fs.fail_next_fsync(code);
+                "ok".to_string()
+            }
+            Ok(Command::SlowFsync(delay, count)) => {
+                fs.slow_fsyncs(delay, count);
                 "ok".to_string()
             }
             Ok(Command::Unmount) => break,
