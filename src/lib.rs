@@ -32,6 +32,7 @@ pub mod certs;
 pub mod config;
 pub mod connection;
 pub mod deadlines;
+pub mod log_budget;
 pub mod lottery;
 pub mod parking;
 pub mod replies;
