@@ -22,9 +22,9 @@ use slab::Slab;
 
 use crate::central::Central;
 use crate::connection::{Connection, Stage};
+use crate::deadlines::{Due, Timer};
 use crate::log_budget::LogBudget;
 use crate::requests;
-use crate::deadlines::{Due, Timer};
 use crate::schedule::Schedule;
 use crate::wire::{self, ErrorCode};
 

@@ -183,15 +183,16 @@ impl Server {
             self.poll.registry(),
         );
         let (next_id, now) = (&mut self.next_id, self.now);
-        self.acceptor.accept(connections.len(), now, |socket, peer| {
-            let entry = connections.vacant_entry();
-            let key = entry.key();
-            let mut conn = Connection::new(socket, peer, *next_id, now);
-            conn.register(registry, Token(key))?;
-            *next_id += 1;
-            schedule.arm_idle(key, entry.insert(conn));
-            Ok(())
-        });
+        self.acceptor
+            .accept(connections.len(), now, |socket, peer| {
+                let entry = connections.vacant_entry();
+                let key = entry.key();
+                let mut conn = Connection::new(socket, peer, *next_id, now);
+                conn.register(registry, Token(key))?;
+                *next_id += 1;
+                schedule.arm_idle(key, entry.insert(conn));
+                Ok(())
+            });
     }
 
     fn drive_ready(&mut self) {

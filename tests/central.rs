@@ -581,9 +581,11 @@ fn a_connection_naming_a_second_agency_is_forbidden_closed_and_stores_nothing_of
     let rows = central.bets_csv();
     assert_eq!(rows.lines().count(), 1, "{rows}");
     assert!(rows.starts_with("1,A,"));
-    assert!(central.logs().contains(
-        "action: verificar_agencia | result: fail | peer: 127.0.0.1"
-    ));
+    assert!(
+        central
+            .logs()
+            .contains("action: verificar_agencia | result: fail | peer: 127.0.0.1")
+    );
     // Agency 2 over a connection of its own still stores from 0.
     let mut agency2 = central.connect();
     agency2.send(&batch(2, 0, &[bet("B", "2", 2)]));
@@ -650,7 +652,10 @@ fn a_half_close_behind_a_parked_request_still_gets_the_replies_owed_before_it() 
     peer.send(&pipelined);
     peer.stream.shutdown(std::net::Shutdown::Write).unwrap();
     assert_ack(&peer.recv(), 1, 0);
-    assert!(peer.closed_by_peer(), "the parked request of a gone peer is dropped");
+    assert!(
+        peer.closed_by_peer(),
+        "the parked request of a gone peer is dropped"
+    );
     assert!(
         central
             .logs()
