@@ -151,7 +151,7 @@ impl Schedule {
         }
         if let Some(n) = self.idle_log.take_suppressed(now) {
             info!(
-                "action: cerrar_conexion | result: success | conexiones_sin_registrar: {n} | motivo: no progress for {} ms",
+                "action: cerrar_conexion | result: success | lineas_suprimidas: {n} | motivo: no progress for {} ms",
                 self.idle_timeout.as_millis()
             );
         }
