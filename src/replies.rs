@@ -23,9 +23,12 @@ pub struct Replies {
     bytes: Vec<u8>,
     /// Where each durable reply is in `bytes`, and where its fallback is in
     /// `fallbacks` (`None`: `ERROR STORAGE`).
-    durable: Vec<(usize, usize, Option<(usize, usize)>)>,
+    durable: Vec<(usize, usize, Option<Span>)>,
     fallbacks: Vec<u8>,
 }
+
+/// A byte range of one reply.
+type Span = (usize, usize);
 
 impl Replies {
     /// Appends one reply written by `encode`.
