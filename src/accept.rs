@@ -11,12 +11,14 @@
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Instant;
 
 use log::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
 use crate::config::Config;
+use crate::log_budget::LogBudget;
 use crate::storage::StorageError;
 
 /// Why the central could not start.
@@ -53,6 +55,8 @@ pub struct Acceptor {
     spare_descriptor: Option<File>,
     /// Accepting failed for want of resources: try again at the next tick.
     stalled: bool,
+    /// Lines about refused connections, one per connection: budgeted.
+    refusals_log: LogBudget,
 }
 
 impl Acceptor {
@@ -73,6 +77,7 @@ impl Acceptor {
             max_connections: config.max_connections,
             spare_descriptor: File::open("/dev/null").ok(),
             stalled: false,
+            refusals_log: LogBudget::default(),
         })
     }
 
@@ -85,6 +90,7 @@ impl Acceptor {
     pub fn accept(
         &mut self,
         mut open: usize,
+        now: Instant,
         mut admit: impl FnMut(TcpStream, SocketAddr) -> io::Result<()>,
     ) {
         let Some(listener) = &self.listener else {
@@ -94,6 +100,9 @@ impl Acceptor {
             match listener.accept() {
                 Ok((socket, peer)) => {
                     if open >= self.max_connections {
+                        if !self.refusals_log.allow(now) {
+                            continue;
+                        }
                         warn!(
                             "action: aceptar_conexion | result: fail | peer: {peer} | error: connection cap of {} reached",
                             self.max_connections
@@ -133,9 +142,13 @@ impl Acceptor {
                     // descriptor to hold in reserve again.
                     self.spare_descriptor = File::open("/dev/null").ok();
                     match refused {
-                        Ok(peer) => warn!(
-                            "action: aceptar_conexion | result: fail | peer: {peer} | error: out of file descriptors ({e})"
-                        ),
+                        Ok(peer) => {
+                            if self.refusals_log.allow(now) {
+                                warn!(
+                                    "action: aceptar_conexion | result: fail | peer: {peer} | error: out of file descriptors ({e})"
+                                );
+                            }
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                         Err(e) => {
                             error!("action: aceptar_conexion | result: fail | error: {e}");
@@ -150,6 +163,16 @@ impl Acceptor {
                     return;
                 }
             }
+        }
+    }
+
+    /// At the loop's tick: a summary of the refusals not logged, once
+    /// their window has ended.
+    pub fn log_suppressed(&mut self, now: Instant) {
+        if let Some(n) = self.refusals_log.take_suppressed(now) {
+            warn!(
+                "action: aceptar_conexion | result: fail | lineas_suprimidas: {n} | error: connections refused (connection cap or file descriptors)"
+            );
         }
     }
 

@@ -53,6 +53,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// `MAX_CONNECTIONS`: connections beyond this are refused at accept.
     pub max_connections: usize,
+    /// `MAX_PARKED_PER_AGENCY`: GET_WINNERS parked at once for one agency;
+    /// past it a request is answered NOT_READY at once.
+    pub max_parked_per_agency: usize,
     /// `SYNC`: `always` (default) or `never`.
     pub sync: SyncPolicy,
 }
@@ -71,6 +74,7 @@ impl Default for Config {
             park_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 20_000,
+            max_parked_per_agency: 4,
             sync: SyncPolicy::Always,
         }
     }
@@ -91,6 +95,7 @@ pub const KEYS: &[&str] = &[
     "PARK_TIMEOUT_MS",
     "IDLE_TIMEOUT_MS",
     "MAX_CONNECTIONS",
+    "MAX_PARKED_PER_AGENCY",
     "SYNC",
 ];
 
@@ -183,6 +188,12 @@ impl Config {
         set(&get, "MAX_CONNECTIONS", &mut config.max_connections, |n| {
             *n > 0
         })?;
+        set(
+            &get,
+            "MAX_PARKED_PER_AGENCY",
+            &mut config.max_parked_per_agency,
+            |n| *n > 0,
+        )?;
         if let Some(setting) = get("SYNC") {
             config.sync = match setting.value.trim().to_ascii_lowercase().as_str() {
                 "always" => SyncPolicy::Always,
@@ -196,7 +207,7 @@ impl Config {
     /// The effective settings as `key: value` pairs for the `action: config` line.
     pub fn describe(&self) -> String {
         format!(
-            "server_ip: {} | server_port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | bets_file: {} | journal_file: {} | winning_number: {} | park_timeout_ms: {} | idle_timeout_ms: {} | max_connections: {} | sync: {}",
+            "server_ip: {} | server_port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | bets_file: {} | journal_file: {} | winning_number: {} | park_timeout_ms: {} | idle_timeout_ms: {} | max_connections: {} | max_parked_per_agency: {} | sync: {}",
             self.ip,
             self.port,
             self.listen_backlog,
@@ -208,6 +219,7 @@ impl Config {
             self.park_timeout.as_millis(),
             self.idle_timeout.as_millis(),
             self.max_connections,
+            self.max_parked_per_agency,
             match self.sync {
                 SyncPolicy::Always => "always",
                 SyncPolicy::Never => "never",
@@ -297,6 +309,7 @@ mod tests {
             ("WINNING_NUMBER", "10000"),
             ("LOGGING_LEVEL", "LOUD"),
             ("PARK_TIMEOUT_MS", "soon"),
+            ("MAX_PARKED_PER_AGENCY", "0"),
             ("SYNC", "sometimes"),
         ] {
             let pairs = [(key, value)];

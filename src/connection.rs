@@ -75,6 +75,8 @@ pub struct Requests<'a> {
     pub peer: SocketAddr,
     /// Output bytes the socket has not taken yet (beside `replies`).
     pub unsent: usize,
+    /// The agency the connection acts for, once bound (PROTOCOL.md rev. 2).
+    pub agency: &'a mut Option<u32>,
 }
 
 #[derive(Debug)]
@@ -94,12 +96,19 @@ pub struct Connection {
     /// or at the loop's budget, not at `WouldBlock`).
     may_read: bool,
     peer_closed: bool,
+    /// The poller reported the peer's side closed (or an error), maybe
+    /// before the bytes in front of it are read: how a parked connection
+    /// with a full input buffer learns of a hang-up.
+    read_closed: bool,
     writable_registered: bool,
     /// The last time this connection completed a frame or took reply bytes.
     last_progress: Instant,
     /// Marks kept by [`crate::schedule::Schedule`], its only writer.
     pub(crate) marks: Marks,
     log: RequestLog,
+    /// The agency this connection acts for: set by its first request that
+    /// names a known agency (or at a TLS handshake), never changed after.
+    agency: Option<u32>,
 }
 
 /// Where the loop has listed a connection; written only by the schedule.
@@ -126,11 +135,24 @@ impl Connection {
             out_sent: 0,
             may_read: true,
             peer_closed: false,
+            read_closed: false,
             writable_registered: false,
             last_progress: now,
             marks: Marks::default(),
             log: RequestLog::default(),
+            agency: None,
         }
+    }
+
+    /// The agency the connection is bound to, if any.
+    pub fn agency(&self) -> Option<u32> {
+        self.agency
+    }
+
+    /// Binds the connection to `agency`: its requests naming another are
+    /// `FORBIDDEN`.
+    pub fn bind(&mut self, agency: u32) {
+        self.agency = Some(agency);
     }
 
     pub fn id(&self) -> u64 {
@@ -160,6 +182,17 @@ impl Connection {
 
     pub fn may_read(&self) -> bool {
         self.may_read
+    }
+
+    /// The poller saw the peer's side close, or an error on the socket.
+    pub fn mark_read_closed(&mut self) {
+        self.read_closed = true;
+    }
+
+    /// The peer closed its side: read to the end, or reported by the poller
+    /// (then bytes may still be in the socket, behind a full buffer).
+    pub fn peer_gone(&self) -> bool {
+        self.peer_closed || self.read_closed
     }
 
     /// It completed a frame or the socket took reply bytes.
@@ -193,6 +226,7 @@ impl Connection {
             log: &mut self.log,
             peer: self.peer,
             unsent: self.out.len() - self.out_sent,
+            agency: &mut self.agency,
         }
     }
 

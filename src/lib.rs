@@ -8,10 +8,11 @@
 //! - [`lottery`]: stored counts, closed agencies, winners, the draw (pure state).
 //! - [`storage`]: `bets.csv` and the DONE journal: group commit and recovery.
 //! - [`central`]: the lottery, the storage, today's date and the commit group: the central's state apart from its sockets.
-//! - [`requests`]: what the central answers to BATCH, DONE and GET_WINNERS, as functions without sockets.
+//! - [`requests`]: what the central answers to BATCH, DONE and GET_WINNERS (the connection's agency binding first), as functions without sockets.
 //! - [`replies`]: a connection's replies held until the group commit, turned into `ERROR STORAGE` if it fails (pure).
-//! - [`parking`]: the parked GET_WINNERS requests, one park and one unpark for every way out.
+//! - [`parking`]: the parked GET_WINNERS requests, at most a few per agency, one park and one unpark for every way out.
 //! - [`deadlines`]: park and idle deadlines ordered by time, with lazy deletion (pure).
+//! - [`log_budget`]: a budget of log lines a second for lines one per connection (pure).
 //! - [`schedule`]: which connections the loop drives next, which it writes this iteration, and their deadlines.
 //! - [`connection`]: one agency's socket, its bounded read and write buffers, its stage.
 //! - [`accept`]: the listening socket: bind, accept up to the cap, refuse when descriptors run out.
@@ -39,6 +40,7 @@ pub mod config;
 pub mod connection;
 pub mod deadlines;
 pub mod limits;
+pub mod log_budget;
 pub mod loopback;
 pub mod lottery;
 pub mod parking;

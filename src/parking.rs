@@ -4,20 +4,27 @@
 //! that failed, the draw, and shutdown.
 //!
 //! Invariants: a connection is in the list exactly while its stage is
-//! `Parked` (its `slot` is its place here); a parked connection keeps its
+//! `Parked` (its `slot` is its place here), and counted for its agency,
+//! which never has more than its limit parked (the next request is
+//! answered NOT_READY at once), so that one agency's crowd of connections
+//! cannot fill the central; a parked connection keeps its
 //! input buffered and undecoded; each park pushes one park deadline, and a
 //! deadline that pops for a connection no longer parked since then is
 //! stale and dropped. An unparked connection is handed to
 //! [`Schedule::wake`], so the frames behind its request are decoded at the
 //! next iteration, which does not wait.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use log::debug;
+use log::{debug, warn};
 use slab::Slab;
 
+use crate::central::Central;
 use crate::connection::{Connection, Stage};
 use crate::deadlines::{Due, Timer};
+use crate::log_budget::LogBudget;
+use crate::requests;
 use crate::schedule::Schedule;
 use crate::wire::{self, ErrorCode};
 
@@ -38,15 +45,28 @@ pub enum Wake {
 pub struct Parking {
     /// Slab keys of the parked connections.
     parked: Slab<usize>,
+    /// How many are parked for each agency (agencies with none are absent).
+    per_agency: HashMap<u32, usize>,
+    max_per_agency: usize,
     timeout: Duration,
+    /// Lines about requests refused a place, one per request at most.
+    refusals_log: LogBudget,
 }
 
 impl Parking {
-    pub fn new(timeout: Duration) -> Parking {
+    pub fn new(timeout: Duration, max_per_agency: usize) -> Parking {
         Parking {
             parked: Slab::new(),
+            per_agency: HashMap::new(),
+            max_per_agency,
             timeout,
+            refusals_log: LogBudget::default(),
         }
+    }
+
+    /// How many requests of `agency` are parked.
+    pub fn parked_for(&self, agency: u32) -> usize {
+        self.per_agency.get(&agency).copied().unwrap_or(0)
     }
 
     pub fn len(&self) -> usize {
@@ -58,7 +78,9 @@ impl Parking {
     }
 
     /// Parks the connection's GET_WINNERS for `agency` until the draw, its
-    /// timeout, or (`wait = false`) this iteration's commit.
+    /// timeout, or (`wait = false`) this iteration's commit; if the agency
+    /// has its limit parked already, answers NOT_READY at once instead.
+    #[allow(clippy::too_many_arguments)]
     pub fn park(
         &mut self,
         key: usize,
@@ -67,7 +89,21 @@ impl Parking {
         wait: bool,
         now: Instant,
         schedule: &mut Schedule,
+        central: &Central,
     ) {
+        let parked = self.per_agency.entry(agency).or_default();
+        if *parked >= self.max_per_agency {
+            if self.refusals_log.allow(now) {
+                warn!(
+                    "action: estacionar_pedido | result: fail | agencia: {agency} | peer: {} | error: {} requests of this agency are parked already; answered NOT_READY",
+                    conn.peer(),
+                    self.max_per_agency
+                );
+            }
+            requests::not_ready(central, conn.replies());
+            return;
+        }
+        *parked += 1;
         debug!(
             "action: estacionar_pedido | result: in_progress | agencia: {agency} | peer: {}",
             conn.peer()
@@ -95,7 +131,7 @@ impl Parking {
         let Stage::Parked { agency, slot, .. } = conn.stage() else {
             return;
         };
-        self.parked.remove(slot);
+        self.leave(agency, slot);
         match wake {
             Wake::Drawn => conn.set_stage(Stage::Answering { agency, next: 0 }),
             Wake::TimedOut { done, expected } => {
@@ -169,8 +205,47 @@ impl Parking {
 
     /// A parked connection is closing: it leaves the list.
     pub fn forget(&mut self, conn: &Connection) {
-        if let Stage::Parked { slot, .. } = conn.stage() {
-            self.parked.remove(slot);
+        if let Stage::Parked { agency, slot, .. } = conn.stage() {
+            self.leave(agency, slot);
+        }
+    }
+
+    /// The peer of a parked connection hung up: a wait=1 request is dropped
+    /// and the connection closes once the replies it is owed are sent; a
+    /// wait=0 one stays, to be answered after this iteration's commit.
+    pub fn hang_up(&mut self, conn: &mut Connection) {
+        if let Stage::Parked {
+            agency,
+            slot,
+            wait: true,
+            ..
+        } = conn.stage()
+        {
+            debug!(
+                "action: olvidar_pedido | result: success | agencia: {agency} | peer: {}",
+                conn.peer()
+            );
+            self.leave(agency, slot);
+            conn.set_stage(Stage::Closing);
+        }
+    }
+
+    /// A summary of the refusals not logged, once their window has ended.
+    pub fn log_suppressed(&mut self, now: Instant) {
+        if let Some(n) = self.refusals_log.take_suppressed(now) {
+            warn!(
+                "action: estacionar_pedido | result: fail | lineas_suprimidas: {n} | error: more requests than the parked limit of their agency"
+            );
+        }
+    }
+
+    fn leave(&mut self, agency: u32, slot: usize) {
+        self.parked.remove(slot);
+        if let Some(n) = self.per_agency.get_mut(&agency) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_agency.remove(&agency);
+            }
         }
     }
 }

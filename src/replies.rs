@@ -4,8 +4,11 @@
 //! Invariant: a reply that depends on something staged in this iteration
 //! (an ACK, or an error whose detail is a stored count) is marked *durable*;
 //! if the commit fails, each durable reply is replaced by `ERROR STORAGE`, so
-//! nothing is acknowledged that is not on disk. The rest go out unchanged,
-//! in order.
+//! nothing is acknowledged that is not on disk. A read-only request's
+//! answer that depends on the commit (a NOT_READY counting staged closes)
+//! carries its own fallback instead, written from the durable state: an
+//! agency that wrote nothing never gets `ERROR STORAGE`. The rest go out
+//! unchanged, in order.
 
 use crate::wire::{self, ErrorCode};
 
@@ -18,8 +21,14 @@ use crate::wire::{self, ErrorCode};
 #[derive(Debug, Default)]
 pub struct Replies {
     bytes: Vec<u8>,
-    durable: Vec<(usize, usize)>,
+    /// Where each durable reply is in `bytes`, and where its fallback is in
+    /// `fallbacks` (`None`: `ERROR STORAGE`).
+    durable: Vec<(usize, usize, Option<Span>)>,
+    fallbacks: Vec<u8>,
 }
+
+/// A byte range of one reply.
+type Span = (usize, usize);
 
 impl Replies {
     /// Appends one reply written by `encode`.
@@ -27,8 +36,24 @@ impl Replies {
         let start = self.bytes.len();
         encode(&mut self.bytes);
         if durable {
-            self.durable.push((start, self.bytes.len()));
+            self.durable.push((start, self.bytes.len(), None));
         }
+    }
+
+    /// Appends the answer to a read-only request that counts what this
+    /// iteration staged: `encode` if the commit succeeds, `fallback` (from
+    /// the durable state) if it fails.
+    pub fn push_read_only(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>),
+        fallback: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let start = self.bytes.len();
+        encode(&mut self.bytes);
+        let from = self.fallbacks.len();
+        fallback(&mut self.fallbacks);
+        let fallback = Some((from, self.fallbacks.len()));
+        self.durable.push((start, self.bytes.len(), fallback));
     }
 
     pub fn len(&self) -> usize {
@@ -46,20 +71,24 @@ impl Replies {
             out.extend_from_slice(&self.bytes);
         } else {
             let mut at = 0;
-            for &(start, end) in &self.durable {
+            for &(start, end, fallback) in &self.durable {
                 out.extend_from_slice(&self.bytes[at..start]);
-                wire::encode_error(
-                    out,
-                    ErrorCode::Storage,
-                    0,
-                    "the bets could not be stored; nothing was acknowledged, send them again",
-                );
+                match fallback {
+                    Some((from, to)) => out.extend_from_slice(&self.fallbacks[from..to]),
+                    None => wire::encode_error(
+                        out,
+                        ErrorCode::Storage,
+                        0,
+                        "the bets could not be stored; nothing was acknowledged, send them again",
+                    ),
+                }
                 at = end;
             }
             out.extend_from_slice(&self.bytes[at..]);
         }
         self.bytes.clear();
         self.durable.clear();
+        self.fallbacks.clear();
     }
 }
 
@@ -103,5 +132,28 @@ mod tests {
             frames,
             [wire::kind::ERROR, wire::kind::NOT_READY, wire::kind::ERROR]
         );
+    }
+
+    #[test]
+    fn a_failed_commit_answers_a_read_only_request_from_its_fallback() {
+        let mut r = Replies::default();
+        r.push_read_only(
+            |o| wire::encode_not_ready(o, 2, 5),
+            |o| wire::encode_not_ready(o, 1, 5),
+        );
+        let mut out = Vec::new();
+        r.settle(false, &mut out);
+        let mut expected = Vec::new();
+        wire::encode_not_ready(&mut expected, 1, 5);
+        assert_eq!(out, expected);
+        r.push_read_only(
+            |o| wire::encode_not_ready(o, 2, 5),
+            |o| wire::encode_not_ready(o, 1, 5),
+        );
+        out.clear();
+        r.settle(true, &mut out);
+        expected.clear();
+        wire::encode_not_ready(&mut expected, 2, 5);
+        assert_eq!(out, expected);
     }
 }

@@ -4,6 +4,10 @@
 //! [`Verdict`] for the loop out.
 //!
 //! The rules, in the order they apply (README "Choices"):
+//! - Every request, first: on a connection bound to an agency, a request
+//!   naming any other agency (an unknown one too) is `FORBIDDEN` and closes
+//!   the connection, nothing of it staged; on an unbound connection, a
+//!   request naming a known agency binds it (PROTOCOL.md rev. 2).
 //! - BATCH: unknown agency, agency closed, an invalid bet (nothing of the
 //!   batch stored), then the stored count: retry (ACK), overlap (store the
 //!   new ones), gap (`OUT_OF_ORDER`).
@@ -11,7 +15,8 @@
 //!   with the same total is ACKed again; another total is `MISSING_BETS`.
 //! - GET_WINNERS: after the draw, the winners; wait=1 parks; wait=0 is
 //!   NOT_READY, or parks until the commit when a staged DONE makes the draw
-//!   pending.
+//!   pending. It writes nothing, so it is never answered `ERROR STORAGE`: a
+//!   NOT_READY counting staged closes falls back to the durable count.
 //!
 //! Lines about one connection's refusals and winners go through its
 //! [`RequestLog`], so a peer repeating a request cannot grow the log without
@@ -76,6 +81,11 @@ impl RequestLog {
 /// Answers one decoded request.
 pub fn handle(frame: Frame<'_>, central: &mut Central, conn: &mut Requests<'_>) -> Verdict {
     let (log, replies, peer) = (&mut *conn.log, &mut *conn.replies, conn.peer);
+    if let Some(named) = named_agency(&frame)
+        && !bind(central, conn.agency, named)
+    {
+        return forbidden(log, replies, peer, &frame, named);
+    }
     match frame {
         Frame::Batch {
             agency,
@@ -107,6 +117,57 @@ pub fn handle(frame: Frame<'_>, central: &mut Central, conn: &mut Requests<'_>) 
             Verdict::Close
         }
     }
+}
+
+/// The agency a request names.
+fn named_agency(frame: &Frame<'_>) -> Option<u32> {
+    match *frame {
+        Frame::Batch { agency, .. }
+        | Frame::Done { agency, .. }
+        | Frame::GetWinners { agency, .. } => Some(agency),
+        _ => None,
+    }
+}
+
+/// Checks a request naming `named` against the connection's binding, and
+/// binds an unbound connection to it if it is a known agency. `false`: the
+/// connection acts for another agency.
+fn bind(central: &Central, bound: &mut Option<u32>, named: u32) -> bool {
+    match *bound {
+        Some(agency) => agency == named,
+        None => {
+            if central.lottery().check_agency(named).is_ok() {
+                *bound = Some(named);
+            }
+            true
+        }
+    }
+}
+
+/// A request for another agency than the connection's: refused, nothing
+/// of it staged, and the connection closes once the reply is sent.
+fn forbidden(
+    log: &mut RequestLog,
+    replies: &mut Replies,
+    peer: SocketAddr,
+    frame: &Frame<'_>,
+    named: u32,
+) -> Verdict {
+    if log.line() {
+        warn!(
+            "action: verificar_agencia | result: fail | peer: {peer} | agencia: {named} | pedido: 0x{:02x} | error: FORBIDDEN | detail: {named}",
+            frame.kind()
+        );
+    }
+    replies.push(false, |out| {
+        wire::encode_error(
+            out,
+            ErrorCode::Forbidden,
+            named,
+            "this connection acts for another agency",
+        )
+    });
+    Verdict::Close
 }
 
 /// Bytes that are not a frame: the error, then close.
@@ -237,13 +298,28 @@ fn get_winners(
         // waits for the commit that runs the draw.
         Verdict::Park { agency, wait }
     } else {
-        // Answered as of the requests before it, staged closes included;
-        // if those do not reach the disk, neither does this answer.
-        let done = lottery.closed_with_staged();
-        let expected = lottery.expected();
-        let durable = done != lottery.closed();
-        replies.push(durable, |out| wire::encode_not_ready(out, done, expected));
+        not_ready(central, replies);
         Verdict::Continue
+    }
+}
+
+/// NOT_READY as of the requests before it, staged closes included; if
+/// those do not reach the disk, the durable count instead (it wrote
+/// nothing, so it is never `ERROR STORAGE`).
+pub fn not_ready(central: &Central, replies: &mut Replies) {
+    let lottery = central.lottery();
+    let (staged, durable, expected) = (
+        lottery.closed_with_staged(),
+        lottery.closed(),
+        lottery.expected(),
+    );
+    if staged == durable {
+        replies.push(false, |out| wire::encode_not_ready(out, durable, expected));
+    } else {
+        replies.push_read_only(
+            |out| wire::encode_not_ready(out, staged, expected),
+            |out| wire::encode_not_ready(out, durable, expected),
+        );
     }
 }
 
@@ -293,6 +369,8 @@ mod tests {
     struct Fixture {
         central: Central,
         log: RequestLog,
+        /// The binding of the connection the requests come over.
+        bound: Option<u32>,
         _dir: TempDir,
     }
 
@@ -326,6 +404,7 @@ mod tests {
         Fixture {
             central,
             log: RequestLog::default(),
+            bound: None,
             _dir: TempDir(dir),
         }
     }
@@ -357,11 +436,42 @@ mod tests {
                 log: &mut self.log,
                 peer: PEER,
                 unsent: 0,
+                agency: &mut self.bound,
             };
             let verdict = handle(frame, &mut self.central, &mut conn);
             let mut out = Vec::new();
             replies.settle(true, &mut out);
             (decode_all(out), verdict)
+        }
+
+        /// Sends one frame over a fresh connection, held replies settled
+        /// as the commit went.
+        fn send_then_commit(
+            &mut self,
+            encode: impl FnOnce(&mut Vec<u8>),
+            committed: bool,
+        ) -> Vec<Frame<'static>> {
+            let mut bytes = Vec::new();
+            encode(&mut bytes);
+            let (frame, _) = wire::decode(&bytes).unwrap().unwrap();
+            let mut replies = Replies::default();
+            let mut conn = Requests {
+                input: &[],
+                replies: &mut replies,
+                log: &mut self.log,
+                peer: PEER,
+                unsent: 0,
+                agency: &mut None,
+            };
+            handle(frame, &mut self.central, &mut conn);
+            let mut out = Vec::new();
+            replies.settle(committed, &mut out);
+            decode_all(out)
+        }
+
+        /// The next requests come over another connection.
+        fn reconnect(&mut self) {
+            self.bound = None;
         }
 
         fn batch(&mut self, agency: u32, first: u32, bets: &[BetRef<'_>]) -> Vec<Frame<'static>> {
@@ -508,6 +618,7 @@ mod tests {
             log: &mut f.log,
             peer: PEER,
             unsent: 0,
+            agency: &mut Some(1),
         };
         let next = answer_winners(&f.central, &mut conn, 1, 0);
         assert_eq!(next, None);
@@ -548,6 +659,7 @@ mod tests {
         f.batch(1, 0, &[bet(1)]);
         f.send(|o| wire::encode_done(o, 1, 1));
         f.commit();
+        f.reconnect();
         let (frames, verdict) = f.send(|o| wire::encode_get_winners(o, 2, false));
         assert_eq!(
             frames,
@@ -600,5 +712,73 @@ mod tests {
         let logged = (0..REQUEST_LINES_LOGGED + 5).filter(|_| log.line()).count();
         assert_eq!(logged, REQUEST_LINES_LOGGED as usize);
         assert_eq!(log.unlogged(), 5);
+    }
+
+    #[test]
+    fn the_first_request_naming_a_known_agency_binds_the_connection() {
+        let mut f = fixture(2);
+        f.send(|o| wire::encode_get_winners(o, 9, false));
+        assert_eq!(f.bound, None, "an unknown agency binds nothing");
+        f.batch(2, 0, &[bet(1)]);
+        assert_eq!(f.bound, Some(2));
+    }
+
+    #[test]
+    fn a_batch_for_another_agency_is_forbidden_closes_and_stores_nothing() {
+        let mut f = fixture(2);
+        f.batch(1, 0, &[bet(1)]);
+        let (frames, verdict) = f.send(|o| wire::encode_batch(o, 2, 0, &[bet(2)]));
+        assert_eq!(error_code(&frames), (ErrorCode::Forbidden as u8, 2));
+        assert_eq!(verdict, Verdict::Close);
+        assert_eq!(f.central.lottery().stored(2), Some(0));
+        assert_eq!(f.bound, Some(1));
+    }
+
+    #[test]
+    fn done_and_get_winners_for_another_agency_are_forbidden() {
+        let mut f = fixture(2);
+        f.send(|o| wire::encode_done(o, 2, 0));
+        f.commit();
+        f.reconnect();
+        f.send(|o| wire::encode_get_winners(o, 1, true));
+        let (frames, verdict) = f.send(|o| wire::encode_done(o, 2, 0));
+        assert_eq!(error_code(&frames), (ErrorCode::Forbidden as u8, 2));
+        assert_eq!(verdict, Verdict::Close);
+        let (frames, verdict) = f.send(|o| wire::encode_get_winners(o, 2, false));
+        assert_eq!(error_code(&frames), (ErrorCode::Forbidden as u8, 2));
+        assert_eq!(verdict, Verdict::Close);
+    }
+
+    #[test]
+    fn a_stranger_cannot_close_an_agency_over_a_connection_bound_to_another() {
+        let mut f = fixture(2);
+        f.batch(1, 0, &[bet(1)]);
+        let (frames, _) = f.send(|o| wire::encode_done(o, 2, 0));
+        assert_eq!(error_code(&frames), (ErrorCode::Forbidden as u8, 2));
+        assert_eq!(f.central.lottery().closed_with_staged(), 0);
+    }
+
+    #[test]
+    fn an_unknown_agency_on_a_bound_connection_is_forbidden() {
+        let mut f = fixture(2);
+        f.batch(1, 0, &[bet(1)]);
+        let (frames, verdict) = f.send(|o| wire::encode_batch(o, 9, 0, &[bet(1)]));
+        assert_eq!(error_code(&frames), (ErrorCode::Forbidden as u8, 9));
+        assert_eq!(verdict, Verdict::Close);
+    }
+
+    #[test]
+    fn not_ready_behind_a_commit_that_fails_is_the_durable_count_not_a_storage_error() {
+        let mut f = fixture(3);
+        // One agency's DONE is staged (another connection); the commit fails.
+        f.send(|o| wire::encode_done(o, 1, 0));
+        let frames = f.send_then_commit(|o| wire::encode_get_winners(o, 2, false), false);
+        assert_eq!(
+            frames,
+            [Frame::NotReady {
+                done: 0,
+                expected: 3
+            }]
+        );
     }
 }

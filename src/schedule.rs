@@ -12,10 +12,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use log::info;
 use slab::Slab;
 
 use crate::connection::Connection;
 use crate::deadlines::{Deadlines, Due, Timer};
+use crate::log_budget::LogBudget;
 use crate::lottery::Lottery;
 use crate::parking::{Parking, Wake};
 
@@ -24,6 +26,8 @@ pub struct Schedule {
     touched: Vec<(usize, u64)>,
     deadlines: Deadlines,
     idle_timeout: Duration,
+    /// Lines about idle closes: one per connection, so a crowd is budgeted.
+    idle_log: LogBudget,
 }
 
 impl Schedule {
@@ -33,6 +37,7 @@ impl Schedule {
             touched: Vec::new(),
             deadlines: Deadlines::default(),
             idle_timeout,
+            idle_log: LogBudget::default(),
         }
     }
 
@@ -132,10 +137,23 @@ impl Schedule {
                 }
                 Timer::Idle => {
                     if self.idle_due(due, conn, now) {
+                        if self.idle_log.allow(now) {
+                            info!(
+                                "action: cerrar_conexion | result: success | peer: {} | motivo: no progress for {} ms",
+                                conn.peer(),
+                                self.idle_timeout.as_millis()
+                            );
+                        }
                         idle.push(due.key);
                     }
                 }
             }
+        }
+        if let Some(n) = self.idle_log.take_suppressed(now) {
+            info!(
+                "action: cerrar_conexion | result: success | lineas_suprimidas: {n} | motivo: no progress for {} ms",
+                self.idle_timeout.as_millis()
+            );
         }
     }
 

@@ -95,7 +95,7 @@ impl Server {
             signals,
             connections: Slab::new(),
             central,
-            parking: Parking::new(config.park_timeout),
+            parking: Parking::new(config.park_timeout, config.max_parked_per_agency),
             schedule: Schedule::new(config.idle_timeout),
             next_id: 0,
             scratch: vec![0; INPUT_CAPACITY],
@@ -138,6 +138,10 @@ impl Server {
                     SIGNALS => stop = stop.or(self.signals.pending().next()),
                     Token(key) => {
                         if let Some(conn) = self.connections.get_mut(key) {
+                            if event.is_read_closed() || event.is_error() {
+                                // Remembered: edge-triggered, it is not said twice.
+                                conn.mark_read_closed();
+                            }
                             if event.is_readable() || event.is_read_closed() || event.is_error() {
                                 conn.mark_readable();
                             }
@@ -153,6 +157,8 @@ impl Server {
             self.drive_ready();
             if self.now >= next_tick {
                 self.central.refresh_today();
+                self.acceptor.log_suppressed(self.now);
+                self.parking.log_suppressed(self.now);
                 if self.acceptor.take_stalled() {
                     self.accept();
                 }
@@ -177,21 +183,21 @@ impl Server {
             self.poll.registry(),
         );
         let (next_id, now) = (&mut self.next_id, self.now);
-        self.acceptor.accept(connections.len(), |socket, peer| {
-            let entry = connections.vacant_entry();
-            let key = entry.key();
-            let mut conn = Connection::new(socket, peer, *next_id, now);
-            conn.register(registry, Token(key))?;
-            *next_id += 1;
-            let conn = entry.insert(conn);
-            // Its first request is often here already: read it in this
-            // iteration, not after this iteration's commit (a whole fsync
-            // more for a read-only request on a slow disk).
-            conn.mark_readable();
-            schedule.enqueue(key, conn);
-            schedule.arm_idle(key, conn);
-            Ok(())
-        });
+        self.acceptor
+            .accept(connections.len(), now, |socket, peer| {
+                let entry = connections.vacant_entry();
+                let key = entry.key();
+                let mut conn = Connection::new(socket, peer, *next_id, now);
+                conn.register(registry, Token(key))?;
+                *next_id += 1;
+                let conn = entry.insert(conn);
+                // Read its first request now, not after this commit (a
+                // whole fsync more on a slow disk).
+                conn.mark_readable();
+                schedule.enqueue(key, conn);
+                schedule.arm_idle(key, conn);
+                Ok(())
+            });
     }
 
     fn drive_ready(&mut self) {
@@ -219,17 +225,7 @@ impl Server {
             }
             match conn.read(&mut self.scratch) {
                 Ok(ReadOutcome::Data) => continue,
-                Ok(ReadOutcome::Drained) | Ok(ReadOutcome::Full) => {}
-                Ok(ReadOutcome::Closed) => {
-                    if let Stage::Parked { agency, .. } = conn.stage() {
-                        // A parked agency that hangs up is forgotten.
-                        debug!(
-                            "action: olvidar_pedido | result: success | agencia: {agency} | peer: {}",
-                            conn.peer()
-                        );
-                        return self.close(key);
-                    }
-                }
+                Ok(ReadOutcome::Drained | ReadOutcome::Full | ReadOutcome::Closed) => {}
                 Err(e) => return self.lost(key, &e),
             }
             self.process(key);
@@ -252,7 +248,15 @@ impl Server {
                 break;
             }
             let verdict = match conn.stage() {
-                Stage::Parked { .. } | Stage::Closing => break,
+                Stage::Parked { .. } => {
+                    if conn.peer_gone() {
+                        // Seen even behind a full buffer (the poller says it);
+                        // what it is owed is still sent before it closes.
+                        self.parking.hang_up(conn);
+                    }
+                    break;
+                }
+                Stage::Closing => break,
                 Stage::Answering { agency, next } => {
                     let next = requests::answer_winners(
                         &self.central,
@@ -282,9 +286,9 @@ impl Server {
             match verdict {
                 Verdict::Continue => {}
                 Verdict::Park { agency, wait } => {
-                    let now = self.now;
+                    let (now, schedule) = (self.now, &mut self.schedule);
                     self.parking
-                        .park(key, conn, agency, wait, now, &mut self.schedule);
+                        .park(key, conn, agency, wait, now, schedule, &self.central);
                 }
                 Verdict::AnswerWinners { agency } => {
                     conn.set_stage(Stage::Answering { agency, next: 0 })
@@ -303,11 +307,6 @@ impl Server {
         self.schedule
             .expire(self.now, connections, &mut self.parking, lottery, &mut idle);
         for &key in &idle {
-            info!(
-                "action: cerrar_conexion | result: success | peer: {} | motivo: no progress for {} ms",
-                self.connections[key].peer(),
-                self.schedule.idle_timeout().as_millis()
-            );
             self.close(key);
         }
         idle.clear();

@@ -200,8 +200,8 @@ fn unknown_agencies_closed_agencies_and_wrong_totals_get_their_errors() {
 fn wait_zero_before_the_draw_gets_not_ready_at_once() {
     let dir = temp_dir("not-ready");
     let central = Central::start(&dir, 3, &[]);
+    close_agencies(&mut central.connect(), [2]);
     let mut peer = central.connect();
-    close_agencies(&mut peer, [2]);
     peer.send(&get_winners(1, false));
     let f = peer.recv();
     assert_eq!(f.kind, kind::NOT_READY);
@@ -418,6 +418,7 @@ fn a_restarted_central_resumes_stored_counts_closes_and_the_draw() {
         assert_ack(&peer.recv(), 1, 2);
         peer.send(&done(1, 2));
         assert_ack(&peer.recv(), 1, 2);
+        let mut peer = central.connect();
         peer.send(&batch(2, 0, &[bet("C", "3", 7574)]));
         assert_ack(&peer.recv(), 2, 1);
         assert_eq!(
@@ -445,10 +446,12 @@ fn a_restarted_central_resumes_stored_counts_closes_and_the_draw() {
     let mut peer = central.connect();
     peer.send(&batch(2, 0, &[bet("C", "3", 7574), bet("D", "4", 2)]));
     assert_ack(&peer.recv(), 2, 2);
-    peer.send(&batch(1, 2, &[bet("E", "5", 1)]));
-    assert_error(&peer.recv(), ErrorCode::AgencyClosed, 2);
+    let mut agency1 = central.connect();
+    agency1.send(&batch(1, 2, &[bet("E", "5", 1)]));
+    assert_error(&agency1.recv(), ErrorCode::AgencyClosed, 2);
     peer.send(&done(2, 2));
     assert_ack(&peer.recv(), 2, 2);
+    let mut peer = agency1;
     peer.send(&get_winners(1, false));
     assert_eq!(recv_winners(&mut peer, 1), (1, vec!["1".to_string()]));
     let rows: Vec<String> = central.bets_csv().lines().map(str::to_owned).collect();
@@ -528,8 +531,9 @@ fn requests_pipelined_behind_a_done_are_answered_from_the_state_after_it() {
     let f = peer.recv();
     assert_eq!(f.kind, kind::NOT_READY);
     assert_eq!((f.u32_at(0), f.u32_at(4)), (1, 3));
-    close_agencies(&mut peer, [1]);
+    close_agencies(&mut central.connect(), [1]);
     // Behind the DONE of the last agency, even wait=0 gets the winners.
+    let mut peer = central.connect();
     let mut pipelined = batch(3, 0, &[bet("A", "42", 7574)]);
     pipelined.extend(done(3, 1));
     pipelined.extend(get_winners(3, false));
@@ -561,5 +565,128 @@ fn a_peer_repeating_a_refused_request_gets_every_answer_but_a_bounded_log() {
     assert!(
         logs.contains(&format!("lineas_sin_registrar: {}", repeats - 20)),
         "{logs}"
+    );
+}
+
+#[test]
+fn a_connection_naming_a_second_agency_is_forbidden_closed_and_stores_nothing_of_it() {
+    let dir = temp_dir("bind-batch");
+    let central = Central::start(&dir, 2, &[]);
+    let mut peer = central.connect();
+    peer.send(&batch(1, 0, &[bet("A", "1", 1)]));
+    assert_ack(&peer.recv(), 1, 1);
+    peer.send(&batch(2, 0, &[bet("B", "2", 2)]));
+    assert_error(&peer.recv(), ErrorCode::Forbidden, 2);
+    assert!(peer.closed_by_peer(), "FORBIDDEN closes the connection");
+    let rows = central.bets_csv();
+    assert_eq!(rows.lines().count(), 1, "{rows}");
+    assert!(rows.starts_with("1,A,"));
+    assert!(
+        central
+            .logs()
+            .contains("action: verificar_agencia | result: fail | peer: 127.0.0.1")
+    );
+    // Agency 2 over a connection of its own still stores from 0.
+    let mut agency2 = central.connect();
+    agency2.send(&batch(2, 0, &[bet("B", "2", 2)]));
+    assert_ack(&agency2.recv(), 2, 1);
+}
+
+#[test]
+fn get_winners_for_another_agency_on_a_bound_connection_is_forbidden_and_closed() {
+    let dir = temp_dir("bind-winners");
+    let central = Central::start(&dir, 2, &[]);
+    let mut peer = central.connect();
+    peer.send(&get_winners(1, false));
+    assert_eq!(peer.recv().kind, kind::NOT_READY);
+    peer.send(&get_winners(2, false));
+    assert_error(&peer.recv(), ErrorCode::Forbidden, 2);
+    assert!(peer.closed_by_peer());
+}
+
+#[test]
+fn a_strangers_done_cannot_close_an_agency_over_a_connection_bound_to_another() {
+    let dir = temp_dir("bind-done");
+    let central = Central::start(&dir, 2, &[]);
+    let mut stranger = central.connect();
+    stranger.send(&done(1, 0));
+    assert_ack(&stranger.recv(), 1, 0);
+    stranger.send(&done(2, 0));
+    assert_error(&stranger.recv(), ErrorCode::Forbidden, 2);
+    assert!(stranger.closed_by_peer());
+    // Agency 2 is still open: its bets are taken and nothing was drawn.
+    let mut agency2 = central.connect();
+    agency2.send(&batch(2, 0, &[bet("B", "2", 7574)]));
+    assert_ack(&agency2.recv(), 2, 1);
+    agency2.send(&get_winners(2, false));
+    let f = agency2.recv();
+    assert_eq!(f.kind, kind::NOT_READY);
+    assert_eq!((f.u32_at(0), f.u32_at(4)), (1, 2));
+    assert!(!central.logs().contains("action: sorteo"));
+}
+
+#[test]
+fn the_last_done_and_a_wait_zero_request_then_a_half_close_get_their_ack_and_winners() {
+    let dir = temp_dir("half-close-draw");
+    let central = Central::start(&dir, 2, &[]);
+    close_agencies(&mut central.connect(), [1]);
+    let mut peer = central.connect();
+    peer.send(&batch(2, 0, &[bet("A", "42", 7574)]));
+    assert_ack(&peer.recv(), 2, 1);
+    let mut pipelined = done(2, 1);
+    pipelined.extend(get_winners(2, false));
+    peer.send(&pipelined);
+    peer.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_ack(&peer.recv(), 2, 1);
+    assert_eq!(recv_winners(&mut peer, 2), (1, vec!["42".to_string()]));
+    assert!(peer.closed_by_peer(), "closed once everything owed is sent");
+}
+
+#[test]
+fn a_half_close_behind_a_parked_request_still_gets_the_replies_owed_before_it() {
+    let dir = temp_dir("half-close-parked");
+    let central = Central::start(&dir, 2, &[("LOGGING_LEVEL", "DEBUG")]);
+    let mut peer = central.connect();
+    let mut pipelined = done(1, 0);
+    pipelined.extend(get_winners(1, true));
+    peer.send(&pipelined);
+    peer.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_ack(&peer.recv(), 1, 0);
+    assert!(
+        peer.closed_by_peer(),
+        "the parked request of a gone peer is dropped"
+    );
+    assert!(
+        central
+            .logs()
+            .contains("action: olvidar_pedido | result: success | agencia: 1")
+    );
+}
+
+#[test]
+fn a_parked_agency_with_a_full_input_buffer_that_hangs_up_is_forgotten_at_once() {
+    let dir = temp_dir("hang-up-full");
+    let central = Central::start(
+        &dir,
+        1,
+        &[("LOGGING_LEVEL", "DEBUG"), ("PARK_TIMEOUT_MS", "60000")],
+    );
+    {
+        let mut parked = central.connect();
+        parked.send(&get_winners(1, true));
+        // Far more than the central buffers for a parked connection.
+        let behind: Vec<u8> = (0..6000).flat_map(|_| done(1, 0)).collect();
+        parked.send(&behind);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !central.logs().contains("action: olvidar_pedido") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        central
+            .logs()
+            .contains("action: olvidar_pedido | result: success | agencia: 1"),
+        "the hang-up was not noticed"
     );
 }

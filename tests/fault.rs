@@ -480,6 +480,8 @@ fn a_torn_last_row_and_journal_entry_are_cut_off_and_logged_at_start_up() {
         assert_eq!(peer.recv().ack(), Some((2, 2)));
         peer.send(&done_frame(2, 2));
         assert_eq!(peer.recv().ack(), Some((2, 2)));
+        // Agency 1 over a connection of its own (one agency per connection).
+        let mut peer = central.connect();
         peer.send(&batch_frame(1, 2, &[numbered_bet(2, 1)]));
         assert_eq!(
             peer.recv().error(),

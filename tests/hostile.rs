@@ -436,18 +436,24 @@ impl LiveSetup {
         assert_alive_and_never_panicked(&mut central);
 
         let logs = central.logs();
+        // Lines one per connection are budgeted: the rest are counted in
+        // summary lines.
         let refused = logs
-            .matches("action: aceptar_conexion | result: fail")
+            .matches("action: aceptar_conexion | result: fail | peer: ")
             .count();
-        let refused_at_cap = logs
+        let refused_lines = logs
             .matches(&format!("connection cap of {} reached", self.cap))
             .count();
+        let refused_at_cap = refused_lines + suppressed_in(&logs, "action: aceptar_conexion");
+        let idle_motive = format!(
+            "| motivo: no progress for {} ms",
+            self.idle_timeout.as_millis()
+        );
         let idle_closed = logs
-            .matches(&format!(
-                "| motivo: no progress for {} ms",
-                self.idle_timeout.as_millis()
-            ))
-            .count();
+            .lines()
+            .filter(|l| l.contains(&idle_motive) && l.contains("| peer: "))
+            .count()
+            + suppressed_in(&logs, "action: cerrar_conexion");
         let mut table: BTreeMap<Hostile, BTreeMap<Seen, usize>> = BTreeMap::new();
         for &(kind, seen) in &outcomes {
             *table.entry(kind).or_default().entry(seen).or_default() += 1;
@@ -492,7 +498,7 @@ impl LiveSetup {
         }
         // Every long-lived attacker was either refused at the cap or closed
         // for making no progress.
-        assert_eq!(refused, refused_at_cap, "every refusal is the cap's");
+        assert_eq!(refused, refused_lines, "every refusal is the cap's");
         assert!(refused_at_cap > 0, "the cap refused the excess");
         assert!(idle_closed > 0, "idle and slow connections were closed");
         assert!(
@@ -620,12 +626,7 @@ fn the_connection_cap_refuses_the_excess_with_a_log_line_and_keeps_serving() {
         .map(|_| TcpStream::connect(central.addr()).unwrap())
         .collect();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while central
-        .logs()
-        .matches("connection cap of 100 reached")
-        .count()
-        < 50
-    {
+    while refusals_logged(&central.logs()) < 50 {
         assert!(Instant::now() < deadline, "{}", central.logs());
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -643,11 +644,18 @@ fn the_connection_cap_refuses_the_excess_with_a_log_line_and_keeps_serving() {
     let mut extra = TcpStream::connect(central.addr()).unwrap();
     assert!(closed_within(&mut extra, Duration::from_secs(10)));
     assert_alive_and_never_panicked(&mut central);
-    let refusals = central
-        .logs()
-        .matches("connection cap of 100 reached")
-        .count();
-    assert_eq!(refusals, 51);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while refusals_logged(&central.logs()) < 51 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logs = central.logs();
+    let refusals = refusals_logged(&logs);
+    assert_eq!(refusals, 51, "{logs}");
+    let lines = logs.matches("connection cap of 100 reached").count();
+    assert!(
+        lines <= 2 * lottery::log_budget::LINES_PER_SECOND as usize,
+        "one line per refusal: {lines}"
+    );
 
     // Freeing ten places lets an agency in again.
     held.truncate(cap - 10);
@@ -664,7 +672,85 @@ fn the_connection_cap_refuses_the_excess_with_a_log_line_and_keeps_serving() {
     expect_ack(&mut peer, 1, 3, "an agency after the cap was reached");
     assert_alive_and_never_panicked(&mut central);
     util::report(format_args!(
-        "connection cap: {cap} held, {refusals} refused with a log line each, served again once 10 hung up"
+        "connection cap: {cap} held, {refusals} refused ({lines} lines, the rest counted in a summary), served again once 10 hung up"
+    ));
+}
+
+/// Refusals at the cap the log accounts for: a line each while the budget
+/// lasts, then the count in a summary line.
+fn refusals_logged(logs: &str) -> usize {
+    logs.matches("connection cap of 100 reached").count()
+        + suppressed_in(logs, "action: aceptar_conexion")
+}
+
+/// The lines of `action` counted, not logged, as its summary lines say.
+fn suppressed_in(logs: &str, action: &str) -> usize {
+    logs.lines()
+        .filter(|l| l.contains(action))
+        .filter_map(|l| l.split("lineas_suprimidas: ").nth(1))
+        .filter_map(|rest| rest.split(' ').next()?.parse::<usize>().ok())
+        .sum()
+}
+
+#[test]
+fn a_thousand_connections_parking_for_one_agency_do_not_keep_the_others_out() {
+    let _serial = serial();
+    raise_fd_limit();
+    let dir = temp_dir("park-crowd");
+    let mut central = Central::start(&dir, 3, &[("IDLE_TIMEOUT_MS", "600000")]);
+    let crowd: Vec<Peer> = (0..1000)
+        .map(|_| {
+            let mut p = central.connect();
+            p.send(&get_winners_frame(1, true));
+            p
+        })
+        .collect();
+    let mut answered = 0;
+    let mut parked = Vec::new();
+    for mut p in crowd {
+        p.set_timeout(Duration::from_millis(if parked.len() < 4 {
+            2000
+        } else {
+            50
+        }));
+        match p.try_recv() {
+            Some(f) => {
+                assert_eq!(f.kind, kind::NOT_READY);
+                answered += 1;
+            }
+            None => parked.push(p),
+        }
+    }
+    assert_eq!(parked.len(), 4, "at most 4 parked for one agency");
+    assert_eq!(answered, 996, "the rest answered NOT_READY at once");
+
+    let mut agencies = Vec::new();
+    for agency in [2, 3, 1] {
+        let mut peer = central.connect();
+        peer.send(&batch_frame(agency, 0, &bets(agency as u64 * 10, 2)));
+        expect_ack(&mut peer, agency, 2, "an agency beside the crowd");
+        peer.send(&done_frame(agency, 2));
+        expect_ack(&mut peer, agency, 2, "its DONE");
+        agencies.push((agency, peer));
+    }
+    for (agency, mut peer) in agencies {
+        peer.send(&get_winners_frame(agency, false));
+        let f = peer.recv();
+        assert_eq!(f.kind, kind::WINNERS, "agency {agency} gets its winners");
+    }
+    for mut p in parked {
+        p.set_timeout(Duration::from_secs(10));
+        assert_eq!(
+            p.recv().kind,
+            kind::WINNERS,
+            "a parked request after the draw"
+        );
+    }
+    assert_alive_and_never_panicked(&mut central);
+    let lines = central.logs().lines().count();
+    assert!(lines < 100, "the log grew with the crowd: {lines} lines");
+    util::report(format_args!(
+        "1000 connections parking for agency 1: 4 parked, 996 NOT_READY at once; agencies 2, 3, 1 stored, closed and got winners; {lines} log lines"
     ));
 }
 
@@ -789,7 +875,8 @@ fn bets_after_done_get_agency_closed_and_nothing_is_stored() {
     // The same DONE again is acknowledged again.
     peer.send(&done_frame(1, 3));
     expect_ack(&mut peer, 1, 3, "a repeated DONE");
-    // Another agency is unaffected.
+    // Another agency (over a connection of its own) is unaffected.
+    let mut peer = central.connect();
     peer.send(&batch_frame(2, 0, &stream[..1]));
     expect_ack(&mut peer, 2, 1, "agency 2");
     assert_alive_and_never_panicked(&mut central);
@@ -1006,12 +1093,18 @@ fn out_of_descriptors_the_excess_is_refused_and_freed_descriptors_are_used_again
         }
     }
     assert!(refused > 0 && !answered.is_empty());
-    let logs = central.logs();
-    assert!(
+    // A line each while the log budget lasts, then a summary with the count.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let logged = |logs: &str| {
         logs.matches("action: aceptar_conexion | result: fail | peer: ")
             .count()
-            >= refused
-    );
+            + suppressed_in(logs, "action: aceptar_conexion")
+    };
+    while logged(&central.logs()) < refused && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logs = central.logs();
+    assert!(logged(&logs) >= refused, "{logs}");
     // Descriptors free up: the next agency is served, with no other
     // connection arriving to wake the listener.
     let pid = central.child.id();
@@ -1058,8 +1151,9 @@ fn repeated_requests_do_not_grow_the_log_with_each_request() {
         if what.starts_with("GET_WINNERS") {
             peer.send(&done_frame(1, 0));
             expect_ack(&mut peer, 1, 0, "DONE 1");
-            peer.send(&done_frame(2, 0));
-            expect_ack(&mut peer, 2, 0, "DONE 2");
+            let mut agency2 = central.connect();
+            agency2.send(&done_frame(2, 0));
+            expect_ack(&mut agency2, 2, 0, "DONE 2");
         }
         let before = std::fs::metadata(&central.log).unwrap().len();
         let burst: Vec<u8> = frame

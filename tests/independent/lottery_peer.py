@@ -1168,14 +1168,17 @@ class Probe:
         c.send(enc_get_winners(1, 0))
         self.expect(c, "GET_WINNERS wait=0 before the draw", NOT_READY, done=0, expected=3)
 
-        # Unknown agencies: an error, the connection stays open.
+        # Unknown agencies: an error, the connection stays open (and is
+        # bound to none: a connection acts for one agency, revision 2).
+        u = self.connect()
         for agency in (0, 4, 0xFFFFFFFF):
-            self.batch(c, agency, 0, [bet()])
-            self.expect_error(c, f"BATCH agency={agency}", "UNKNOWN_AGENCY", agency)
-        c.send(enc_done(0, 0))
-        self.expect_error(c, "DONE agency=0", "UNKNOWN_AGENCY", 0)
-        c.send(enc_get_winners(9, 0))
-        self.expect_error(c, "GET_WINNERS agency=9", "UNKNOWN_AGENCY", 9)
+            self.batch(u, agency, 0, [bet()])
+            self.expect_error(u, f"BATCH agency={agency}", "UNKNOWN_AGENCY", agency)
+        u.send(enc_done(0, 0))
+        self.expect_error(u, "DONE agency=0", "UNKNOWN_AGENCY", 0)
+        u.send(enc_get_winners(9, 0))
+        self.expect_error(u, "GET_WINNERS agency=9", "UNKNOWN_AGENCY", 9)
+        u.close()
 
         # Each broken rule: INVALID_BET with the index of the first bad bet.
         bad = [
@@ -1244,6 +1247,8 @@ class Probe:
         c.send(enc_get_winners(1, 0))
         self.expect(c, "GET_WINNERS wait=0 with one agency done", NOT_READY, done=1, expected=3)
 
+        # Agency 2 over a connection of its own.
+        c1, c = c, self.connect()
         # A frame of exactly 8192 bytes is allowed.
         big = [bet(first="f" * 255, last="l" * 255, document=f"{i:016d}") for i in range(15)]
         big.append(bet(first="f" * 100, last="l" * 29, document="1" * 16))
@@ -1271,17 +1276,20 @@ class Probe:
 
         # A parked GET_WINNERS holds back the frames behind it.
         parked = self.connect()
-        parked.send(enc_get_winners(1, 1) + enc_get_winners(2, 0))
+        parked.send(enc_get_winners(1, 1) + enc_get_winners(1, 0))
         self.expect_silence(parked, "GET_WINNERS wait=1 parks", 0.5)
 
         # Agency 3 sends nothing and closes: the draw.
+        c2, c = c, self.connect()
         c.send(enc_done(3, 0))
         self.expect(c, "DONE with no bets", ACK, agency=3, stored=0)
         self.expect(parked, "the parked request after the draw", WINNERS, agency=1, total=3, last=1,
                     documents=[b"0000000000000042", b"5", b"0000000000000099"])
-        self.expect(parked, "the request behind the parked one", WINNERS, agency=2, total=2, last=1,
-                    documents=[b"2", b"00000004"])
+        self.expect(parked, "the request behind the parked one", WINNERS, agency=1, total=3, last=1,
+                    documents=[b"0000000000000042", b"5", b"0000000000000099"])
         parked.close()
+        c1.close()
+        c2.close()
         c.send(enc_get_winners(3, 0))
         self.expect(c, "no winners", WINNERS, agency=3, total=0, last=1, documents=[])
         c.send(enc_get_winners(3, 1))
