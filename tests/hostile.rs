@@ -435,25 +435,33 @@ impl LiveSetup {
         let samples = watch.unwrap().finish();
         assert_alive_and_never_panicked(&mut central);
 
-        let logs = central.logs();
         // Lines one per connection are budgeted: the rest are counted in
-        // summary lines.
-        let refused = logs
-            .matches("action: aceptar_conexion | result: fail | peer: ")
-            .count();
-        let refused_lines = logs
-            .matches(&format!("connection cap of {} reached", self.cap))
-            .count();
-        let refused_at_cap = refused_lines + suppressed_in(&logs, "action: aceptar_conexion");
-        let idle_motive = format!(
-            "| motivo: no progress for {} ms",
-            self.idle_timeout.as_millis()
-        );
-        let idle_closed = logs
-            .lines()
-            .filter(|l| l.contains(&idle_motive) && l.contains("| peer: "))
-            .count()
-            + suppressed_in(&logs, "action: cerrar_conexion");
+        // summary lines, logged once their one-second window has ended, so
+        // the last window's summary may come a second after the last close.
+        let summaries_by = Instant::now() + Duration::from_secs(5);
+        let (logs, refused, refused_lines, refused_at_cap, idle_closed) = loop {
+            let logs = central.logs();
+            let refused = logs
+                .matches("action: aceptar_conexion | result: fail | peer: ")
+                .count();
+            let refused_lines = logs
+                .matches(&format!("connection cap of {} reached", self.cap))
+                .count();
+            let refused_at_cap = refused_lines + suppressed_in(&logs, "action: aceptar_conexion");
+            let idle_motive = format!(
+                "| motivo: no progress for {} ms",
+                self.idle_timeout.as_millis()
+            );
+            let idle_closed = logs
+                .lines()
+                .filter(|l| l.contains(&idle_motive) && l.contains("| peer: "))
+                .count()
+                + suppressed_in(&logs, "action: cerrar_conexion");
+            if refused_at_cap + idle_closed >= self.long_lived || Instant::now() >= summaries_by {
+                break (logs, refused, refused_lines, refused_at_cap, idle_closed);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         let mut table: BTreeMap<Hostile, BTreeMap<Seen, usize>> = BTreeMap::new();
         for &(kind, seen) in &outcomes {
             *table.entry(kind).or_default().entry(seen).or_default() += 1;
