@@ -76,6 +76,9 @@ impl RequestLog {
 /// Answers one decoded request.
 pub fn handle(frame: Frame<'_>, central: &mut Central, conn: &mut Requests<'_>) -> Verdict {
     let (log, replies, peer) = (&mut *conn.log, &mut *conn.replies, conn.peer);
+    if let Some(verdict) = forbidden_over_tls(&frame, conn.agency, peer, replies) {
+        return verdict;
+    }
     match frame {
         Frame::Batch {
             agency,
@@ -107,6 +110,36 @@ pub fn handle(frame: Frame<'_>, central: &mut Central, conn: &mut Requests<'_>) 
             Verdict::Close
         }
     }
+}
+
+/// Minimal FORBIDDEN check for connections bound at the TLS handshake (the
+/// per-agency binding branch owns this rule and its plain-TCP binding, and
+/// replaces this on merge): a request naming another agency than the bound
+/// one is refused and the connection closed, nothing of it stored.
+fn forbidden_over_tls(
+    frame: &Frame<'_>,
+    bound: Option<u32>,
+    peer: SocketAddr,
+    replies: &mut Replies,
+) -> Option<Verdict> {
+    let named = match *frame {
+        Frame::Batch { agency, .. } | Frame::Done { agency, .. } => agency,
+        Frame::GetWinners { agency, .. } => agency,
+        _ => return None,
+    };
+    let bound = bound.filter(|&bound| bound != named)?;
+    warn!(
+        "action: recibir_trama | result: fail | peer: {peer} | error: FORBIDDEN | detail: agency {named} on a connection bound to agency {bound}"
+    );
+    replies.push(false, |out| {
+        wire::encode_error(
+            out,
+            ErrorCode::Forbidden,
+            named,
+            "this connection acts for another agency",
+        )
+    });
+    Some(Verdict::Close)
 }
 
 /// Bytes that are not a frame: the error, then close.
@@ -347,6 +380,15 @@ mod tests {
     impl Fixture {
         /// Sends one frame; the replies it produced (as if committed) and the verdict.
         fn send(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> (Vec<Frame<'static>>, Verdict) {
+            self.send_bound(None, encode)
+        }
+
+        /// [`Fixture::send`] on a connection bound to `agency`.
+        fn send_bound(
+            &mut self,
+            agency: Option<u32>,
+            encode: impl FnOnce(&mut Vec<u8>),
+        ) -> (Vec<Frame<'static>>, Verdict) {
             let mut bytes = Vec::new();
             encode(&mut bytes);
             let (frame, _) = wire::decode(&bytes).unwrap().unwrap();
@@ -357,6 +399,7 @@ mod tests {
                 log: &mut self.log,
                 peer: PEER,
                 unsent: 0,
+                agency,
             };
             let verdict = handle(frame, &mut self.central, &mut conn);
             let mut out = Vec::new();
@@ -508,6 +551,7 @@ mod tests {
             log: &mut f.log,
             peer: PEER,
             unsent: 0,
+            agency: None,
         };
         let next = answer_winners(&f.central, &mut conn, 1, 0);
         assert_eq!(next, None);
@@ -600,5 +644,50 @@ mod tests {
         let logged = (0..REQUEST_LINES_LOGGED + 5).filter(|_| log.line()).count();
         assert_eq!(logged, REQUEST_LINES_LOGGED as usize);
         assert_eq!(log.unlogged(), 5);
+    }
+
+    #[test]
+    fn a_connection_bound_at_the_tls_handshake_is_forbidden_other_agencies() {
+        let mut f = fixture(3);
+        let refs = [bet(7574)];
+        let (frames, verdict) = f.send_bound(Some(1), |o| wire::encode_batch(o, 2, 0, &refs));
+        assert_eq!(verdict, Verdict::Close);
+        assert!(
+            matches!(
+                frames[..],
+                [Frame::Error {
+                    code: 11,
+                    detail: 2,
+                    ..
+                }]
+            ),
+            "{frames:?}"
+        );
+        assert!(!f.commit());
+        assert_eq!(f.central.lottery().stored(2), Some(0));
+        for request in [
+            (|o: &mut Vec<u8>| wire::encode_done(o, 3, 0)) as fn(&mut Vec<u8>),
+            |o| wire::encode_get_winners(o, 2, true),
+        ] {
+            let (frames, verdict) = f.send_bound(Some(1), request);
+            assert_eq!(verdict, Verdict::Close);
+            assert!(
+                matches!(frames[..], [Frame::Error { code: 11, .. }]),
+                "{frames:?}"
+            );
+        }
+        // Its own agency is served as on any connection.
+        let (frames, verdict) = f.send_bound(Some(1), |o| wire::encode_batch(o, 1, 0, &refs));
+        assert_eq!(verdict, Verdict::Continue);
+        assert!(
+            matches!(
+                frames[..],
+                [Frame::Ack {
+                    agency: 1,
+                    stored: 1
+                }]
+            ),
+            "{frames:?}"
+        );
     }
 }
