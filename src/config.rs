@@ -231,9 +231,7 @@ impl Config {
         let tls: Vec<Option<PathBuf>> = ["TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA"]
             .iter()
             .map(|key| match get(key) {
-                Some((v, from)) if v.is_empty() => {
-                    Err(ConfigError(format!("{key} from {from} is empty")))
-                }
+                Some(("", from)) => Err(ConfigError(format!("{key} from {from} is empty"))),
                 Some((v, _)) => Ok(Some(PathBuf::from(v))),
                 None => Ok(None),
             })
