@@ -9,7 +9,9 @@
 //! - Reads are edge-triggered: [`Transport::read`] returns `WouldBlock` only
 //!   when rustls holds no plaintext *and* the socket is drained, so bytes
 //!   rustls already decrypted are never left waiting for an event that will
-//!   not come. It reads no more plaintext than the caller has room for.
+//!   not come. It reads no more plaintext than the caller has room for, and
+//!   reads the socket only once rustls' plaintext is drained (so its
+//!   plaintext buffer never fills: no back-pressure error to handle).
 //! - rustls buffers at most [`TLS_BUFFER_LIMIT`] bytes of unsent records;
 //!   writing never uses `write_all`: what rustls does not take stays with
 //!   the connection.
@@ -202,7 +204,6 @@ impl Transport {
 
 impl TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut plaintext_full = false;
         loop {
             match self.tls.reader().read(buf) {
                 Ok(n) => return Ok(n),
@@ -217,12 +218,8 @@ impl TlsStream {
                 // EOF is recorded by rustls; the reader reports it next turn.
                 Ok(_) => self.process()?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Back-pressure ("received plaintext buffer full"): the
-                // reader drains it on the next turn. Twice in a row would
-                // be another error.
-                Err(e) if e.kind() == io::ErrorKind::Other && !plaintext_full => {
-                    plaintext_full = true;
-                }
+                // rustls' "received plaintext buffer full" cannot come:
+                // the socket is read only once the reader is empty.
                 Err(e) => return Err(e),
             }
         }
