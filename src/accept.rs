@@ -25,7 +25,12 @@ use crate::storage::StorageError;
 #[derive(Debug)]
 pub enum StartError {
     Storage(StorageError),
-    Listen { address: String, error: io::Error },
+    Listen {
+        address: String,
+        error: io::Error,
+    },
+    /// The TLS files cannot be used (a configuration error: exit code 2).
+    Tls(crate::tls::TlsError),
     Io(io::Error),
 }
 
@@ -36,6 +41,7 @@ impl std::fmt::Display for StartError {
             StartError::Listen { address, error } => {
                 write!(f, "cannot listen on {address}: {error}")
             }
+            StartError::Tls(e) => write!(f, "cannot serve TLS: {e}"),
             StartError::Io(e) => write!(f, "{e}"),
         }
     }

@@ -26,6 +26,17 @@ pub enum SyncPolicy {
     Never,
 }
 
+/// The PEM files of mutual TLS (`TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The central's certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The CA the agencies' certificates must chain to.
+    pub client_ca: PathBuf,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// `SERVER_IP`: the address (or host name) to listen on.
@@ -58,6 +69,12 @@ pub struct Config {
     pub max_parked_per_agency: usize,
     /// `SYNC`: `always` (default) or `never`.
     pub sync: SyncPolicy,
+    /// `TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA`: all three, and only mutual
+    /// TLS is served; none, and plain TCP.
+    pub tls: Option<TlsFiles>,
+    /// `TLS_HANDSHAKE_TIMEOUT_MS`: a TLS connection whose handshake has not
+    /// completed this long after it was accepted is closed.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -76,6 +93,8 @@ impl Default for Config {
             max_connections: 20_000,
             max_parked_per_agency: 4,
             sync: SyncPolicy::Always,
+            tls: None,
+            tls_handshake_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -97,6 +116,10 @@ pub const KEYS: &[&str] = &[
     "MAX_CONNECTIONS",
     "MAX_PARKED_PER_AGENCY",
     "SYNC",
+    "TLS_CERT",
+    "TLS_KEY",
+    "TLS_CLIENT_CA",
+    "TLS_HANDSHAKE_TIMEOUT_MS",
 ];
 
 impl Config {
@@ -201,13 +224,53 @@ impl Config {
                 _ => return Err(setting.error("expected always or never")),
             };
         }
+        let tls: Vec<Option<PathBuf>> = ["TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA"]
+            .iter()
+            .map(|key| match get(key) {
+                Some(setting) if setting.value.trim().is_empty() => {
+                    Err(setting.error("expected a PEM file path"))
+                }
+                Some(setting) => Ok(Some(PathBuf::from(setting.value.trim()))),
+                None => Ok(None),
+            })
+            .collect::<Result<_, _>>()?;
+        config.tls = match &tls[..] {
+            [Some(cert), Some(key), Some(client_ca)] => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: client_ca.clone(),
+            }),
+            [None, None, None] => None,
+            _ => {
+                let missing: Vec<&str> = ["TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA"]
+                    .into_iter()
+                    .zip(&tls)
+                    .filter_map(|(key, v)| v.is_none().then_some(key))
+                    .collect();
+                return Err(ConfigError(format!(
+                    "TLS_CERT, TLS_KEY and TLS_CLIENT_CA go together (all three for mutual TLS, none for plain TCP): {} missing",
+                    missing.join(" and ")
+                )));
+            }
+        };
+        let mut ms = config.tls_handshake_timeout.as_millis() as u64;
+        set(&get, "TLS_HANDSHAKE_TIMEOUT_MS", &mut ms, |n| *n > 0)?;
+        config.tls_handshake_timeout = Duration::from_millis(ms);
         Ok(config)
+    }
+
+    /// What the listener serves: `mutual` (TLS, client certificates
+    /// required) or `off` (plain TCP), for the `config` and `escuchar` lines.
+    pub fn tls_mode(&self) -> &'static str {
+        if self.tls.is_some() { "mutual" } else { "off" }
     }
 
     /// The effective settings as `key: value` pairs for the `action: config` line.
     pub fn describe(&self) -> String {
+        let path = |p: Option<&PathBuf>| p.map_or("-".to_string(), |p| p.display().to_string());
+        let tls = self.tls.as_ref();
         format!(
-            "server_ip: {} | server_port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | bets_file: {} | journal_file: {} | winning_number: {} | park_timeout_ms: {} | idle_timeout_ms: {} | max_connections: {} | max_parked_per_agency: {} | sync: {}",
+            "server_ip: {} | server_port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | bets_file: {} | journal_file: {} | winning_number: {} | park_timeout_ms: {} | idle_timeout_ms: {} | max_connections: {} | max_parked_per_agency: {} | sync: {} | tls: {} | tls_cert: {} | tls_key: {} | tls_client_ca: {} | tls_handshake_timeout_ms: {}",
             self.ip,
             self.port,
             self.listen_backlog,
@@ -223,7 +286,12 @@ impl Config {
             match self.sync {
                 SyncPolicy::Always => "always",
                 SyncPolicy::Never => "never",
-            }
+            },
+            self.tls_mode(),
+            path(tls.map(|t| &t.cert)),
+            path(tls.map(|t| &t.key)),
+            path(tls.map(|t| &t.client_ca)),
+            self.tls_handshake_timeout.as_millis(),
         )
     }
 }
@@ -325,7 +393,65 @@ mod tests {
 
     #[test]
     fn the_described_settings_hold_no_bar_but_the_separators() {
+        // One pair per key, and `tls:` (the mode) besides.
         let d = Config::default().describe();
-        assert_eq!(d.matches('|').count(), KEYS.len() - 1);
+        assert_eq!(d.matches('|').count(), KEYS.len());
+        assert!(d.contains("| tls: off |"), "{d}");
+    }
+
+    #[test]
+    fn the_three_tls_files_together_turn_on_mutual_tls() {
+        let c = Config::from_sources(
+            Some("[DEFAULT]\nTLS_CERT = server.pem\nTLS_KEY = server.key\n"),
+            env(&[
+                ("TLS_CLIENT_CA", "/certs/ca.pem"),
+                ("TLS_HANDSHAKE_TIMEOUT_MS", "250"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                cert: "server.pem".into(),
+                key: "server.key".into(),
+                client_ca: "/certs/ca.pem".into(),
+            })
+        );
+        assert_eq!(c.tls_handshake_timeout, Duration::from_millis(250));
+        assert_eq!(c.tls_mode(), "mutual");
+        assert!(
+            c.describe()
+                .contains("| tls: mutual | tls_cert: server.pem | tls_key: server.key | tls_client_ca: /certs/ca.pem | tls_handshake_timeout_ms: 250"),
+            "{}",
+            c.describe()
+        );
+        assert_eq!(Config::default().tls, None);
+    }
+
+    #[test]
+    fn a_partial_set_of_tls_files_is_an_error_naming_what_is_missing() {
+        let err = Config::from_sources(
+            None,
+            env(&[("TLS_CERT", "server.pem"), ("TLS_CLIENT_CA", "ca.pem")]),
+        )
+        .unwrap_err();
+        assert!(err.0.contains("TLS_KEY missing"), "{err}");
+        let err = Config::from_sources(None, env(&[("TLS_KEY", "server.key")])).unwrap_err();
+        assert!(
+            err.0.contains("TLS_CERT and TLS_CLIENT_CA missing"),
+            "{err}"
+        );
+        let err = Config::from_sources(
+            None,
+            env(&[("TLS_CERT", " "), ("TLS_KEY", "k"), ("TLS_CLIENT_CA", "c")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.0.contains("TLS_CERT from environment is empty"),
+            "{err}"
+        );
+        let err =
+            Config::from_sources(None, env(&[("TLS_HANDSHAKE_TIMEOUT_MS", "0")])).unwrap_err();
+        assert!(err.0.contains("TLS_HANDSHAKE_TIMEOUT_MS"), "{err}");
     }
 }

@@ -1,6 +1,7 @@
-//! One agency's connection: the only code that touches socket bytes.
+//! One agency's connection: the only code that touches socket bytes
+//! (through its [`Transport`]: the TCP socket, or TLS over it).
 //!
-//! A connection owns its socket, a bounded input buffer (at most
+//! A connection owns its transport, a bounded input buffer (at most
 //! [`INPUT_CAPACITY`] bytes: two whole frames), the replies held during the
 //! current loop iteration, and the output not yet taken by the socket.
 //! Its requests are not decoded while [`OUTPUT_HIGH_WATER`] bytes wait to go
@@ -11,16 +12,21 @@
 //! Its [`Stage`] says what it is doing and carries what that stage needs.
 //! Only the loop changes it (through [`crate::parking`] for parking), and
 //! only the loop closes a connection (deregister, then remove).
+//!
+//! The agency it acts for, once bound, never changes: over TLS it is bound
+//! at the handshake, from the verified certificate, before any of its
+//! frames is read into the input buffer.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
+use log::{debug, warn};
 use mio::{Interest, Registry, Token};
 
 use crate::replies::Replies;
 use crate::requests::RequestLog;
+use crate::transport::Transport;
 use crate::wire::{self, MAX_FRAME};
 
 /// The most request bytes buffered for one connection.
@@ -81,12 +87,15 @@ pub struct Requests<'a> {
 
 #[derive(Debug)]
 pub struct Connection {
-    socket: TcpStream,
+    transport: Transport,
     peer: SocketAddr,
     /// Unique for the life of the central (slab keys are reused): what
     /// queue entries and deadlines name it by.
     id: u64,
     stage: Stage,
+    /// The agency this connection acts for: set by its first request that
+    /// names a known agency (or at a TLS handshake), never changed after.
+    agency: Option<u32>,
     /// Received bytes not yet decoded (a partial frame, or frames behind a parked request).
     input: Vec<u8>,
     replies: Replies,
@@ -106,9 +115,6 @@ pub struct Connection {
     /// Marks kept by [`crate::schedule::Schedule`], its only writer.
     pub(crate) marks: Marks,
     log: RequestLog,
-    /// The agency this connection acts for: set by its first request that
-    /// names a known agency (or at a TLS handshake), never changed after.
-    agency: Option<u32>,
 }
 
 /// Where the loop has listed a connection; written only by the schedule.
@@ -123,12 +129,13 @@ pub(crate) struct Marks {
 }
 
 impl Connection {
-    pub fn new(socket: TcpStream, peer: SocketAddr, id: u64, now: Instant) -> Connection {
+    pub fn new(transport: Transport, peer: SocketAddr, id: u64, now: Instant) -> Connection {
         Connection {
-            socket,
+            transport,
             peer,
             id,
             stage: Stage::Receiving,
+            agency: None,
             input: Vec::new(),
             replies: Replies::default(),
             out: Vec::new(),
@@ -140,19 +147,7 @@ impl Connection {
             last_progress: now,
             marks: Marks::default(),
             log: RequestLog::default(),
-            agency: None,
         }
-    }
-
-    /// The agency the connection is bound to, if any.
-    pub fn agency(&self) -> Option<u32> {
-        self.agency
-    }
-
-    /// Binds the connection to `agency`: its requests naming another are
-    /// `FORBIDDEN`.
-    pub fn bind(&mut self, agency: u32) {
-        self.agency = Some(agency);
     }
 
     pub fn id(&self) -> u64 {
@@ -161,6 +156,22 @@ impl Connection {
 
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The agency this connection acts for, once bound.
+    pub fn agency(&self) -> Option<u32> {
+        self.agency
+    }
+
+    /// Binds the connection to `agency` (at the TLS handshake, or at its
+    /// first request naming a known agency).
+    pub fn bind(&mut self, agency: u32) {
+        self.agency = Some(agency);
+    }
+
+    /// A TLS connection whose handshake has not completed.
+    pub fn is_handshaking(&self) -> bool {
+        self.transport.is_handshaking()
     }
 
     pub fn stage(&self) -> Stage {
@@ -276,7 +287,12 @@ impl Connection {
             return Ok(ReadOutcome::Full);
         }
         loop {
-            match self.socket.read(&mut scratch[..room]) {
+            let read = self.transport.read(&mut scratch[..room]);
+            // A handshake completed by this read binds before any frame.
+            if let Some(agency) = self.transport.take_verified_agency() {
+                self.bind(agency);
+            }
+            match read {
                 Ok(0) => {
                     self.peer_closed = true;
                     self.may_read = false;
@@ -315,10 +331,11 @@ impl Connection {
         self.replies.settle(committed, &mut self.out);
     }
 
-    /// Writes as much output as the socket takes. `Ok(true)` when all of it went.
+    /// Writes as much output as the socket takes. `Ok(true)` when all of
+    /// it went, and all the transport holds (TLS records, a handshake's).
     pub fn write(&mut self, now: Instant) -> io::Result<bool> {
         while self.out_sent < self.out.len() {
-            match self.socket.write(&self.out[self.out_sent..]) {
+            match self.transport.write(&self.out[self.out_sent..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.out_sent += n;
@@ -334,16 +351,26 @@ impl Connection {
         if self.out.capacity() > KEEP_CAPACITY {
             self.out = Vec::new();
         }
-        Ok(true)
+        loop {
+            match self.transport.flush() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                flushed => return flushed,
+            }
+        }
     }
 
-    /// Whether output is waiting for the socket.
+    /// Whether output is waiting for the socket (the transport's included).
     pub fn has_unsent(&self) -> bool {
-        self.out_sent < self.out.len()
+        self.out_sent < self.out.len() || self.transport.wants_write()
+    }
+
+    /// Before the central closes it: a TLS peer is sent close_notify.
+    pub fn close_notify(&mut self) {
+        self.transport.close_notify();
     }
 
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(&mut self.socket, token, Interest::READABLE)
+        registry.register(self.transport.socket(), token, Interest::READABLE)
     }
 
     /// Asks for WRITABLE only while bytes are left for the socket.
@@ -359,14 +386,26 @@ impl Connection {
             } else {
                 Interest::READABLE
             };
-            registry.reregister(&mut self.socket, token, interest)?;
+            registry.reregister(self.transport.socket(), token, interest)?;
             self.writable_registered = want;
         }
         Ok(())
     }
 
     pub fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.socket);
+        let _ = registry.deregister(self.transport.socket());
+    }
+
+    /// The line of its close, with the request lines that went unlogged.
+    pub fn log_closed(&self) {
+        let (peer, unlogged) = (self.peer, self.request_lines_unlogged());
+        if unlogged > 0 {
+            warn!(
+                "action: cerrar_conexion | result: success | peer: {peer} | lineas_sin_registrar: {unlogged}"
+            );
+        } else {
+            debug!("action: cerrar_conexion | result: success | peer: {peer}");
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! Deadlines ordered by time: when a parked request times out, when an idle
-//! connection is closed. Pure, no I/O.
+//! connection is closed, when a TLS handshake must have completed. Pure, no I/O.
 //!
 //! The loop asks only for what is due, so a tick costs the deadlines that
 //! passed, not the number of connections. Entries are never removed
@@ -19,6 +19,9 @@ pub enum Timer {
     Park,
     /// A connection that made no progress is closed.
     Idle,
+    /// A TLS connection still in its handshake is closed: an unauthenticated
+    /// peer holds a slot for this long at most.
+    Handshake,
 }
 
 /// One due deadline: the connection (slab key and id) and what it was for.

@@ -14,12 +14,13 @@
 //! - [`deadlines`]: park and idle deadlines ordered by time, with lazy deletion (pure).
 //! - [`log_budget`]: a budget of log lines a second for lines one per connection (pure).
 //! - [`schedule`]: which connections the loop drives next, which it writes this iteration, and their deadlines.
-//! - [`connection`]: one agency's socket, its bounded read and write buffers, its stage.
+//! - [`connection`]: one agency's connection: its transport, its bounded read and write buffers, its stage, the agency it is bound to.
+//! - [`transport`]: plain TCP or mutual TLS (rustls) under a connection, with the same read/write/flush semantics.
 //! - [`accept`]: the listening socket: bind, accept up to the cap, refuse when descriptors run out.
 //! - [`shutdown`]: SIGTERM/SIGINT: answer parked requests, send what is owed, close everything.
 //! - [`server`]: the single-threaded mio loop alone: poll, accept, dispatch, commit, write, close.
 //! - [`tls`]: mutual TLS: the central's and an agency's rustls configurations,
-//!   and which agency a verified certificate names.
+//!   and which agency a verified certificate names (no sockets).
 //! - [`certs`]: making the CA, the central's and the agencies' certificates
 //!   (`lottery-certs`, and the odd ones tests need).
 //! - [`agency_file`]: the agency file format (`nombre,apellido,...`), read and written.
@@ -53,4 +54,5 @@ pub mod settings;
 pub mod shutdown;
 pub mod storage;
 pub mod tls;
+pub mod transport;
 pub mod wire;

@@ -1,12 +1,13 @@
 //! `lottery-server`: reads the config, starts logging, runs the central.
 //!
 //! Exit codes: 0 after a graceful shutdown (SIGTERM or SIGINT), 2 for a bad
-//! configuration, 1 when the files or the listening socket cannot be used.
+//! configuration (TLS files that cannot be used included), 1 when the files
+//! or the listening socket cannot be used.
 
 use std::process::ExitCode;
 
 use lottery::config::Config;
-use lottery::server::Server;
+use lottery::server::{Server, StartError};
 use simple_logger::SimpleLogger;
 
 fn main() -> ExitCode {
@@ -30,7 +31,11 @@ fn main() -> ExitCode {
         Ok(server) => server,
         Err(e) => {
             log::error!("action: iniciar | result: fail | error: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(if matches!(e, StartError::Tls(_)) {
+                2
+            } else {
+                1
+            });
         }
     };
     match server.run() {

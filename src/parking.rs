@@ -249,3 +249,14 @@ impl Parking {
         }
     }
 }
+
+/// After the iteration that answered the requests the draw unparked (when
+/// it unparked them, and how many): how long answering them took.
+pub fn log_woken(waking: Option<(Instant, usize)>) {
+    if let Some((drawn_at, parked)) = waking {
+        log::info!(
+            "action: despertar_pedidos | result: success | pedidos: {parked} | ms: {:.2}",
+            drawn_at.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}

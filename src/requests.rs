@@ -409,6 +409,22 @@ mod tests {
         }
     }
 
+    /// What a connection with nothing buffered hands a request handler.
+    fn requests<'a>(
+        replies: &'a mut Replies,
+        log: &'a mut RequestLog,
+        agency: &'a mut Option<u32>,
+    ) -> Requests<'a> {
+        Requests {
+            input: &[],
+            replies,
+            log,
+            peer: PEER,
+            unsent: 0,
+            agency,
+        }
+    }
+
     fn bet(number: u16) -> BetRef<'static> {
         BetRef {
             first_name: "Ana",
@@ -430,14 +446,7 @@ mod tests {
             encode(&mut bytes);
             let (frame, _) = wire::decode(&bytes).unwrap().unwrap();
             let mut replies = Replies::default();
-            let mut conn = Requests {
-                input: &[],
-                replies: &mut replies,
-                log: &mut self.log,
-                peer: PEER,
-                unsent: 0,
-                agency: &mut self.bound,
-            };
+            let mut conn = requests(&mut replies, &mut self.log, &mut self.bound);
             let verdict = handle(frame, &mut self.central, &mut conn);
             let mut out = Vec::new();
             replies.settle(true, &mut out);
@@ -455,14 +464,8 @@ mod tests {
             encode(&mut bytes);
             let (frame, _) = wire::decode(&bytes).unwrap().unwrap();
             let mut replies = Replies::default();
-            let mut conn = Requests {
-                input: &[],
-                replies: &mut replies,
-                log: &mut self.log,
-                peer: PEER,
-                unsent: 0,
-                agency: &mut None,
-            };
+            let mut unbound = None;
+            let mut conn = requests(&mut replies, &mut self.log, &mut unbound);
             handle(frame, &mut self.central, &mut conn);
             let mut out = Vec::new();
             replies.settle(committed, &mut out);
@@ -612,14 +615,8 @@ mod tests {
         assert!(frames.is_empty());
         assert_eq!(verdict, Verdict::AnswerWinners { agency: 1 });
         let mut replies = Replies::default();
-        let mut conn = Requests {
-            input: &[],
-            replies: &mut replies,
-            log: &mut f.log,
-            peer: PEER,
-            unsent: 0,
-            agency: &mut Some(1),
-        };
+        let mut bound = Some(1);
+        let mut conn = requests(&mut replies, &mut f.log, &mut bound);
         let next = answer_winners(&f.central, &mut conn, 1, 0);
         assert_eq!(next, None);
         let mut out = Vec::new();

@@ -7,7 +7,9 @@
 //! module writes a connection's [`Marks`](crate::connection::Marks), so they
 //! say exactly whether it is listed: a connection is queued once and touched
 //! once per iteration however often it is asked for, and has at most one
-//! idle deadline in the heap.
+//! idle deadline in the heap. A TLS connection gets one handshake deadline
+//! when it is admitted; it closes the connection only if the handshake is
+//! still not complete then.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -28,21 +30,42 @@ pub struct Schedule {
     idle_timeout: Duration,
     /// Lines about idle closes: one per connection, so a crowd is budgeted.
     idle_log: LogBudget,
+    handshake_timeout: Duration,
 }
 
 impl Schedule {
-    pub fn new(idle_timeout: Duration) -> Schedule {
+    pub fn new(idle_timeout: Duration, handshake_timeout: Duration) -> Schedule {
         Schedule {
             ready: VecDeque::new(),
             touched: Vec::new(),
             deadlines: Deadlines::default(),
             idle_timeout,
             idle_log: LogBudget::default(),
+            handshake_timeout,
         }
     }
 
     pub fn idle_timeout(&self) -> Duration {
         self.idle_timeout
+    }
+
+    /// How long the deadline of `timer` waits for: the idle or handshake
+    /// timeout (the park timeout is the parking's).
+    pub fn timeout(&self, timer: Timer) -> Duration {
+        match timer {
+            Timer::Handshake => self.handshake_timeout,
+            Timer::Idle | Timer::Park => self.idle_timeout,
+        }
+    }
+
+    /// A connection just accepted at `now`: its idle deadline, and its
+    /// handshake deadline if it starts with a TLS handshake.
+    pub fn admit(&mut self, key: usize, conn: &mut Connection, now: Instant) {
+        self.arm_idle(key, conn);
+        if conn.is_handshaking() {
+            let at = now + self.handshake_timeout;
+            self.deadlines.push(at, Timer::Handshake, key, conn.id());
+        }
     }
 
     /// Queues a connection to be driven without waiting for an event.
@@ -118,25 +141,28 @@ impl Schedule {
     }
 
     /// Takes the deadlines due at `now`: parked requests whose time is up
-    /// are answered NOT_READY; connections idle past their deadline are
-    /// added to `idle`, for the loop to close.
+    /// are answered NOT_READY; connections idle past their deadline, or
+    /// still in their TLS handshake at its deadline, are added to `expired`
+    /// with the timer that expired, for the loop to close.
     pub fn expire(
         &mut self,
         now: Instant,
         connections: &mut Slab<Connection>,
         parking: &mut Parking,
         lottery: &Lottery,
-        idle: &mut Vec<usize>,
+        expired: &mut Vec<(usize, Timer)>,
     ) {
         let (done, expected) = (lottery.closed(), lottery.expected());
         while let Some(due) = self.pop_due(now, connections) {
             let conn = &mut connections[due.key];
+            // Its idle and handshake deadlines may both be due: listed once.
+            let listed = |expired: &Vec<(usize, Timer)>| expired.iter().any(|e| e.0 == due.key);
             match due.timer {
                 Timer::Park => {
                     parking.expire(due, conn, Wake::TimedOut { done, expected }, now, self)
                 }
                 Timer::Idle => {
-                    if self.idle_due(due, conn, now) {
+                    if self.idle_due(due, conn, now) && !listed(expired) {
                         if self.idle_log.allow(now) {
                             info!(
                                 "action: cerrar_conexion | result: success | peer: {} | motivo: no progress for {} ms",
@@ -144,7 +170,12 @@ impl Schedule {
                                 self.idle_timeout.as_millis()
                             );
                         }
-                        idle.push(due.key);
+                        expired.push((due.key, Timer::Idle));
+                    }
+                }
+                Timer::Handshake => {
+                    if conn.is_handshaking() && !listed(expired) {
+                        expired.push((due.key, Timer::Handshake));
                     }
                 }
             }

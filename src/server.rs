@@ -9,7 +9,7 @@
 //!    whole frames, hand each to [`requests`] (bets are *staged*, replies
 //!    held), park or stream winners as the verdict says;
 //! 4. take the deadlines that are due: parked requests whose time is up are
-//!    answered, idle connections closed;
+//!    answered, idle connections and unfinished TLS handshakes closed;
 //! 5. group commit ([`Central::commit`]), then the held replies are settled
 //!    (or turned into `ERROR STORAGE` if the disk refused); if the commit
 //!    ran the draw, every parked request is unparked;
@@ -23,7 +23,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::info;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -33,11 +33,12 @@ use crate::accept::Acceptor;
 pub use crate::accept::StartError;
 use crate::central::Central;
 use crate::config::Config;
-use crate::connection::{self, Connection, INPUT_CAPACITY, ReadOutcome, Stage};
+use crate::connection::{Connection, INPUT_CAPACITY, ReadOutcome, Stage};
 use crate::parking::{Parking, Wake};
 use crate::requests::{self, Verdict};
 use crate::schedule::Schedule;
 use crate::shutdown;
+use crate::transport::{CloseLog, TlsSetup, Transport};
 use crate::wire;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -65,8 +66,11 @@ pub struct Server {
     scratch: Vec<u8>,
     /// Reused by every flush, to list the touched connections.
     flushing: Vec<usize>,
-    /// Reused by every expiry, to list the idle connections to close.
-    idle: Vec<usize>,
+    /// Reused by every expiry, to list the connections to close and why.
+    expired: Vec<(usize, crate::deadlines::Timer)>,
+    /// Mutual TLS, when configured: every connection is TLS then.
+    tls: Option<TlsSetup>,
+    close_log: CloseLog,
     pub(crate) now: Instant,
     /// When the draw unparked requests, and how many: the next iteration
     /// answers them and logs how long that took.
@@ -78,6 +82,7 @@ impl Server {
     /// installs the signal handlers. Logs the effective config.
     pub fn bind(config: Config) -> Result<Server, StartError> {
         info!("action: config | result: success | {}", config.describe());
+        let tls = TlsSetup::from_config(&config).map_err(StartError::Tls)?;
         let central = Central::from_config(&config).map_err(StartError::Storage)?;
         let poll = Poll::new().map_err(StartError::Io)?;
         let acceptor = Acceptor::bind(&config, poll.registry(), LISTENER)?;
@@ -86,8 +91,9 @@ impl Server {
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(StartError::Io)?;
         info!(
-            "action: escuchar | result: success | address: {}",
-            acceptor.local_addr()
+            "action: escuchar | result: success | address: {} | tls: {}",
+            acceptor.local_addr(),
+            config.tls_mode()
         );
         Ok(Server {
             poll,
@@ -96,11 +102,13 @@ impl Server {
             connections: Slab::new(),
             central,
             parking: Parking::new(config.park_timeout, config.max_parked_per_agency),
-            schedule: Schedule::new(config.idle_timeout),
+            schedule: Schedule::new(config.idle_timeout, config.tls_handshake_timeout),
             next_id: 0,
             scratch: vec![0; INPUT_CAPACITY],
             flushing: Vec::new(),
-            idle: Vec::new(),
+            expired: Vec::new(),
+            tls,
+            close_log: CloseLog::default(),
             now: Instant::now(),
             waking: None,
         })
@@ -167,12 +175,7 @@ impl Server {
             self.expire_deadlines();
             self.commit();
             self.flush_touched();
-            if let Some((drawn_at, parked)) = waking {
-                info!(
-                    "action: despertar_pedidos | result: success | pedidos: {parked} | ms: {:.2}",
-                    drawn_at.elapsed().as_secs_f64() * 1000.0
-                );
-            }
+            crate::parking::log_woken(waking);
         }
     }
 
@@ -182,20 +185,21 @@ impl Server {
             &mut self.schedule,
             self.poll.registry(),
         );
-        let (next_id, now) = (&mut self.next_id, self.now);
+        let (next_id, now, tls) = (&mut self.next_id, self.now, self.tls.as_ref());
         self.acceptor
             .accept(connections.len(), now, |socket, peer| {
                 let entry = connections.vacant_entry();
                 let key = entry.key();
-                let mut conn = Connection::new(socket, peer, *next_id, now);
+                let transport = Transport::new(socket, tls)?;
+                let mut conn = Connection::new(transport, peer, *next_id, now);
                 conn.register(registry, Token(key))?;
                 *next_id += 1;
                 let conn = entry.insert(conn);
-                // Read its first request now, not after this commit (a
-                // whole fsync more on a slow disk).
+                // Read its first request now, not after this commit (a whole
+                // fsync more on a slow disk).
                 conn.mark_readable();
                 schedule.enqueue(key, conn);
-                schedule.arm_idle(key, conn);
+                schedule.admit(key, conn, now);
                 Ok(())
             });
     }
@@ -300,17 +304,21 @@ impl Server {
     }
 
     /// Answers parked requests whose time is up, and closes connections
-    /// that made no progress for the idle timeout.
+    /// that made no progress for the idle timeout or whose TLS handshake
+    /// did not complete in time.
     fn expire_deadlines(&mut self) {
-        let mut idle = std::mem::take(&mut self.idle);
+        let mut due = std::mem::take(&mut self.expired);
         let (connections, lottery) = (&mut self.connections, self.central.lottery());
         self.schedule
-            .expire(self.now, connections, &mut self.parking, lottery, &mut idle);
-        for &key in &idle {
+            .expire(self.now, connections, &mut self.parking, lottery, &mut due);
+        for &(key, timer) in &due {
+            let timeout = self.schedule.timeout(timer);
+            self.close_log
+                .expired(self.now, self.connections[key].peer(), timer, timeout);
             self.close(key);
         }
-        idle.clear();
-        self.idle = idle;
+        due.clear();
+        self.expired = due;
     }
 
     /// The group commit: this iteration's bets and closes made durable with
@@ -372,14 +380,10 @@ impl Server {
         }
     }
 
-    /// A socket error: a hang-up is routine, anything else is worth a warning.
+    /// A socket or TLS error ends the connection ([`CloseLog::lost`] logs it).
     fn lost(&mut self, key: usize, e: &io::Error) {
-        let peer = self.connections[key].peer();
-        if connection::is_disconnect(e) {
-            debug!("action: cerrar_conexion | result: success | peer: {peer} | motivo: {e}");
-        } else {
-            warn!("action: cerrar_conexion | result: fail | peer: {peer} | error: {e}");
-        }
+        self.close_log
+            .lost(self.now, self.connections[key].peer(), e);
         self.close(key);
     }
 
@@ -388,14 +392,8 @@ impl Server {
     fn close(&mut self, key: usize) {
         let mut conn = self.connections.remove(key);
         self.parking.forget(&conn);
+        conn.close_notify();
         conn.deregister(self.poll.registry());
-        let (peer, unlogged) = (conn.peer(), conn.request_lines_unlogged());
-        if unlogged > 0 {
-            warn!(
-                "action: cerrar_conexion | result: success | peer: {peer} | lineas_sin_registrar: {unlogged}"
-            );
-        } else {
-            debug!("action: cerrar_conexion | result: success | peer: {peer}");
-        }
+        conn.log_closed();
     }
 }

@@ -62,6 +62,7 @@ pub fn run(mut server: Server, signal: i32) -> io::Result<()> {
             .poll(&mut events, Some(left.min(Duration::from_millis(50))));
     }
     for (_, mut conn) in std::mem::take(&mut server.connections) {
+        conn.close_notify();
         conn.deregister(server.poll.registry());
         info!(
             "action: cerrar_conexion | result: success | peer: {}",

@@ -439,7 +439,7 @@ impl LiveSetup {
         // summary lines, logged once their one-second window has ended, so
         // the last window's summary may come a second after the last close.
         let summaries_by = Instant::now() + Duration::from_secs(5);
-        let (logs, refused, refused_lines, refused_at_cap, idle_closed) = loop {
+        let (refused, refused_lines, refused_at_cap, idle_closed) = loop {
             let logs = central.logs();
             let refused = logs
                 .matches("action: aceptar_conexion | result: fail | peer: ")
@@ -458,7 +458,7 @@ impl LiveSetup {
                 .count()
                 + suppressed_in(&logs, "action: cerrar_conexion");
             if refused_at_cap + idle_closed >= self.long_lived || Instant::now() >= summaries_by {
-                break (logs, refused, refused_lines, refused_at_cap, idle_closed);
+                break (refused, refused_lines, refused_at_cap, idle_closed);
             }
             std::thread::sleep(Duration::from_millis(100));
         };
