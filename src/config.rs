@@ -447,7 +447,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            err.0.contains("TLS_CERT from environment is empty"),
+            err.0
+                .contains("TLS_CERT in the environment is \" \": expected a PEM file path"),
             "{err}"
         );
         let err =
