@@ -27,27 +27,38 @@ COMPOSE_FILE ?= docker-compose-dev.yaml
 AGENCIES ?= 5
 SERVER_IMAGE ?= server:latest
 CLIENT_IMAGE ?= client:latest
+# TLS=1: a compose file made with `generar-compose.sh FILE N --tls` (mutual
+# TLS, certificates in .data/tls/, made by the central's image).
+TLS ?=
+TLS_ON := $(filter 1 yes true,$(TLS))
 # Seconds `docker-compose-down` gives each container to shut down gracefully.
 STOP_TIMEOUT ?= 10
 # `docker compose` (the plugin) where the machine has it, else docker-compose.
 COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo 'docker compose'; else echo docker-compose; fi)
 
-# The central and the agency, statically linked (glibc's static resolver
+# The central, lottery-certs and the agency, statically linked (glibc's static resolver
 # still reads /etc/hosts and DNS, which compose service names need). Debug
 # info is stripped (symbols are kept) to keep the images small.
 build:
 	CARGO_PROFILE_RELEASE_STRIP=debuginfo RUSTFLAGS='-C target-feature=+crt-static' \
 		$(CARGO) build --release --target $(STATIC_TARGET) --target-dir $(STATIC_DIR) \
-		-p lottery --bin lottery-server -p lottery-client --bin lottery-client
+		-p lottery --bin lottery-server --bin lottery-certs -p lottery-client --bin lottery-client
 
 docker-image: build
 	docker build -f compose/server/Dockerfile -t $(SERVER_IMAGE) .
 	docker build -f compose/client/Dockerfile -t $(CLIENT_IMAGE) .
 
-$(COMPOSE_FILE):
-	SERVER_IMAGE='$(SERVER_IMAGE)' CLIENT_IMAGE='$(CLIENT_IMAGE)' ./generar-compose.sh $@ $(AGENCIES)
+# With TLS=1 the certificates come from the central's image, so it is built
+# first (order-only: an existing compose file is not written again).
+$(COMPOSE_FILE): | $(if $(TLS_ON),docker-image)
+	SERVER_IMAGE='$(SERVER_IMAGE)' CLIENT_IMAGE='$(CLIENT_IMAGE)' ./generar-compose.sh $@ $(AGENCIES) $(if $(TLS_ON),--tls)
 
 docker-compose-up: $(COMPOSE_FILE) docker-compose-bets docker-image
+	@if [[ -n '$(TLS_ON)' ]] && ! grep -q -- '- TLS_CERT=' '$(COMPOSE_FILE)'; then \
+		echo "docker-compose-up: TLS=1, but $(COMPOSE_FILE) is a plain deployment:" >&2; \
+		echo "  ./generar-compose.sh $(COMPOSE_FILE) N --tls (or delete it, and make docker-compose-up TLS=1 writes one for $(AGENCIES))" >&2; \
+		exit 1; \
+	fi
 	$(COMPOSE) -f $(COMPOSE_FILE) up -d
 
 # A bets file missing on the host would be mounted as an empty directory
@@ -61,6 +72,13 @@ docker-compose-bets: $(COMPOSE_FILE)
 		echo "docker-compose-up: these bets files are missing:" $$missing >&2; \
 		echo "  unzip the course dataset into .data/ (unzip ../shared/data/dataset.zip -d .data)" >&2; \
 		echo "  or generate some: cargo run --release -p lottery-bench --bin lottery-gen -- --agencies $(AGENCIES) --out .data" >&2; \
+		exit 1; \
+	fi; \
+	missing=$$(grep -o '\./\.data/tls/[^:]*' '$(notdir $(COMPOSE_FILE))' | sort -u | \
+		while read -r f; do [[ -f $$f ]] || echo "$$f"; done); \
+	if [[ -n $$missing ]]; then \
+		echo "docker-compose-up: these certificate files are missing:" $$missing >&2; \
+		echo "  write the compose file again to make them: ./generar-compose.sh $(notdir $(COMPOSE_FILE)) N --tls" >&2; \
 		exit 1; \
 	fi
 

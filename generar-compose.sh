@@ -4,13 +4,19 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: ./generar-compose.sh FILE N
+usage: ./generar-compose.sh FILE N [--tls]
 
 Writes the docker compose file FILE with the central (service and container
 `server`) and N agencies (`client1` ... `clientN`) on one network.
 
-  FILE  the compose file to write (overwritten if it exists)
-  N     how many agencies, 0 or more (0: the central alone)
+  FILE   the compose file to write (overwritten if it exists)
+  N      how many agencies, 0 or more (0: the central alone)
+  --tls  mutual TLS: the central serves only TLS and each agency presents
+         its own certificate. The certificates are made under .data/tls/
+         (beside FILE) if they are not all there, by the lottery-certs of
+         the central's image (build it first: make docker-image). Each
+         container mounts the CA certificate and only its own key: the
+         central server.pem/server.key, agency i agency-i.pem/agency-i.key.
 
 The central gets AGENCIES=N and keeps its bets and journal in an anonymous
 volume at /.data/central: they live as long as the deployment (kill,
@@ -29,10 +35,66 @@ Environment:
 EOF
 }
 
+die() {
+    echo "generar-compose.sh: $*" >&2
+    exit 1
+}
+
+# The certificate files a TLS deployment of N agencies mounts.
+tls_files() {
+    echo ca.pem server.pem server.key
+    for ((i = 1; i <= $1; i++)); do
+        echo "agency-$i.pem" "agency-$i.key"
+    done
+}
+
+# Makes DIR (.data/tls/ beside the compose file) hold a CA, the central's
+# certificate for the name `server` and one certificate per agency, with
+# lottery-certs from the central's image: the images are FROM scratch and
+# the host may have no build of it. A set that lacks some of the files (for
+# fewer agencies, say) is moved aside, not overwritten, and a new one made.
+make_certificates() {
+    local dir=$1 n=$2 image=$3 missing=() f
+    for f in $(tls_files "$n"); do
+        [[ -f "$dir/$f" ]] || missing+=("$f")
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        echo "generar-compose.sh: using the certificates in $dir"
+        return
+    fi
+    if ! docker image inspect "$image" >/dev/null 2>&1; then
+        die "$dir lacks ${missing[*]}; the certificates are made by /lottery-certs of the central's image $image, which is not there: build it (make docker-image SERVER_IMAGE=$image), or make them yourself: cargo run --release --bin lottery-certs -- --agencies $n --out $dir --server-name server --server-name localhost --server-name 127.0.0.1"
+    fi
+    if [[ -d "$dir" ]] && [[ -n "$(ls -A "$dir")" ]]; then
+        local old
+        old="$dir-$(date -u +%Y-%m-%dT%H-%M-%SZ)"
+        mv "$dir" "$old"
+        echo "generar-compose.sh: $dir lacked ${missing[*]}; moved it to $old"
+    fi
+    mkdir -p "$dir"
+    # As the calling user, so that the keys (mode 0600) are the user's.
+    docker run --rm --user "$(id -u):$(id -g)" --network none \
+        --volume "$(cd "$dir" && pwd):/out" --entrypoint /lottery-certs "$image" \
+        --agencies "$n" --out /out \
+        --server-name server --server-name localhost --server-name 127.0.0.1 >/dev/null ||
+        die "lottery-certs in $image failed to write $dir"
+    echo "generar-compose.sh: made the certificates of a new CA, the central and $n agencies in $dir"
+}
+
 if [[ $# -eq 1 && ( "$1" == -h || "$1" == --help ) ]]; then
     usage
     exit 0
 fi
+tls=0
+args=()
+for arg in "$@"; do
+    if [[ "$arg" == --tls ]]; then
+        tls=1
+    else
+        args+=("$arg")
+    fi
+done
+set -- "${args[@]+"${args[@]}"}"
 if [[ $# -ne 2 || -z "$1" ]]; then
     usage >&2
     exit 2
@@ -47,13 +109,20 @@ agencies=$((10#$2))
 server_image=${SERVER_IMAGE:-server:latest}
 client_image=${CLIENT_IMAGE:-client:latest}
 prefix=${CONTAINER_PREFIX:-}
+tls_flag=""
+tls_note=""
+if [[ $tls -eq 1 ]]; then
+    tls_flag=" --tls"
+    tls_note=", over mutual TLS (certificates in .data/tls/)"
+    make_certificates "$(dirname "$file")/.data/tls" "$agencies" "$server_image"
+fi
 
 # Written whole to a temporary file first, so a failed run leaves no half file.
 tmp=$(mktemp "${file}.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 {
     cat <<EOF
-# Written by ./generar-compose.sh $file $agencies: the central and $agencies agencies.
+# Written by ./generar-compose.sh $file $agencies${tls_flag}: the central and $agencies agencies${tls_note}.
 services:
   server:
     container_name: ${prefix}server
@@ -61,12 +130,31 @@ services:
     environment:
       - AGENCIES=${agencies}
       - BETS_FILE=/.data/central/bets.csv
+EOF
+    if [[ $tls -eq 1 ]]; then
+        cat <<EOF
+      - TLS_CERT=/tls/server.pem
+      - TLS_KEY=/tls/server.key
+      - TLS_CLIENT_CA=/tls/ca.pem
+EOF
+    fi
+    cat <<EOF
     volumes:
       - ./compose/server/config.ini:/config.ini:ro
       # Anonymous: the lottery's files belong to this deployment. A killed,
       # stopped, restarted or recreated central finds them again; \`down\`
       # ends the lottery and the next \`up\` starts a new one.
       - /.data/central
+EOF
+    if [[ $tls -eq 1 ]]; then
+        cat <<EOF
+      # The CA's certificate and the central's own key only.
+      - ./.data/tls/ca.pem:/tls/ca.pem:ro
+      - ./.data/tls/server.pem:/tls/server.pem:ro
+      - ./.data/tls/server.key:/tls/server.key:ro
+EOF
+    fi
+    cat <<EOF
     networks:
       - lottery_net
 EOF
@@ -78,9 +166,28 @@ EOF
     image: ${client_image}
     environment:
       - CLI_ID=${i}
+EOF
+        if [[ $tls -eq 1 ]]; then
+            cat <<EOF
+      - CLI_TLS_CA=/tls/ca.pem
+      - CLI_TLS_CERT=/tls/agency-${i}.pem
+      - CLI_TLS_KEY=/tls/agency-${i}.key
+EOF
+        fi
+        cat <<EOF
     volumes:
       - ./compose/client/config.yaml:/config.yaml:ro
       - ./.data/agency-${i}.csv:/.data/agency-${i}.csv:ro
+EOF
+        if [[ $tls -eq 1 ]]; then
+            cat <<EOF
+      # The CA's certificate and this agency's own key only.
+      - ./.data/tls/ca.pem:/tls/ca.pem:ro
+      - ./.data/tls/agency-${i}.pem:/tls/agency-${i}.pem:ro
+      - ./.data/tls/agency-${i}.key:/tls/agency-${i}.key:ro
+EOF
+        fi
+        cat <<EOF
     networks:
       - lottery_net
     depends_on:
@@ -96,4 +203,4 @@ EOF
 chmod 644 "$tmp"
 mv "$tmp" "$file"
 trap - EXIT
-echo "generar-compose.sh: wrote $file with the central and $agencies agencies"
+echo "generar-compose.sh: wrote $file with the central and $agencies agencies${tls_note}"

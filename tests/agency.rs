@@ -1,7 +1,9 @@
 //! The agency binary (`lottery-client`) against a fake central: a thread in
 //! this test that speaks `PROTOCOL.md` over a real socket, records what it
 //! was sent, and can be told to misbehave (close after every reply, lose
-//! bets, refuse to store, shut down, park forever, come up late).
+//! bets, refuse to store, shut down, park forever, come up late). It can
+//! also serve mutual TLS (rustls, certificates from `lottery::certs`), and
+//! then records the agency each connection's certificate names.
 //!
 //! Run with `cargo build --release --workspace && cargo test --release
 //! --workspace --test agency` (the agency is another package's binary).
@@ -18,7 +20,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use lottery::bet::{self, format_date};
+use lottery::certs::{Authority, Issued, Leaf};
+use lottery::tls::{self, Pem};
 use lottery::wire::{self, ErrorCode, Frame};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 const AGENCY: u32 = 3;
 const WINNING_NUMBER: u16 = 7574;
@@ -52,6 +57,10 @@ struct Script {
     /// Accept the first this many connections and never answer on them (a
     /// wedged central, or a half-open connection to a host that is gone).
     silent_connections: usize,
+    /// Answer every request with ERROR FORBIDDEN and close.
+    forbid: bool,
+    /// Serve mutual TLS with this configuration.
+    tls: Option<Arc<ServerConfig>>,
 }
 
 /// What the fake central saw and holds.
@@ -70,6 +79,10 @@ struct Seen {
     storage_sent: usize,
     lost_on_batch: bool,
     lost_on_done: bool,
+    /// Over TLS: the agency each connection's verified certificate named.
+    tls_agencies: Vec<u32>,
+    /// Over TLS: the handshakes that failed, with rustls' reason.
+    tls_refused: Vec<String>,
 }
 
 struct FakeCentral {
@@ -141,6 +154,8 @@ fn accept_loop(
                     .unwrap();
                 if number <= script.silent_connections {
                     swallow(stream, &stop);
+                } else if let Some(config) = &script.tls {
+                    serve_tls(stream, config, number, &script, &seen, &stop);
                 } else {
                     serve(stream, number, &script, &seen, &stop);
                 }
@@ -168,6 +183,35 @@ fn swallow(mut stream: TcpStream, stop: &AtomicBool) {
     }
 }
 
+/// Completes the TLS handshake (the central's side refuses a bad
+/// certificate here, with an alert), records the agency the certificate
+/// names, then serves as over plain TCP.
+fn serve_tls(
+    socket: TcpStream,
+    config: &Arc<ServerConfig>,
+    number: usize,
+    script: &Script,
+    seen: &Mutex<Seen>,
+    stop: &AtomicBool,
+) {
+    let mut conn = ServerConnection::new(config.clone()).unwrap();
+    let mut socket = socket;
+    while conn.is_handshaking() && !stop.load(Ordering::Relaxed) {
+        match conn.complete_io(&mut socket) {
+            Ok((0, 0)) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                seen.lock().unwrap().tls_refused.push(e.to_string());
+                return;
+            }
+        }
+    }
+    let agency = tls::agency_of(conn.peer_certificates(), 5).unwrap();
+    seen.lock().unwrap().tls_agencies.push(agency);
+    serve(StreamOwned::new(conn, socket), number, script, seen, stop);
+}
+
 /// What to do after answering a request.
 enum Then {
     KeepOpen,
@@ -177,7 +221,7 @@ enum Then {
 }
 
 fn serve(
-    mut stream: TcpStream,
+    mut stream: impl Read + Write,
     number: usize,
     script: &Script,
     seen: &Mutex<Seen>,
@@ -192,7 +236,10 @@ fn serve(
             match wire::decode(&inbox) {
                 Ok(Some((frame, used))) => {
                     let mut out = Vec::new();
-                    let then = if first_request && number <= script.shutting_down {
+                    let then = if script.forbid {
+                        wire::encode_error(&mut out, ErrorCode::Forbidden, AGENCY, "not yours");
+                        Then::Close
+                    } else if first_request && number <= script.shutting_down {
                         wire::encode_error(&mut out, ErrorCode::ShuttingDown, 0, "going down");
                         Then::Close
                     } else {
@@ -200,7 +247,11 @@ fn serve(
                     };
                     first_request = false;
                     inbox.drain(..used);
-                    if stream.write_all(&out).is_err() {
+                    if stream
+                        .write_all(&out)
+                        .and_then(|()| stream.flush())
+                        .is_err()
+                    {
                         return;
                     }
                     match then {
@@ -1134,4 +1185,238 @@ fn a_central_that_never_answers_ends_the_run_with_exit_1_at_the_connect_timeout(
         done.log
     );
     assert!(central.seen().stored.is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Mutual TLS.
+
+/// A CA and the central's TLS configuration for `names`; certificates of
+/// agencies are written as files for the agency to read.
+struct Pki {
+    ca: Authority,
+    central: Issued,
+}
+
+impl Pki {
+    fn new(names: &[&str]) -> Pki {
+        let ca = Authority::new("agency test CA").unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let central = ca.central(&names).unwrap();
+        Pki { ca, central }
+    }
+
+    fn server_config(&self) -> Arc<ServerConfig> {
+        tls::server_config(
+            &Pem::from_bytes("server.pem", self.central.cert_pem.clone()),
+            &Pem::from_bytes("server.key", self.central.key_pem.clone()),
+            &Pem::from_bytes("ca.pem", self.ca.cert_pem()),
+            5,
+        )
+        .unwrap()
+    }
+
+    fn central(&self, script: Script) -> FakeCentral {
+        FakeCentral::start(Script {
+            tls: Some(self.server_config()),
+            ..script
+        })
+    }
+
+    /// Writes `agency`'s certificate and key and this CA's certificate
+    /// under `dir/tls/` and points the agency at them.
+    fn files<'c>(&self, dir: &Path, agency: &Issued, cmd: &'c mut Command) -> &'c mut Command {
+        let tls = dir.join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        std::fs::write(tls.join("ca.pem"), self.ca.cert_pem()).unwrap();
+        std::fs::write(tls.join("agency.pem"), &agency.cert_pem).unwrap();
+        std::fs::write(tls.join("agency.key"), &agency.key_pem).unwrap();
+        cmd.env("CLI_TLS_CA", tls.join("ca.pem"))
+            .env("CLI_TLS_CERT", tls.join("agency.pem"))
+            .env("CLI_TLS_KEY", tls.join("agency.key"))
+    }
+}
+
+#[test]
+fn over_mutual_tls_the_agency_stores_every_bet_once_and_gets_its_winners() {
+    let dir = util::temp_dir("agency-tls");
+    let rows = rows(1_000, 0);
+    write_bets(&dir, &rows);
+    let pki = Pki::new(&["127.0.0.1"]);
+    let central = pki.central(Script {
+        one_request_per_connection: true,
+        ..Script::default()
+    });
+    let mut cmd = agency(&dir, &central.address());
+    let done = run(pki.files(&dir, &pki.ca.agency(AGENCY).unwrap(), &mut cmd));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert_stored_exactly(&central, &rows);
+    let winners = winners_of(&rows).len();
+    assert!(
+        has_line(
+            &done.log,
+            &format!("action: consulta_ganadores | result: success | cant_ganadores: {winners}")
+        ),
+        "{}",
+        done.log
+    );
+    assert!(
+        has_line(&done.log, "| tls: mutual | tls_ca: "),
+        "{}",
+        done.log
+    );
+    // Every connection (one per request here) was TLS, bound to agency 3.
+    let seen = central.seen();
+    assert!(seen.connections > 10, "{}", seen.connections);
+    assert_eq!(seen.tls_agencies, vec![AGENCY; seen.connections]);
+    assert!(seen.tls_refused.is_empty(), "{:?}", seen.tls_refused);
+}
+
+#[test]
+fn the_agency_refuses_a_central_whose_certificate_lacks_the_host_and_does_not_retry() {
+    let dir = util::temp_dir("agency-tls-host");
+    write_bets(&dir, &rows(10, 0));
+    // The central is reached as 127.0.0.1; its certificate names localhost.
+    let pki = Pki::new(&["localhost"]);
+    let central = pki.central(Script::default());
+    let mut cmd = agency(&dir, &central.address());
+    let done = run(pki.files(&dir, &pki.ca.agency(AGENCY).unwrap(), &mut cmd));
+    assert_eq!(done.code, Some(2), "{}", done.log);
+    assert!(
+        has_line(
+            &done.log,
+            "action: conectar | result: fail | servidor: 127.0.0.1:"
+        ) && has_line(&done.log, "name \"127.0.0.1\" of server.address"),
+        "{}",
+        done.log
+    );
+    let seen = central.seen();
+    assert_eq!(seen.connections, 1, "one handshake, no reconnect loop");
+    assert!(seen.stored.is_empty());
+}
+
+#[test]
+fn a_certificate_the_central_refuses_ends_the_run_with_exit_2_not_an_endless_reconnect() {
+    let pki = Pki::new(&["127.0.0.1"]);
+    let expired = pki.ca.issue(&Leaf::agency(AGENCY).expired()).unwrap();
+    let stranger = Authority::new("another CA")
+        .unwrap()
+        .agency(AGENCY)
+        .unwrap();
+    let beyond = pki.ca.agency(9).unwrap();
+    for (name, cert, agency_id, alert) in [
+        ("expired", &expired, AGENCY, "CertificateExpired"),
+        ("stranger", &stranger, AGENCY, "UnknownCA"),
+        ("beyond", &beyond, 9, "CertificateUnknown"),
+    ] {
+        let dir = util::temp_dir(&format!("agency-tls-refused-{name}"));
+        write_bets(&dir, &rows(10, 0));
+        std::fs::rename(
+            dir.join(format!(".data/agency-{AGENCY}.csv")),
+            dir.join(format!(".data/agency-{agency_id}.csv")),
+        )
+        .unwrap();
+        let central = pki.central(Script::default());
+        let mut cmd = agency(&dir, &central.address());
+        cmd.env("CLI_ID", agency_id.to_string());
+        let done = run(pki.files(&dir, cert, &mut cmd));
+        assert_eq!(done.code, Some(2), "{name}: {}", done.log);
+        assert!(
+            has_line(
+                &done.log,
+                &format!(
+                    "motivo: the central refused the TLS connection (received fatal alert: {alert})"
+                )
+            ),
+            "{name}: {}",
+            done.log
+        );
+        let seen = central.seen();
+        assert_eq!(
+            seen.connections, 1,
+            "{name}: one handshake, no reconnect loop"
+        );
+        assert_eq!(seen.tls_refused.len(), 1, "{name}");
+        assert!(seen.stored.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn a_certificate_of_another_agency_is_a_config_error_before_any_connection() {
+    let dir = util::temp_dir("agency-tls-other");
+    write_bets(&dir, &rows(10, 0));
+    let pki = Pki::new(&["127.0.0.1"]);
+    let central = pki.central(Script::default());
+    let mut cmd = agency(&dir, &central.address());
+    let done = run(pki.files(&dir, &pki.ca.agency(1).unwrap(), &mut cmd));
+    assert_eq!(done.code, Some(2), "{}", done.log);
+    assert!(
+        has_line(&done.log, "action: config | result: fail")
+            && has_line(
+                &done.log,
+                "agency.pem is agency-1's certificate, but this agency's id is 3"
+            ),
+        "{}",
+        done.log
+    );
+    assert_eq!(central.seen().connections, 0);
+}
+
+#[test]
+fn some_but_not_all_tls_settings_or_a_missing_file_is_a_config_error_naming_it() {
+    let dir = util::temp_dir("agency-tls-partial");
+    write_bets(&dir, &rows(10, 0));
+    let central = FakeCentral::start(Script::default());
+    let done = run(agency(&dir, &central.address())
+        .env("CLI_TLS_CA", "ca.pem")
+        .env("CLI_TLS_CERT", "agency-3.pem"));
+    assert_eq!(done.code, Some(2), "{}", done.log);
+    assert!(
+        has_line(&done.log, "tls.key (CLI_TLS_KEY) missing"),
+        "{}",
+        done.log
+    );
+    let done = run(agency(&dir, &central.address())
+        .env("CLI_TLS_CA", "no-such-ca.pem")
+        .env("CLI_TLS_CERT", "agency-3.pem")
+        .env("CLI_TLS_KEY", "agency-3.key"));
+    assert_eq!(done.code, Some(2), "{}", done.log);
+    assert!(
+        has_line(&done.log, "motivo: no-such-ca.pem: cannot read"),
+        "{}",
+        done.log
+    );
+    assert_eq!(central.seen().connections, 0);
+}
+
+#[test]
+fn a_plain_agency_against_a_tls_central_says_so_and_exits_2() {
+    let dir = util::temp_dir("agency-plain-to-tls");
+    write_bets(&dir, &rows(10, 0));
+    let pki = Pki::new(&["127.0.0.1"]);
+    let central = pki.central(Script::default());
+    let done = run(&mut agency(&dir, &central.address()));
+    assert_eq!(done.code, Some(2), "{}", done.log);
+    assert!(
+        has_line(
+            &done.log,
+            "| tls: none | motivo: the central answered in TLS"
+        ),
+        "{}",
+        done.log
+    );
+    assert_eq!(central.seen().connections, 1);
+}
+
+#[test]
+fn forbidden_ends_the_run_with_exit_2_without_retrying() {
+    let dir = util::temp_dir("agency-forbidden");
+    write_bets(&dir, &rows(10, 0));
+    let central = FakeCentral::start(Script {
+        forbid: true,
+        ..Script::default()
+    });
+    let done = run(&mut agency(&dir, &central.address()));
+    assert_eq!(done.code, Some(2), "{}", done.log);
+    assert!(has_line(&done.log, "(FORBIDDEN)"), "{}", done.log);
+    assert_eq!(central.seen().connections, 1);
 }

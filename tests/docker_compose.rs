@@ -197,13 +197,35 @@ impl Project {
 
     /// Writes the compose file for `agencies` agencies with `generar-compose.sh`.
     fn generate(&mut self, agencies: u32) {
-        run(Command::new(repo_root().join("generar-compose.sh"))
+        self.generate_with(agencies, &[]);
+    }
+
+    /// The same with more arguments (`--tls`); what the script printed.
+    fn generate_with(&mut self, agencies: u32, more: &[&str]) -> String {
+        let printed = run(Command::new(repo_root().join("generar-compose.sh"))
             .env("SERVER_IMAGE", &self.server_image)
             .env("CLIENT_IMAGE", &self.client_image)
             .env("CONTAINER_PREFIX", format!("{}-", self.name))
             .arg(self.compose_file())
-            .arg(agencies.to_string()));
+            .arg(agencies.to_string())
+            .args(more));
         self.agencies = agencies;
+        printed
+    }
+
+    /// `container path <- host file` of each bind mount of `container`.
+    fn bind_mounts(&self, container: &str) -> HashMap<String, PathBuf> {
+        run(docker()
+            .args([
+                "inspect",
+                "--format",
+                "{{range .Mounts}}{{if eq .Type \"bind\"}}{{.Destination}}={{.Source}}\n{{end}}{{end}}",
+            ])
+            .arg(container))
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(to, from)| (to.to_string(), PathBuf::from(from)))
+        .collect()
     }
 
     /// A compose command on this project.
@@ -1180,5 +1202,184 @@ fn a_central_killed_or_restarted_inside_its_deployment_recovers_its_lottery() {
         Some(&(900, 3)),
         "after `restart`: {recovered:?}"
     );
+    stop_and_check_central(&project);
+}
+
+// ---------------------------------------------------------------------------
+// Mutual TLS (`generar-compose.sh FILE N --tls`).
+
+/// The certificate files under `.data/tls/` a container of `service` must
+/// mount, and nothing else of that directory: the CA's certificate and its
+/// own certificate and key.
+fn own_tls_files(service: &str) -> Vec<String> {
+    let own = match service.strip_prefix("client") {
+        Some(i) => format!("agency-{i}"),
+        None => "server".to_string(),
+    };
+    let mut files = vec![
+        "ca.pem".to_string(),
+        format!("{own}.pem"),
+        format!("{own}.key"),
+    ];
+    files.sort();
+    files
+}
+
+/// `lottery-certs` of this build (a binary of the root package, built with
+/// the tests).
+fn lottery_certs_bin() -> PathBuf {
+    util::server_bin().with_file_name("lottery-certs")
+}
+
+/// `generar-compose.sh --tls` on its own, with the certificates already
+/// there: no Docker needed.
+#[test]
+fn generar_compose_with_tls_mounts_only_each_containers_own_key() {
+    let dir = util::temp_dir("generar-compose-tls");
+    run(Command::new(lottery_certs_bin())
+        .args(["--agencies", "3", "--out"])
+        .arg(dir.join(".data/tls"))
+        .args(["--server-name", "server"]));
+    let file = dir.join("docker-compose-dev.yaml");
+    let said = run(Command::new(repo_root().join("generar-compose.sh"))
+        .env_remove("CONTAINER_PREFIX")
+        .arg(&file)
+        .arg("3")
+        .arg("--tls"));
+    assert!(said.contains("using the certificates in"), "{said}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    // Each service's block: from its name to the next blank line.
+    let block = |service: &str| -> String {
+        let start = text.find(&format!("\n  {service}:\n")).unwrap();
+        let rest = &text[start + 1..];
+        rest[..rest.find("\n\n").unwrap_or(rest.len())].to_string()
+    };
+    for service in ["server", "client1", "client2", "client3"] {
+        let block = block(service);
+        let mut mounted: Vec<String> = block
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- ./.data/tls/"))
+            .map(|l| l.split(':').next().unwrap().to_string())
+            .collect();
+        mounted.sort();
+        assert_eq!(mounted, own_tls_files(service), "{service}:\n{block}");
+        for f in &mounted {
+            assert!(
+                block.contains(&format!("- ./.data/tls/{f}:/tls/{f}:ro")),
+                "{service}:\n{block}"
+            );
+        }
+        assert!(!block.contains("ca.key"), "{service}:\n{block}");
+    }
+    let server = block("server");
+    for line in [
+        "- TLS_CERT=/tls/server.pem",
+        "- TLS_KEY=/tls/server.key",
+        "- TLS_CLIENT_CA=/tls/ca.pem",
+    ] {
+        assert!(server.contains(line), "no `{line}` in:\n{server}");
+    }
+    let client2 = block("client2");
+    for line in [
+        "- CLI_TLS_CA=/tls/ca.pem",
+        "- CLI_TLS_CERT=/tls/agency-2.pem",
+        "- CLI_TLS_KEY=/tls/agency-2.key",
+    ] {
+        assert!(client2.contains(line), "no `{line}` in:\n{client2}");
+    }
+
+    // Without --tls, nothing of it.
+    run(Command::new(repo_root().join("generar-compose.sh"))
+        .arg(&file)
+        .arg("3"));
+    let plain = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !plain.contains("/tls/") && !plain.contains("TLS"),
+        "{plain}"
+    );
+
+    // A set for fewer agencies is not overwritten: without the image that
+    // would make a new one, the script says what is missing and stops.
+    let output = Command::new(repo_root().join("generar-compose.sh"))
+        .env("SERVER_IMAGE", "lottery-no-such-image:never")
+        .arg(&file)
+        .arg("4")
+        .arg("--tls")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", printed(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("lacks agency-4.pem agency-4.key") && stderr.contains("lottery-certs"),
+        "{stderr}"
+    );
+    assert!(dir.join(".data/tls/agency-3.key").is_file());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), plain);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn five_agencies_over_mutual_tls_get_their_winners_and_each_container_holds_only_its_own_key() {
+    let _one_at_a_time = lock();
+    let Some(compose) = compose_or_skip("tls_five") else {
+        return;
+    };
+    let mut project = Project::new(compose, "tls");
+    let winners = match util::course_dataset() {
+        Some(zip) => {
+            say("tls_five: the course dataset");
+            util::unzip_course_dataset(&zip, &project.data_dir());
+            COURSE_WINNERS.to_vec()
+        }
+        None => {
+            say("tls_five: no course dataset, generated bets instead");
+            util::generate(&project.data_dir(), 5, 5_000, 5)
+        }
+    };
+    // The certificates are made by lottery-certs of the central's image.
+    let said = project.generate_with(5, &["--tls"]);
+    assert!(said.contains("made the certificates"), "{said}");
+    let tls_dir = project.data_dir().join("tls");
+    for i in 1..=5 {
+        let key = tls_dir.join(format!("agency-{i}.key"));
+        let mode = std::os::unix::fs::PermissionsExt::mode(&key.metadata().unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+    }
+
+    run_lottery(&project, &winners);
+    for (i, log) in project.agency_logs().iter().enumerate() {
+        assert!(
+            log.iter()
+                .any(|l| l.contains("action: config | result: success")
+                    && l.contains("| tls: mutual |")),
+            "agency {} did not say it speaks TLS:\n{}",
+            i + 1,
+            log.join("\n")
+        );
+    }
+
+    // Every container's mounts of .data/tls/: the CA's certificate and its
+    // own certificate and key, never another's key nor the CA's key.
+    let tls_dir = tls_dir.canonicalize().unwrap();
+    let services: Vec<String> = std::iter::once("server".to_string())
+        .chain((1..=5).map(|i| format!("client{i}")))
+        .collect();
+    for service in &services {
+        let mounts = project.bind_mounts(&project.container(service));
+        let mut from_tls: Vec<String> = mounts
+            .iter()
+            .filter_map(|(to, from)| {
+                let name = from.strip_prefix(&tls_dir).ok()?.to_str()?.to_string();
+                assert_eq!(to, &format!("/tls/{name}"), "{service}: {mounts:?}");
+                Some(name)
+            })
+            .collect();
+        from_tls.sort();
+        assert_eq!(from_tls, own_tls_files(service), "{service}: {mounts:?}");
+        assert!(
+            mounts.values().all(|from| from != &tls_dir),
+            "{service} mounts all of .data/tls: {mounts:?}"
+        );
+    }
     stop_and_check_central(&project);
 }

@@ -13,7 +13,10 @@
 //! What comes back decides what happens (see [`Agency::refusal`]): a lost
 //! connection, SHUTTING_DOWN or STORAGE means "reconnect and resume" (within
 //! the retry budget of [`Retry`]); a rejected bet or agency is the agency's
-//! own input being wrong (exit 2); anything outside the protocol is the
+//! own input being wrong (exit 2); a TLS refusal (a certificate either side
+//! refuses, a central that speaks TLS to a plain agency or the reverse) is
+//! the deployment's TLS setup being wrong (exit 2, no retry: the same
+//! certificates get the same answer); anything outside the protocol is the
 //! central's fault (exit 1).
 
 use std::collections::VecDeque;
@@ -29,6 +32,7 @@ use crate::connection::{ConnError, Connection, Reply};
 use crate::logfmt::clean;
 use crate::retry::{GiveUp, Retry};
 use crate::stop::Stop;
+use crate::transport::Tls;
 
 /// How often `CLI_WINNERS_MODE=poll` asks for the winners.
 pub const POLL_PERIOD: Duration = Duration::from_millis(100);
@@ -60,12 +64,15 @@ pub enum Failure {
     Rejected(String),
     /// The central could not be reached in time or broke the protocol: exit 1.
     Central(String),
+    /// TLS was refused by either side (certificates, CA, names, or TLS on
+    /// one side only): exit 2, a configuration to fix.
+    Tls(String),
 }
 
 impl Failure {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Rejected(_) => 2,
+            Failure::Rejected(_) | Failure::Tls(_) => 2,
             Failure::Central(_) => 1,
         }
     }
@@ -101,6 +108,7 @@ impl From<ConnError> for Interrupt {
             },
             ConnError::Stopped => Interrupt::Stopped,
             ConnError::Garbled(why) => Interrupt::Failed(Failure::Central(why)),
+            ConnError::Refused(why) => Interrupt::Failed(Failure::Tls(why)),
         }
     }
 }
@@ -109,6 +117,8 @@ pub struct Agency<'a> {
     config: &'a Config,
     bets: &'a Bets,
     stop: &'a Stop,
+    /// Mutual TLS to the central, or `None` for plain TCP.
+    tls: Option<&'a Tls>,
     retry: Retry,
     /// The central's durable count of this agency's bets, as last heard.
     stored: usize,
@@ -143,6 +153,7 @@ impl<'a> Agency<'a> {
             config,
             bets,
             stop,
+            tls: None,
             retry: Retry::new(config.connect_timeout),
             stored: 0,
             stage: Stage::Sending,
@@ -162,6 +173,12 @@ impl<'a> Agency<'a> {
     /// a later day resumes at `position` with nothing shifted.
     pub fn hold_from(mut self, position: Option<usize>) -> Self {
         self.held_from = position;
+        self
+    }
+
+    /// Speaks mutual TLS to the central (`None`: plain TCP).
+    pub fn over(mut self, tls: Option<&'a Tls>) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -197,17 +214,24 @@ impl<'a> Agency<'a> {
                 .retry
                 .remaining()
                 .clamp(Duration::from_millis(10), CONNECT_ATTEMPT);
-            let mut conn = match Connection::open(
+            let opened = Connection::open(
                 &self.config.server_address,
                 timeout,
                 self.config.reply_timeout,
+                self.tls,
                 self.stop,
-            ) {
+            );
+            let mut conn = match opened {
                 Ok(conn) => conn,
-                Err(e) => {
-                    self.lost(format!("cannot connect: {e}"), Duration::ZERO);
+                Err(ConnError::Lost(why)) => {
+                    self.lost(format!("cannot connect: {why}"), Duration::ZERO);
                     continue;
                 }
+                Err(e) => match Interrupt::from(e) {
+                    Interrupt::Stopped => return Ok(self.stopped()),
+                    Interrupt::Failed(failure) => return Err(self.fail(failure)),
+                    Interrupt::Lost { .. } => unreachable!("handled above"),
+                },
             };
             debug!(
                 "action: conectar | result: success | servidor: {} | desde: {}",
@@ -223,19 +247,27 @@ impl<'a> Agency<'a> {
                 }
                 Err(Interrupt::Lost { why, at_least }) => self.lost(why, at_least),
                 Err(Interrupt::Stopped) => return Ok(self.stopped()),
-                Err(Interrupt::Failed(failure)) => {
-                    let reason = match &failure {
-                        Failure::Rejected(why) | Failure::Central(why) => why,
-                    };
-                    error!(
-                        "action: {} | result: fail | motivo: {}",
-                        self.action(),
-                        clean(reason)
-                    );
-                    return Err(failure);
-                }
+                Err(Interrupt::Failed(failure)) => return Err(self.fail(failure)),
             }
         }
+    }
+
+    /// Logs why the run fails.
+    fn fail(&self, failure: Failure) -> Failure {
+        match &failure {
+            Failure::Rejected(why) | Failure::Central(why) => error!(
+                "action: {} | result: fail | motivo: {}",
+                self.action(),
+                clean(why)
+            ),
+            Failure::Tls(why) => error!(
+                "action: conectar | result: fail | servidor: {} | tls: {} | motivo: {}",
+                clean(&self.config.server_address),
+                if self.tls.is_some() { "mutual" } else { "none" },
+                clean(why)
+            ),
+        }
+        failure
     }
 
     fn stopped(&self) -> Outcome {
@@ -566,6 +598,10 @@ impl<'a> Agency<'a> {
                     "the central rejected bet {position} of the stream (dni {dni}) as invalid: {message}"
                 )))
             }
+            Some(ErrorCode::Forbidden) => Interrupt::Failed(Failure::Rejected(format!(
+                "the central does not let this connection act for agency {} (FORBIDDEN): {message}",
+                self.config.id
+            ))),
             Some(ErrorCode::UnknownAgency) => Interrupt::Failed(Failure::Rejected(format!(
                 "the central does not know agency {} (UNKNOWN_AGENCY): {message}",
                 self.config.id

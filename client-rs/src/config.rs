@@ -87,7 +87,29 @@ pub struct Config {
     pub loop_period: Option<Duration>,
     /// `data.file` / `CLI_DATA_FILE`, or the single bet of the environment.
     pub bets: BetSource,
+    /// `tls.ca`, `tls.cert`, `tls.key` / `CLI_TLS_CA`, `CLI_TLS_CERT`,
+    /// `CLI_TLS_KEY`: all three for mutual TLS, none for plain TCP.
+    pub tls: Option<TlsFiles>,
 }
+
+/// The PEM files of mutual TLS; read (and checked against the agency's id)
+/// by `transport::Tls::load`, not here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA the central's certificate must chain to.
+    pub ca: PathBuf,
+    /// This agency's certificate (subject CN `agency-{id}`).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
+/// The TLS keys, in the order they are reported.
+const TLS_KEYS: [(&str, &str); 3] = [
+    ("tls.ca", "CLI_TLS_CA"),
+    ("tls.cert", "CLI_TLS_CERT"),
+    ("tls.key", "CLI_TLS_KEY"),
+];
 
 pub use lottery::settings::ConfigError;
 
@@ -104,6 +126,9 @@ const KEYS: &[(&str, &str)] = &[
     ("log.level", "CLI_LOG_LEVEL"),
     ("loop.period", "CLI_LOOP_PERIOD"),
     ("data.file", "CLI_DATA_FILE"),
+    ("tls.ca", "CLI_TLS_CA"),
+    ("tls.cert", "CLI_TLS_CERT"),
+    ("tls.key", "CLI_TLS_KEY"),
 ];
 
 /// A YAML scalar of any type: every value is read as text so that the
@@ -139,6 +164,14 @@ struct YamlFile {
     data: Option<YamlData>,
     #[serde(rename = "loop")]
     loop_: Option<YamlLoop>,
+    tls: Option<YamlTls>,
+}
+
+#[derive(Deserialize)]
+struct YamlTls {
+    ca: Option<Scalar>,
+    cert: Option<Scalar>,
+    key: Option<Scalar>,
 }
 
 /// The course's `loop` section; `loop.amount` is ignored.
@@ -195,6 +228,9 @@ impl YamlFile {
             "log.level" => self.log.as_mut()?.level.take(),
             "data.file" => self.data.as_mut()?.file.take(),
             "loop.period" => self.loop_.as_mut()?.period.take(),
+            "tls.ca" => self.tls.as_mut()?.ca.take(),
+            "tls.cert" => self.tls.as_mut()?.cert.take(),
+            "tls.key" => self.tls.as_mut()?.key.take(),
             _ => None,
         };
         scalar.map(Scalar::into_text)
@@ -288,6 +324,7 @@ impl Config {
             Some(r) => PathBuf::from(r.value),
             None => PathBuf::from(format!(".data/agency-{id}.csv")),
         };
+        let tls = tls_files([raw("tls.ca"), raw("tls.cert"), raw("tls.key")])?;
         Ok(Config {
             id,
             server_address,
@@ -303,6 +340,7 @@ impl Config {
                 Some(fields) => BetSource::Single(fields),
                 None => BetSource::File(data_file),
             },
+            tls,
         })
     }
 
@@ -312,8 +350,17 @@ impl Config {
             BetSource::File(path) => format!("data_file: {}", clean(&path.display().to_string())),
             BetSource::Single(_) => "data_file: none (single bet from the environment)".into(),
         };
+        let tls = match &self.tls {
+            Some(files) => format!(
+                "tls: mutual | tls_ca: {} | tls_cert: {} | tls_key: {}",
+                clean(&files.ca.display().to_string()),
+                clean(&files.cert.display().to_string()),
+                clean(&files.key.display().to_string())
+            ),
+            None => "tls: none".into(),
+        };
         format!(
-            "id: {} | server_address: {} | batch_max_amount: {} | window: {} | connect_timeout_ms: {} | reply_timeout_ms: {} | park_timeout_ms: {} | loop_period_ms: {} | winners_mode: {} | log_level: {} | {}",
+            "id: {} | server_address: {} | batch_max_amount: {} | window: {} | connect_timeout_ms: {} | reply_timeout_ms: {} | park_timeout_ms: {} | loop_period_ms: {} | winners_mode: {} | log_level: {} | {} | {}",
             self.id,
             clean(&self.server_address),
             self.batch_max_amount,
@@ -328,6 +375,7 @@ impl Config {
                 WinnersMode::Poll => "poll",
             },
             self.log_level,
+            tls,
             bets
         )
     }
@@ -345,6 +393,47 @@ fn check_address(raw: &Setting) -> Result<String, ConfigError> {
         Ok(value.to_string())
     } else {
         Err(raw.error("expected host:port, such as server:12345"))
+    }
+}
+
+/// The three TLS files, or none of them. Some but not all is a deployment
+/// mistake (an agency that would silently talk plain TCP, or fail later
+/// with a less clear error), so it is refused here, naming what is set and
+/// what is missing.
+fn tls_files(settings: [Option<Setting>; 3]) -> Result<Option<TlsFiles>, ConfigError> {
+    for s in settings.iter().flatten() {
+        if s.value.trim().is_empty() {
+            return Err(s.error("expected the path of a PEM file"));
+        }
+    }
+    let set = settings.iter().filter(|s| s.is_some()).count();
+    match settings {
+        [Some(ca), Some(cert), Some(key)] => Ok(Some(TlsFiles {
+            ca: PathBuf::from(ca.value.trim()),
+            cert: PathBuf::from(cert.value.trim()),
+            key: PathBuf::from(key.value.trim()),
+        })),
+        _ if set == 0 => Ok(None),
+        settings => {
+            let name = |(yaml, var): (&str, &str)| format!("{yaml} ({var})");
+            let (given, missing): (Vec<_>, Vec<_>) = TLS_KEYS
+                .into_iter()
+                .zip(&settings)
+                .partition(|(_, s)| s.is_some());
+            let given: Vec<String> = given
+                .into_iter()
+                .map(|(_, s)| {
+                    let s = s.as_ref().expect("partitioned on is_some");
+                    format!("{} = {:?}", s.from, s.value)
+                })
+                .collect();
+            let missing: Vec<String> = missing.into_iter().map(|(k, _)| name(k)).collect();
+            Err(ConfigError(format!(
+                "mutual TLS needs all of tls.ca, tls.cert and tls.key (CLI_TLS_CA, CLI_TLS_CERT, CLI_TLS_KEY), or none for plain TCP: {} set, {} missing",
+                given.join(", "),
+                missing.join(", ")
+            )))
+        }
     }
 }
 
@@ -549,7 +638,68 @@ mod tests {
     #[test]
     fn the_described_settings_hold_no_bar_but_the_separators() {
         let c = Config::from_sources(None, env(&[("CLI_ID", "1")])).unwrap();
-        assert_eq!(c.describe().matches('|').count(), 10);
+        assert_eq!(c.describe().matches('|').count(), 11);
+        assert!(c.describe().contains("| tls: none |"), "{}", c.describe());
+    }
+
+    fn tls_env<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut pairs = pairs.to_vec();
+        pairs.push(("CLI_ID", "1"));
+        pairs
+    }
+
+    #[test]
+    fn the_three_tls_files_come_from_the_file_or_the_environment() {
+        let yaml = "tls:\n  ca: /tls/ca.pem\n  cert: /tls/agency-1.pem\n  key: /tls/agency-1.key\n";
+        let pairs = tls_env(&[("CLI_TLS_KEY", "/other/agency-1.key")]);
+        let c = Config::from_sources(Some(yaml), env(&pairs)).unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                ca: "/tls/ca.pem".into(),
+                cert: "/tls/agency-1.pem".into(),
+                key: "/other/agency-1.key".into(),
+            })
+        );
+        assert!(
+            c.describe().contains(
+                "| tls: mutual | tls_ca: /tls/ca.pem | tls_cert: /tls/agency-1.pem | tls_key: /other/agency-1.key |"
+            ),
+            "{}",
+            c.describe()
+        );
+        let c = Config::from_sources(None, env(&tls_env(&[]))).unwrap();
+        assert_eq!(c.tls, None);
+    }
+
+    #[test]
+    fn some_but_not_all_tls_files_is_an_error_naming_what_is_missing() {
+        let err = Config::from_sources(
+            Some("tls:\n  cert: agency-1.pem\n"),
+            env(&tls_env(&[("CLI_TLS_CA", "ca.pem")])),
+        )
+        .unwrap_err();
+        assert!(
+            err.0.contains("CLI_TLS_CA in the environment = \"ca.pem\", tls.cert in config.yaml = \"agency-1.pem\" set, tls.key (CLI_TLS_KEY) missing"),
+            "{err}"
+        );
+        let err =
+            Config::from_sources(None, env(&tls_env(&[("CLI_TLS_KEY", "k.pem")]))).unwrap_err();
+        assert!(
+            err.0
+                .contains("tls.ca (CLI_TLS_CA), tls.cert (CLI_TLS_CERT) missing"),
+            "{err}"
+        );
+        let err = Config::from_sources(
+            None,
+            env(&tls_env(&[
+                ("CLI_TLS_CA", "ca.pem"),
+                ("CLI_TLS_CERT", " "),
+                ("CLI_TLS_KEY", "k.pem"),
+            ])),
+        )
+        .unwrap_err();
+        assert!(err.0.contains("CLI_TLS_CERT in the environment"), "{err}");
     }
 
     #[test]

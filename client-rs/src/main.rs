@@ -7,6 +7,7 @@
 //! - [`bets_file`]: the bets CSV (or the one bet of the environment), row by row.
 //! - [`bets`]: the bet stream, held compactly for resending.
 //! - [`batch`]: cutting the stream into BATCH frames.
+//! - [`transport`]: plain TCP or mutual TLS under the connection; what a TLS failure means.
 //! - [`connection`]: the socket, its read buffer, frames in and out.
 //! - [`retry`]: back-off and the retry budget.
 //! - [`agency`]: the conversation with the central, reconnects and resumes.
@@ -14,7 +15,8 @@
 //!
 //! Exit codes: 0 when the winners arrived (or a stop signal ended the run),
 //! 2 when the agency's own input is wrong (config, bets file, a bad row, a
-//! bet or agency the central rejects), 1 when the central could not be
+//! bet or agency the central rejects, TLS files or certificates that either
+//! side refuses), 1 when the central could not be
 //! reached in time or broke the protocol.
 
 mod agency;
@@ -26,6 +28,7 @@ mod connection;
 mod logfmt;
 mod retry;
 mod stop;
+mod transport;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -37,6 +40,7 @@ use crate::bets_file::LoadError;
 use crate::config::{BetSource, Config};
 use crate::logfmt::clean;
 use crate::stop::Stop;
+use crate::transport::Tls;
 
 /// Exit code for input the agency cannot use.
 const BAD_INPUT: u8 = 2;
@@ -63,6 +67,18 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_level);
+    // The TLS files are part of the configuration: a bad one (or a
+    // certificate of another agency) stops the agency before it connects.
+    let tls = match Tls::load(&config) {
+        Ok(tls) => tls,
+        Err(e) => {
+            error!(
+                "action: config | result: fail | motivo: {}",
+                clean(&e.to_string())
+            );
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
     info!("action: config | result: success | {}", config.describe());
 
     let loaded = match bets_file::load(&config.bets, lottery::bet::today(), &stop) {
@@ -81,7 +97,9 @@ fn main() -> ExitCode {
     };
 
     let single = matches!(config.bets, BetSource::Single(_));
-    let agency = Agency::new(&config, &loaded.bets, &stop, single).hold_from(loaded.held_from);
+    let agency = Agency::new(&config, &loaded.bets, &stop, single)
+        .hold_from(loaded.held_from)
+        .over(tls.as_ref());
     match agency.run() {
         Ok(Outcome::Winners { all_stored, .. }) => {
             if loaded.invalid > 0 {
