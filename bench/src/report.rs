@@ -398,7 +398,7 @@ impl TransportComparison {
                 format!("{} / {} us", self.tls.ack_p50_us, self.tls.ack_p99_us),
             ),
             (
-                "central CPU ns per bet",
+                "central CPU ns per bet, connect+ingest",
                 per_bet_ns(&self.plain),
                 per_bet_ns(&self.tls),
             ),
@@ -583,6 +583,48 @@ mod tests {
         ] {
             assert!(json.get(key).is_some(), "{key} missing from the JSON");
         }
+    }
+
+    #[test]
+    fn the_comparison_is_tls_over_plain_with_the_tls_handshakes() {
+        let acks = |bets| {
+            vec![AckSample {
+                at_us: 1_000,
+                latency_us: 10,
+                bets,
+            }]
+        };
+        let shape = |transport: &str| RunShape {
+            name: format!("c-{transport}"),
+            transport: transport.into(),
+            agencies: 2,
+            batches: 1,
+            window: 8,
+            wall: Duration::from_secs(2),
+        };
+        let cost = RunCosts::default();
+        // Over 2 s of ingest: 200,000 and 170,000 bets.
+        let plain = Report::new(&shape("plain"), &outcome(acks(200_000)), &cost, None);
+        let mut tls_outcome = outcome(acks(170_000));
+        tls_outcome.connect = Duration::from_millis(40);
+        tls_outcome.handshakes = vec![Duration::from_millis(10), Duration::from_millis(40)];
+        let tls = Report::new(&shape("tls"), &tls_outcome, &cost, None);
+        let c = TransportComparison::new("c", plain, tls);
+        assert!((c.ratio - 0.85).abs() < 1e-9, "{}", c.ratio);
+        assert!((c.tls_handshakes_ms - 40.0).abs() < 1e-9);
+        assert!((c.tls_handshake_p50_ms - 10.0).abs() < 1e-9);
+        assert!((c.plain_connect_ms - 3.0).abs() < 1e-9);
+        assert_eq!(
+            c.summary(),
+            "bench c: 170000 bets each, plain 100000 bets/s, tls 85000 bets/s, tls/plain 85.0% (target 80%), 2 handshakes 40.0 ms (p50 10.00 ms, p99 40.00 ms)"
+        );
+        assert!(
+            c.table()
+                .contains("tls / plain: 85.0% (target: at least 80%)")
+        );
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["tls"]["transport"], "tls");
+        assert_eq!(json["plain"]["name"], "c-plain");
     }
 
     #[test]
