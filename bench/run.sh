@@ -6,6 +6,9 @@
 #   standard  1,000 agencies x 10,000 bets
 #   scale     1,000 agencies x 1,000 / 10,000 / 50,000 bets (1 M, 10 M, 50 M bets)
 #   conn      10,000 agencies x 100 bets, all parked at once before the draw
+#   tls       1,000 agencies x 5,000 bets over plain TCP, then over mutual TLS
+#             (a fresh central each): bets/s of each, the ratio (target: TLS at
+#             least 80% of plain), how long the 1,000 handshakes took
 #
 # Builds the release binaries first. Each run writes bench/out/NAME.json, .svg
 # and .png; the last line printed sums the preset up:
@@ -18,12 +21,12 @@ preset="${1:-}"
 [ $# -gt 0 ] && shift
 
 usage() {
-    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
 case "$preset" in
-    smoke | course | standard | scale | conn) ;;
+    smoke | course | standard | scale | conn | tls) ;;
     *) usage ;;
 esac
 
@@ -38,6 +41,12 @@ case "$preset" in
         ;;
     standard)
         exec "$bench" --out "$out" --name standard --agencies 1000 --bets 10000 "$@"
+        ;;
+    tls)
+        # Writes tls-plain.*, tls-tls.* (each run as the other presets do) and
+        # tls.json (the two side by side). The last line:
+        #   bench tls: N bets each, plain X bets/s, tls Y bets/s, tls/plain R% (target 80%), 1000 handshakes H ms (p50 P ms, p99 Q ms)
+        exec "$bench" --out "$out" --name tls --agencies 1000 --bets 5000 --transport both "$@"
         ;;
     conn)
         # 10,000 connections in the bench and as many in the central: the

@@ -5,11 +5,14 @@
 //! file there, waits until the port accepts, and at the end stops it with
 //! SIGTERM as an operator would. Dropping a [`Central`] kills a central still
 //! running and removes the directory (unless asked to keep it), so a failed
-//! run leaves nothing behind.
+//! run leaves nothing behind. With [`CentralTls`], the central's certificate,
+//! key and client CA are written into that directory and named by
+//! `TLS_CERT`, `TLS_KEY` and `TLS_CLIENT_CA`: it then serves mutual TLS only.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -31,6 +34,17 @@ pub struct CentralOptions {
     pub extra_env: Vec<(String, String)>,
     /// Keep the directory (bets file, journal, log) after the run.
     pub keep_dir: bool,
+    /// Serve mutual TLS with these (PEM); plain TCP without.
+    pub tls: Option<CentralTls>,
+}
+
+/// The central's side of mutual TLS, as PEM text.
+#[derive(Clone, Debug)]
+pub struct CentralTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The CA the agencies' certificates must chain to.
+    pub client_ca_pem: String,
 }
 
 /// A running central.
@@ -79,6 +93,26 @@ impl Central {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if let Some(tls) = &opts.tls {
+            for (key, file, pem) in [
+                ("TLS_CERT", "server.pem", &tls.cert_pem),
+                ("TLS_KEY", "server.key", &tls.key_pem),
+                ("TLS_CLIENT_CA", "ca.pem", &tls.client_ca_pem),
+            ] {
+                let path = dir.join(file);
+                // Owner-only, like the keys lottery-certs writes.
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .and_then(|mut f| f.write_all(pem.as_bytes()))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                cmd.env(key, &path);
+            }
+            // 1,000 handshakes queue behind each other at the start.
+            cmd.env("TLS_HANDSHAKE_TIMEOUT_MS", "600000");
+        }
         for (key, value) in &opts.extra_env {
             cmd.env(key, value);
         }
@@ -220,6 +254,7 @@ mod tests {
             log_level: "WARN".into(),
             extra_env: vec![],
             keep_dir: false,
+            tls: None,
         };
         let err = Central::start(&opts).err().unwrap().to_string();
         assert!(err.contains("is missing"), "{err}");

@@ -11,12 +11,18 @@
 //! agency sends DONE, which triggers the draw, and asks too. The run ends
 //! when every agency has its whole WINNERS list.
 //!
+//! Over TLS ([`DriverOptions::tls`]) the connect phase includes each
+//! agency's handshake, with its own certificate: an agency counts as
+//! connected when its handshake is done, so the ingest starts with every
+//! session ready and measures the same thing over either transport. Each
+//! agency's connect time (TCP connect, plus the handshake over TLS) is kept.
+//!
 //! Anything the protocol does not allow here (an ERROR, an ACK with the
 //! wrong stored count, a wrong winners list, a closed connection) ends the
 //! run with an error: the bench proves correctness as well as speed.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -27,6 +33,8 @@ use lottery::wire;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::mtls::TlsAgencies;
+use crate::transport::Transport;
 use crate::workload::{AgencyLoad, Workload};
 
 /// How the agencies behave.
@@ -42,6 +50,12 @@ pub struct DriverOptions {
     pub max_connecting: usize,
     /// The whole run fails past this.
     pub timeout: Duration,
+    /// The connect phase (every agency connected, and over TLS its
+    /// handshake done) fails past this: a central that does not speak TLS
+    /// would otherwise sit on a ClientHello until its idle timeout.
+    pub connect_timeout: Duration,
+    /// Mutual TLS, with each agency's own configuration; plain TCP without.
+    pub tls: Option<TlsAgencies>,
 }
 
 /// Moments of a run at which the caller may look at the central.
@@ -66,7 +80,10 @@ pub struct AckSample {
 /// What a run saw; turned into figures by [`crate::report`].
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// From the first connect to the last agency ready (handshake done over TLS).
     pub connect: Duration,
+    /// Each agency's own: from its connect to its being ready, by agency index.
+    pub handshakes: Vec<Duration>,
     pub ingest_start: Instant,
     /// The last batch ACK: every bet is durably stored.
     pub ingest_end: Instant,
@@ -100,6 +117,8 @@ impl Outcome {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
     Connecting,
+    /// TCP connected, the TLS handshake under way.
+    Handshaking,
     /// Connected, waiting for the others before the ingest starts.
     Connected,
     Sending,
@@ -114,8 +133,11 @@ enum Stage {
 
 /// One agency's connection and progress.
 struct Session {
-    stream: TcpStream,
+    stream: Transport,
     stage: Stage,
+    connect_started: Instant,
+    /// From `connect_started` to ready.
+    handshake: Duration,
     /// Bytes of the agency's batches written so far.
     written: usize,
     /// Batches whose last byte is written.
@@ -136,10 +158,12 @@ struct Session {
 }
 
 impl Session {
-    fn new(stream: TcpStream) -> Session {
+    fn new(stream: Transport, connect_started: Instant) -> Session {
         Session {
             stream,
             stage: Stage::Connecting,
+            connect_started,
+            handshake: Duration::ZERO,
             written: 0,
             sent: 0,
             acked: 0,
@@ -156,6 +180,7 @@ impl Session {
     /// Writes whatever may go now: batches within the window, then control
     /// frames. Stops at `WouldBlock`; the rest waits for WRITABLE.
     fn flush(&mut self, load: &AgencyLoad, window: usize) -> io::Result<()> {
+        self.stream.flush_pending()?;
         loop {
             let result = if self.control_written < self.control.len() {
                 self.stream.write(&self.control[self.control_written..])
@@ -195,15 +220,17 @@ impl Session {
     /// arriving later raises a new edge, so the read that would only say
     /// `WouldBlock` is skipped: it halves the reads when 10,000 parked
     /// agencies are woken at once. Unless the central already hung up
-    /// (`closing`), as no new edge would then come for its FIN.
+    /// (`closing`), as no new edge would then come for its FIN, or the
+    /// transport is TLS, whose short read says nothing about the socket.
     fn fill(&mut self, closing: bool) -> io::Result<bool> {
         let mut chunk = [0u8; 1 << 14];
+        let short_read_drains = self.stream.short_read_drains() && !closing;
         loop {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
                     self.input.extend_from_slice(&chunk[..n]);
-                    if n < chunk.len() && !closing {
+                    if n < chunk.len() && short_read_drains {
                         return Ok(true);
                     }
                 }
@@ -254,13 +281,22 @@ pub fn run(
     let agencies = workload.agencies.len();
     ensure!(agencies > 0, "no agencies to play");
     ensure!(opts.window > 0, "the window must hold at least one batch");
+    if let Some(tls) = &opts.tls {
+        ensure!(
+            tls.configs.len() >= agencies,
+            "{} TLS configurations for {agencies} agencies",
+            tls.configs.len()
+        );
+    }
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let started = Instant::now();
     let deadline = started + opts.timeout;
 
-    let sessions = connect_all(&mut poll, &mut events, opts, agencies, deadline)?;
+    let connect_deadline = deadline.min(started + opts.connect_timeout);
+    let sessions = connect_all(&mut poll, &mut events, opts, agencies, connect_deadline)?;
     let connect = started.elapsed();
+    let handshakes = sessions.iter().map(|s| s.handshake).collect();
 
     let mut run = Run {
         opts: opts.clone(),
@@ -343,6 +379,7 @@ pub fn run(
         .ok_or_else(|| anyhow!("the last DONE was never acknowledged"))?;
     Ok(Outcome {
         connect,
+        handshakes,
         ingest_start: run.ingest_start,
         ingest_end,
         acks: run.acks,
@@ -360,7 +397,8 @@ pub fn run(
     })
 }
 
-/// Opens one connection per agency, at most `max_connecting` pending at once.
+/// Opens one connection per agency (and over TLS completes its handshake),
+/// at most `max_connecting` pending at once.
 fn connect_all(
     poll: &mut Poll,
     events: &mut Events,
@@ -374,6 +412,7 @@ fn connect_all(
     while connected < agencies {
         while pending < opts.max_connecting.max(1) && sessions.len() < agencies {
             let i = sessions.len();
+            let connect_started = Instant::now();
             let mut stream = TcpStream::connect(opts.addr)
                 .with_context(|| format!("agency {}: connecting to {}", i + 1, opts.addr))?;
             poll.registry().register(
@@ -381,10 +420,25 @@ fn connect_all(
                 Token(i),
                 Interest::READABLE | Interest::WRITABLE,
             )?;
-            sessions.push(Session::new(stream));
+            let tls = opts
+                .tls
+                .as_ref()
+                .map(|t| (t.configs[i].clone(), t.server_name.clone()));
+            let stream = Transport::new(stream, tls)
+                .with_context(|| format!("agency {}: starting TLS", i + 1))?;
+            sessions.push(Session::new(stream, connect_started));
             pending += 1;
         }
         if Instant::now() > deadline {
+            let handshaking = sessions
+                .iter()
+                .filter(|s| s.stage == Stage::Handshaking)
+                .count();
+            if opts.tls.is_some() {
+                bail!(
+                    "only {connected} of {agencies} agencies connected and finished their TLS handshake in time ({handshaking} still in it): does the central serve TLS (TLS_CERT, TLS_KEY, TLS_CLIENT_CA)?"
+                );
+            }
             bail!("only {connected} of {agencies} agencies connected in time");
         }
         poll_once(poll, events, Duration::from_millis(100))?;
@@ -393,22 +447,30 @@ fn connect_all(
             let Some(session) = sessions.get_mut(i) else {
                 continue;
             };
-            if session.stage != Stage::Connecting {
-                continue;
+            if session.stage == Stage::Connecting {
+                if let Some(e) = session.stream.socket().take_error()? {
+                    bail!("agency {}: cannot connect to {}: {e}", i + 1, opts.addr);
+                }
+                match session.stream.socket().peer_addr() {
+                    Ok(_) => {
+                        session.stream.socket().set_nodelay(true)?;
+                        session.stage = Stage::Handshaking;
+                    }
+                    // Not yet: a spurious wake-up before the TCP handshake ends.
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                    Err(e) => bail!("agency {}: cannot connect to {}: {e}", i + 1, opts.addr),
+                }
             }
-            if let Some(e) = session.stream.take_error()? {
-                bail!("agency {}: cannot connect to {}: {e}", i + 1, opts.addr);
-            }
-            match session.stream.peer_addr() {
-                Ok(_) => {
-                    session.stream.set_nodelay(true)?;
+            if session.stage == Stage::Handshaking {
+                let ready = session.stream.handshake().with_context(|| {
+                    format!("agency {}: TLS handshake with {}", i + 1, opts.addr)
+                })?;
+                if ready {
+                    session.handshake = session.connect_started.elapsed();
                     session.stage = Stage::Connected;
                     pending -= 1;
                     connected += 1;
                 }
-                // Not yet: a spurious wake-up before the handshake ends.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
-                Err(e) => bail!("agency {}: cannot connect to {}: {e}", i + 1, opts.addr),
             }
         }
     }

@@ -7,6 +7,8 @@
 //! - [`workload`]: every agency's BATCH frames, encoded before the clock starts.
 //! - [`central`]: a `lottery-server` process started, watched and stopped for a run.
 //! - [`procfs`]: a process's memory and CPU time from `/proc`; the open-files limit.
+//! - [`mtls`]: the CA, the central's and every agency's certificate for a run over mutual TLS.
+//! - [`transport`]: an agency's stream, plain TCP or rustls over it, non-blocking.
 //! - [`driver`]: the agencies on the wire, one mio loop, and what it observed.
 //! - [`floor`]: the kernel's floor for answering N parked sockets, to compare the central's wake-up with.
 //! - [`report`]: the figures of a run: table, JSON, summary line.
@@ -19,7 +21,9 @@ pub mod central;
 pub mod chart;
 pub mod driver;
 pub mod floor;
+pub mod mtls;
 pub mod procfs;
 pub mod report;
 pub mod synth;
+pub mod transport;
 pub mod workload;

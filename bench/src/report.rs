@@ -43,6 +43,8 @@ pub struct Interval {
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub name: String,
+    /// `plain` (TCP) or `tls` (mutual TLS 1.3).
+    pub transport: String,
     pub agencies: u32,
     pub bets: u64,
     pub batches: u64,
@@ -55,7 +57,14 @@ pub struct Report {
     pub ack_p99_us: u64,
     pub ack_p999_us: u64,
     pub ack_max_us: u64,
+    /// From the first connect to the last agency ready to send: over TLS,
+    /// the time the whole set of handshakes took.
     pub connect_ms: f64,
+    /// Per agency, from its connect to its being ready (TCP connect, plus
+    /// the TLS handshake over TLS); queueing behind the others included.
+    pub handshake_p50_ms: f64,
+    pub handshake_p99_ms: f64,
+    pub handshake_max_ms: f64,
     /// From the last DONE's ACK to the last WINNERS answer.
     pub draw_to_last_winner_ms: f64,
     /// From the last DONE written to the last WINNERS answer.
@@ -86,6 +95,9 @@ pub struct Machine {
     pub cpu: String,
     pub cores: usize,
     pub kernel: String,
+    /// `/proc/loadavg`'s 1, 5 and 15 minute figures as the report is made:
+    /// on a shared machine, how much else was running.
+    pub load_average: String,
 }
 
 impl Machine {
@@ -100,10 +112,17 @@ impl Machine {
             .unwrap_or_default()
             .trim()
             .to_string();
+        let load_average = fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
         Machine {
             cpu,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             kernel,
+            load_average,
         }
     }
 }
@@ -112,6 +131,7 @@ impl Machine {
 #[derive(Clone, Debug)]
 pub struct RunShape {
     pub name: String,
+    pub transport: String,
     pub agencies: u32,
     pub batches: u64,
     pub window: usize,
@@ -144,8 +164,15 @@ impl Report {
             .collect();
         wakeups.sort_by(f64::total_cmp);
         let mb = |kb: u64| kb as f64 * 1024.0 / 1e6;
+        let mut handshakes: Vec<f64> = outcome
+            .handshakes
+            .iter()
+            .map(|d| d.as_secs_f64() * 1e3)
+            .collect();
+        handshakes.sort_by(f64::total_cmp);
         Report {
             name: shape.name.clone(),
+            transport: shape.transport.clone(),
             agencies: shape.agencies,
             bets,
             batches: shape.batches,
@@ -158,6 +185,9 @@ impl Report {
             ack_p999_us: hist.value_at_quantile(0.999),
             ack_max_us: hist.max(),
             connect_ms: outcome.connect.as_secs_f64() * 1e3,
+            handshake_p50_ms: quantile(&handshakes, 0.5),
+            handshake_p99_ms: quantile(&handshakes, 0.99),
+            handshake_max_ms: handshakes.last().copied().unwrap_or(0.0),
             draw_to_last_winner_ms: ms(last, outcome.last_done_acked),
             done_to_last_winner_ms: ms(last, outcome.last_done_sent),
             wakeup_p50_ms: quantile(&wakeups, 0.5),
@@ -195,13 +225,24 @@ impl Report {
     pub fn table(&self) -> String {
         let opt = |v: Option<f64>, unit: &str| v.map_or("n/a".into(), |v| format!("{v:.1} {unit}"));
         let rows: Vec<(&str, String)> = vec![
+            ("transport", self.transport.clone()),
             ("agencies", self.agencies.to_string()),
             ("bets", self.bets.to_string()),
             (
                 "batches (window)",
                 format!("{} ({})", self.batches, self.window),
             ),
-            ("connect", format!("{:.1} ms", self.connect_ms)),
+            (
+                "connect, all agencies",
+                format!("{:.1} ms", self.connect_ms),
+            ),
+            (
+                "connect each p50 / p99 / max",
+                format!(
+                    "{:.2} / {:.2} / {:.2} ms",
+                    self.handshake_p50_ms, self.handshake_p99_ms, self.handshake_max_ms
+                ),
+            ),
             ("ingest", format!("{:.3} s", self.seconds)),
             ("durable bets/s", format!("{:.0}", self.bets_per_s)),
             ("durable MB/s", format!("{:.1}", self.mb_per_s)),
@@ -273,6 +314,142 @@ impl Report {
     }
 }
 
+/// The same agencies and bets over plain TCP and over mutual TLS, each
+/// against a fresh central: what `bench/run.sh tls` writes as `tls.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TransportComparison {
+    pub name: String,
+    pub agencies: u32,
+    /// Bets of each run.
+    pub bets: u64,
+    pub plain_bets_per_s: f64,
+    pub tls_bets_per_s: f64,
+    /// `tls_bets_per_s / plain_bets_per_s`.
+    pub ratio: f64,
+    /// The ratio the design asks for.
+    pub target_ratio: f64,
+    /// First connect to last agency ready: TCP connects alone, and TCP
+    /// connects plus every TLS handshake.
+    pub plain_connect_ms: f64,
+    pub tls_handshakes_ms: f64,
+    pub tls_handshake_p50_ms: f64,
+    pub tls_handshake_p99_ms: f64,
+    pub plain: Report,
+    pub tls: Report,
+}
+
+/// The ratio `bench/run.sh tls` is held to: TLS at least 80% of plain TCP.
+pub const TLS_TARGET_RATIO: f64 = 0.8;
+
+impl TransportComparison {
+    pub fn new(name: &str, plain: Report, tls: Report) -> TransportComparison {
+        TransportComparison {
+            name: name.to_string(),
+            agencies: tls.agencies,
+            bets: tls.bets,
+            plain_bets_per_s: plain.bets_per_s,
+            tls_bets_per_s: tls.bets_per_s,
+            ratio: tls.bets_per_s / plain.bets_per_s.max(1e-9),
+            target_ratio: TLS_TARGET_RATIO,
+            plain_connect_ms: plain.connect_ms,
+            tls_handshakes_ms: tls.connect_ms,
+            tls_handshake_p50_ms: tls.handshake_p50_ms,
+            tls_handshake_p99_ms: tls.handshake_p99_ms,
+            plain,
+            tls,
+        }
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(path, serde_json::to_string_pretty(self)? + "\n")?;
+        Ok(())
+    }
+
+    /// Plain and TLS side by side.
+    pub fn table(&self) -> String {
+        let rows = [
+            (
+                "durable bets/s",
+                format!("{:.0}", self.plain_bets_per_s),
+                format!("{:.0}", self.tls_bets_per_s),
+            ),
+            (
+                "connect, all agencies",
+                format!("{:.1} ms", self.plain.connect_ms),
+                format!("{:.1} ms", self.tls.connect_ms),
+            ),
+            (
+                "connect each p50 / p99",
+                format!(
+                    "{:.2} / {:.2} ms",
+                    self.plain.handshake_p50_ms, self.plain.handshake_p99_ms
+                ),
+                format!(
+                    "{:.2} / {:.2} ms",
+                    self.tls.handshake_p50_ms, self.tls.handshake_p99_ms
+                ),
+            ),
+            (
+                "ack p50 / p99",
+                format!("{} / {} us", self.plain.ack_p50_us, self.plain.ack_p99_us),
+                format!("{} / {} us", self.tls.ack_p50_us, self.tls.ack_p99_us),
+            ),
+            (
+                "central CPU ns per bet, connect+ingest",
+                per_bet_ns(&self.plain),
+                per_bet_ns(&self.tls),
+            ),
+            (
+                "bench CPU, connect+ingest",
+                percent(self.plain.bench_cpu_percent),
+                percent(self.tls.bench_cpu_percent),
+            ),
+        ];
+        let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        let col = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(5);
+        let mut out = format!("  {:<width$}  {:<col$}  tls\n", "", "plain");
+        for (key, plain, tls) in rows {
+            out += &format!("  {key:<width$}  {plain:<col$}  {tls}\n");
+        }
+        out += &format!(
+            "  tls / plain: {:.1}% (target: at least {:.0}%)\n",
+            100.0 * self.ratio,
+            100.0 * self.target_ratio
+        );
+        out
+    }
+
+    /// `bench NAME: N bets each, plain X bets/s, tls Y bets/s, tls/plain R% (target 80%), A handshakes H ms (p50 P ms, p99 Q ms)`
+    pub fn summary(&self) -> String {
+        format!(
+            "bench {}: {} bets each, plain {:.0} bets/s, tls {:.0} bets/s, tls/plain {:.1}% (target {:.0}%), {} handshakes {:.1} ms (p50 {:.2} ms, p99 {:.2} ms)",
+            self.name,
+            self.bets,
+            self.plain_bets_per_s,
+            self.tls_bets_per_s,
+            100.0 * self.ratio,
+            100.0 * self.target_ratio,
+            self.agencies,
+            self.tls_handshakes_ms,
+            self.tls_handshake_p50_ms,
+            self.tls_handshake_p99_ms,
+        )
+    }
+}
+
+fn per_bet_ns(r: &Report) -> String {
+    r.server_cpu_s.map_or("n/a".into(), |s| {
+        format!("{:.0}", s * 1e9 / (r.bets as f64).max(1.0))
+    })
+}
+
+fn percent(p: Option<f64>) -> String {
+    p.map_or("n/a".into(), |p| format!("{p:.0}% of one core"))
+}
+
 fn histogram(values: impl Iterator<Item = u64>) -> Histogram<u64> {
     let mut hist = Histogram::<u64>::new(3).expect("3 significant figures is valid");
     for v in values {
@@ -332,6 +509,7 @@ mod tests {
         let t0 = Instant::now();
         Outcome {
             connect: Duration::from_millis(3),
+            handshakes: vec![Duration::from_millis(1), Duration::from_millis(3)],
             ingest_start: t0,
             ingest_end: t0 + Duration::from_secs(2),
             acks,
@@ -359,6 +537,7 @@ mod tests {
             .collect();
         let shape = RunShape {
             name: "t".into(),
+            transport: "plain".into(),
             agencies: 2,
             batches: 1_000,
             window: 8,
@@ -378,6 +557,8 @@ mod tests {
         assert!((r.draw_to_last_winner_ms - 3.0).abs() < 1e-6);
         assert!((r.done_to_last_winner_ms - 8.0).abs() < 1e-6);
         assert!((r.wakeup_p50_ms - 1.0).abs() < 1e-6);
+        assert!((r.handshake_p50_ms - 1.0).abs() < 1e-6);
+        assert!((r.handshake_max_ms - 3.0).abs() < 1e-6);
         assert_eq!(r.server_cpu_percent, Some(25.0));
         assert_eq!(r.bench_cpu_percent, Some(50.0));
         assert!((r.server_peak_rss_mb.unwrap() - 10.24).abs() < 1e-9);
@@ -402,6 +583,48 @@ mod tests {
         ] {
             assert!(json.get(key).is_some(), "{key} missing from the JSON");
         }
+    }
+
+    #[test]
+    fn the_comparison_is_tls_over_plain_with_the_tls_handshakes() {
+        let acks = |bets| {
+            vec![AckSample {
+                at_us: 1_000,
+                latency_us: 10,
+                bets,
+            }]
+        };
+        let shape = |transport: &str| RunShape {
+            name: format!("c-{transport}"),
+            transport: transport.into(),
+            agencies: 2,
+            batches: 1,
+            window: 8,
+            wall: Duration::from_secs(2),
+        };
+        let cost = RunCosts::default();
+        // Over 2 s of ingest: 200,000 and 170,000 bets.
+        let plain = Report::new(&shape("plain"), &outcome(acks(200_000)), &cost, None);
+        let mut tls_outcome = outcome(acks(170_000));
+        tls_outcome.connect = Duration::from_millis(40);
+        tls_outcome.handshakes = vec![Duration::from_millis(10), Duration::from_millis(40)];
+        let tls = Report::new(&shape("tls"), &tls_outcome, &cost, None);
+        let c = TransportComparison::new("c", plain, tls);
+        assert!((c.ratio - 0.85).abs() < 1e-9, "{}", c.ratio);
+        assert!((c.tls_handshakes_ms - 40.0).abs() < 1e-9);
+        assert!((c.tls_handshake_p50_ms - 10.0).abs() < 1e-9);
+        assert!((c.plain_connect_ms - 3.0).abs() < 1e-9);
+        assert_eq!(
+            c.summary(),
+            "bench c: 170000 bets each, plain 100000 bets/s, tls 85000 bets/s, tls/plain 85.0% (target 80%), 2 handshakes 40.0 ms (p50 10.00 ms, p99 40.00 ms)"
+        );
+        assert!(
+            c.table()
+                .contains("tls / plain: 85.0% (target: at least 80%)")
+        );
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["tls"]["transport"], "tls");
+        assert_eq!(json["plain"]["name"], "c-plain");
     }
 
     #[test]

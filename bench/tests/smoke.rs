@@ -11,8 +11,13 @@ fn bench_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lottery-bench"))
 }
 
+/// `LOTTERY_SERVER_BIN` names another central to test against (a build of
+/// another branch, for one); by default the one beside the bench.
 fn server_bin() -> PathBuf {
-    let path = bench_bin().with_file_name("lottery-server");
+    let path = std::env::var_os("LOTTERY_SERVER_BIN").map_or_else(
+        || bench_bin().with_file_name("lottery-server"),
+        PathBuf::from,
+    );
     assert!(
         path.exists(),
         "{} is missing: build the workspace first (make test does)",
@@ -146,4 +151,55 @@ fn a_central_that_draws_another_number_fails_the_run() {
         !out.join("wrong.json").exists(),
         "a failed run writes no report"
     );
+}
+
+/// The TLS path against the real central: 20 agencies, plain then mutual
+/// TLS, each with its own certificate. Needs a central that serves TLS when
+/// `TLS_CERT`, `TLS_KEY` and `TLS_CLIENT_CA` are set (branch `tlsconn`);
+/// one that does not fails the connect phase within 20 s.
+#[test]
+fn the_tls_path_stores_every_bet_and_gets_every_winner_right_over_mutual_tls() {
+    let out = out_dir("tls");
+    let output = bench(
+        &out,
+        &[
+            "--name",
+            "tls",
+            "--agencies",
+            "20",
+            "--bets",
+            "1000",
+            "--transport",
+            "both",
+            "--connect-timeout-s",
+            "20",
+            "--no-chart",
+        ],
+    );
+    assert!(output.status.success());
+    let last = stdout_last_line(&output);
+    assert!(
+        last.starts_with("bench tls: 20000 bets each, plain "),
+        "{last}"
+    );
+    assert!(last.contains(" bets/s, tls/plain "), "{last}");
+    assert!(last.contains("(target 80%), 20 handshakes "), "{last}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tls.json")).unwrap()).unwrap();
+    assert_eq!(json["tls"]["transport"], "tls");
+    assert_eq!(json["plain"]["transport"], "plain");
+    for side in ["plain", "tls"] {
+        assert_eq!(json[side]["bets_file_rows"], 20_000, "{side}");
+        assert_eq!(json[side]["agencies"], 20, "{side}");
+    }
+    for key in [
+        "plain_bets_per_s",
+        "tls_bets_per_s",
+        "ratio",
+        "tls_handshakes_ms",
+        "tls_handshake_p50_ms",
+        "tls_handshake_p99_ms",
+    ] {
+        assert!(json[key].is_number(), "{key}: {}", json[key]);
+    }
 }

@@ -5,6 +5,13 @@
 //! checks every winners list and the bets file, then prints a table, writes
 //! `OUT/NAME.json` and draws `OUT/NAME.svg` and `OUT/NAME.png`. The last line
 //! printed sums the run up. Any wrong answer exits non-zero.
+//!
+//! `--transport tls` plays the agencies over mutual TLS, each with its own
+//! certificate (made for the run, with a CA of its own, given to the central
+//! it starts). `--transport both` plays the same traffic over plain TCP and
+//! then over TLS, a fresh central each, writes `NAME-plain.*` and
+//! `NAME-tls.*` as two runs would and `NAME.json` with the two side by side
+//! and their ratio.
 
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -13,13 +20,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use lottery_bench::agency_file::{EXPECTED_WINNERS, read_expected_winners};
-use lottery_bench::central::{Central, CentralOptions, count_rows};
+use lottery_bench::central::{Central, CentralOptions, CentralTls, count_rows};
 use lottery_bench::driver::{self, DriverOptions, Milestone};
 use lottery_bench::floor;
-use lottery_bench::report::{Report, RunCosts, RunShape};
+use lottery_bench::mtls::{TlsAgencies, TlsSetup};
+use lottery_bench::report::{Report, RunCosts, RunShape, TransportComparison};
 use lottery_bench::synth::{DEFAULT_WINNING_NUMBER, Synth, WinnerPlan};
 use lottery_bench::workload::{Workload, count_agency_files};
 use lottery_bench::{chart, procfs};
@@ -86,6 +94,10 @@ struct Args {
     /// The run fails if it takes longer.
     #[arg(long, default_value_t = 1_800)]
     timeout_s: u64,
+    /// The run fails if the agencies are not all connected (and over TLS
+    /// done with their handshakes) within this.
+    #[arg(long, default_value_t = 60)]
+    connect_timeout_s: u64,
     /// The run's name: OUT/NAME.json, .svg and .png.
     #[arg(long, default_value = "run")]
     name: String,
@@ -95,10 +107,21 @@ struct Args {
     /// Skip the chart.
     #[arg(long)]
     no_chart: bool,
+    /// How the agencies reach the central: plain TCP, mutual TLS, or both
+    /// one after the other (same traffic, a fresh central each).
+    #[arg(long, value_enum, default_value_t = TransportChoice::Plain)]
+    transport: TransportChoice,
     /// After the run, time the kernel's floor for waking the parked agencies
     /// (`lottery_bench::floor`) and print the central's wake-up against it.
     #[arg(long)]
     floor: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TransportChoice {
+    Plain,
+    Tls,
+    Both,
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -109,8 +132,8 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(&args) {
-        Ok(report) => {
-            println!("{}", report.summary());
+        Ok(summary) => {
+            println!("{summary}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -120,7 +143,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> Result<Report> {
+/// Builds the traffic once, plays it over the transports asked for, and
+/// returns the summary line.
+fn run(args: &Args) -> Result<String> {
     let agencies = match (&args.data, args.agencies) {
         (_, Some(k)) => k,
         (Some(dir), None) => count_agency_files(dir)?,
@@ -145,9 +170,62 @@ fn run(args: &Args) -> Result<Report> {
         prepared.elapsed().as_secs_f64()
     );
 
+    if args.transport != TransportChoice::Plain {
+        ensure!(
+            args.addr.is_none(),
+            "--transport {:?} starts its own central: its certificates are made for the run",
+            args.transport
+        );
+    }
+    let tls = match args.transport {
+        TransportChoice::Plain => None,
+        TransportChoice::Tls | TransportChoice::Both => {
+            let made = Instant::now();
+            let setup = TlsSetup::new(agencies)?;
+            eprintln!(
+                "lottery-bench {}: a CA and {agencies} agency certificates made in {:.2} s",
+                args.name,
+                made.elapsed().as_secs_f64()
+            );
+            Some(setup)
+        }
+    };
+    match (args.transport, &tls) {
+        (TransportChoice::Plain, _) => Ok(play_one(args, &workload, &args.name, None)?.summary()),
+        (TransportChoice::Tls, Some(tls)) => {
+            Ok(play_one(args, &workload, &args.name, Some(tls))?.summary())
+        }
+        (TransportChoice::Both, Some(tls)) => {
+            let plain = play_one(args, &workload, &format!("{}-plain", args.name), None)?;
+            let over_tls = play_one(args, &workload, &format!("{}-tls", args.name), Some(tls))?;
+            let comparison = TransportComparison::new(&args.name, plain, over_tls);
+            println!("{}: plain TCP and mutual TLS", args.name);
+            print!("{}", comparison.table());
+            let path = args.out.join(&args.name).with_extension("json");
+            comparison.write_json(&path)?;
+            eprintln!("wrote {}", path.display());
+            Ok(comparison.summary())
+        }
+        (_, None) => unreachable!("certificates are made for every TLS run"),
+    }
+}
+
+/// One run: a central (unless `--addr`), the agencies over one transport,
+/// the checks, the report written as `OUT/NAME.json` (and the chart).
+fn play_one(
+    args: &Args,
+    workload: &Workload,
+    name: &str,
+    tls: Option<&TlsSetup>,
+) -> Result<Report> {
+    let agencies = workload.agencies.len() as u32;
     let mut central = match &args.addr {
         Some(_) => None,
-        None => Some(start_central(args, agencies)?),
+        None => Some(start_central(
+            args,
+            agencies,
+            tls.map(|t| t.central.clone()),
+        )?),
     };
     let addr = match (&args.addr, &central) {
         (Some(a), _) => resolve(a)?,
@@ -156,7 +234,7 @@ fn run(args: &Args) -> Result<Report> {
     };
     let pid = central.as_ref().map(Central::pid).or(args.server_pid);
 
-    let result = play(args, &workload, addr, pid);
+    let result = play(args, workload, addr, pid, tls.map(|t| t.agencies.clone()));
     let (outcome, mut cost, wall) = match result {
         Ok(played) => played,
         Err(e) => {
@@ -199,7 +277,8 @@ fn run(args: &Args) -> Result<Report> {
     };
 
     let shape = RunShape {
-        name: args.name.clone(),
+        name: name.to_string(),
+        transport: if tls.is_some() { "tls" } else { "plain" }.to_string(),
         agencies,
         batches: workload.total_batches(),
         window: args.window as usize,
@@ -207,7 +286,7 @@ fn run(args: &Args) -> Result<Report> {
     };
     let report = Report::new(&shape, &outcome, &cost, rows);
     print!("{}", report.table());
-    let stem = args.out.join(&args.name);
+    let stem = args.out.join(name);
     report.write_json(&stem.with_extension("json"))?;
     if !args.no_chart {
         chart::draw(&report, &stem)?;
@@ -269,7 +348,7 @@ fn build_workload(args: &Args, agencies: u32) -> Result<Workload> {
     Ok(workload)
 }
 
-fn start_central(args: &Args, agencies: u32) -> Result<Central> {
+fn start_central(args: &Args, agencies: u32, tls: Option<CentralTls>) -> Result<Central> {
     let bin = match &args.server_bin {
         Some(bin) => bin.clone(),
         None => std::env::current_exe()?.with_file_name("lottery-server"),
@@ -281,6 +360,7 @@ fn start_central(args: &Args, agencies: u32) -> Result<Central> {
         log_level: args.server_log_level.clone(),
         extra_env: args.server_env.clone(),
         keep_dir: args.keep,
+        tls,
     })
 }
 
@@ -297,6 +377,7 @@ fn play(
     workload: &Workload,
     addr: SocketAddr,
     pid: Option<u32>,
+    tls: Option<TlsAgencies>,
 ) -> Result<(driver::Outcome, RunCosts, Duration)> {
     let opts = DriverOptions {
         addr,
@@ -304,6 +385,8 @@ fn play(
         settle: Duration::from_millis(args.settle_ms),
         max_connecting: args.max_connecting,
         timeout: Duration::from_secs(args.timeout_s),
+        connect_timeout: Duration::from_secs(args.connect_timeout_s),
+        tls,
     };
     let progress = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new(workload.total_bets());
