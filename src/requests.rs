@@ -425,6 +425,13 @@ mod tests {
         }
     }
 
+    /// Two agencies expected; a connection that stored a bet of agency 1.
+    fn bound_to_agency_1() -> Fixture {
+        let mut f = fixture(2);
+        f.batch(1, 0, &[bet(1)]);
+        f
+    }
+
     fn bet(number: u16) -> BetRef<'static> {
         BetRef {
             first_name: "Ana",
@@ -440,6 +447,13 @@ mod tests {
     }
 
     impl Fixture {
+        /// Sends a frame that is refused: its one ERROR's code and detail,
+        /// and the verdict.
+        fn refused(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> ((u8, u32), Verdict) {
+            let (frames, verdict) = self.send(encode);
+            (error_code(&frames), verdict)
+        }
+
         /// Sends one frame; the replies it produced (as if committed) and the verdict.
         fn send(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> (Vec<Frame<'static>>, Verdict) {
             let mut bytes = Vec::new();
@@ -573,36 +587,34 @@ mod tests {
 
     #[test]
     fn done_closes_the_agency_and_a_repeated_done_is_acknowledged_again() {
-        let mut f = fixture(2);
-        f.batch(1, 0, &[bet(1)]);
-        let (frames, _) = f.send(|o| wire::encode_done(o, 1, 1));
-        assert_eq!(
-            frames,
-            [Frame::Ack {
-                agency: 1,
-                stored: 1
-            }]
-        );
+        let mut f = bound_to_agency_1();
+        let ack = [Frame::Ack {
+            agency: 1,
+            stored: 1,
+        }];
+        assert_eq!(f.send(|o| wire::encode_done(o, 1, 1)).0, ack);
         assert!(!f.commit());
         assert_eq!(f.central.lottery().closed(), 1);
-        let (frames, _) = f.send(|o| wire::encode_done(o, 1, 1));
-        assert_eq!(
-            frames,
-            [Frame::Ack {
-                agency: 1,
-                stored: 1
-            }]
-        );
+        assert_eq!(f.send(|o| wire::encode_done(o, 1, 1)).0, ack);
         assert_eq!(f.central.lottery().closed_with_staged(), 1);
     }
 
     #[test]
     fn done_with_bets_missing_is_refused_with_the_stored_count() {
         let mut f = fixture(1);
-        f.batch(1, 0, &[bet(1)]);
+        f.batch(1, 0, &[bet(1), bet(2)]);
         let (frames, _) = f.send(|o| wire::encode_done(o, 1, 3));
-        assert_eq!(error_code(&frames), (ErrorCode::MissingBets as u8, 1));
+        assert_eq!(error_code(&frames), (ErrorCode::MissingBets as u8, 2));
         assert_eq!(f.central.lottery().closed_with_staged(), 0);
+        // The agency resumes from the stored count, then closes.
+        let (frames, _) = f.send(|o| wire::encode_done(o, 1, 2));
+        assert_eq!(
+            frames,
+            [Frame::Ack {
+                agency: 1,
+                stored: 2
+            }]
+        );
     }
 
     #[test]
@@ -652,8 +664,7 @@ mod tests {
 
     #[test]
     fn get_winners_without_wait_is_not_ready_before_the_draw() {
-        let mut f = fixture(2);
-        f.batch(1, 0, &[bet(1)]);
+        let mut f = bound_to_agency_1();
         f.send(|o| wire::encode_done(o, 1, 1));
         f.commit();
         f.reconnect();
@@ -686,10 +697,10 @@ mod tests {
 
     #[test]
     fn get_winners_of_an_unknown_agency_is_refused() {
-        let mut f = fixture(1);
-        let (frames, verdict) = f.send(|o| wire::encode_get_winners(o, 9, true));
-        assert_eq!(error_code(&frames), (ErrorCode::UnknownAgency as u8, 9));
-        assert_eq!(verdict, Verdict::Continue);
+        assert_eq!(
+            fixture(1).refused(|o| wire::encode_get_winners(o, 9, true)),
+            ((ErrorCode::UnknownAgency as u8, 9), Verdict::Continue)
+        );
     }
 
     #[test]
@@ -722,11 +733,11 @@ mod tests {
 
     #[test]
     fn a_batch_for_another_agency_is_forbidden_closes_and_stores_nothing() {
-        let mut f = fixture(2);
-        f.batch(1, 0, &[bet(1)]);
-        let (frames, verdict) = f.send(|o| wire::encode_batch(o, 2, 0, &[bet(2)]));
-        assert_eq!(error_code(&frames), (ErrorCode::Forbidden as u8, 2));
-        assert_eq!(verdict, Verdict::Close);
+        let mut f = bound_to_agency_1();
+        assert_eq!(
+            f.refused(|o| wire::encode_batch(o, 2, 0, &[bet(2)])),
+            ((ErrorCode::Forbidden as u8, 2), Verdict::Close)
+        );
         assert_eq!(f.central.lottery().stored(2), Some(0));
         assert_eq!(f.bound, Some(1));
     }
@@ -738,30 +749,33 @@ mod tests {
         f.commit();
         f.reconnect();
         f.send(|o| wire::encode_get_winners(o, 1, true));
-        let (frames, verdict) = f.send(|o| wire::encode_done(o, 2, 0));
-        assert_eq!(error_code(&frames), (ErrorCode::Forbidden as u8, 2));
-        assert_eq!(verdict, Verdict::Close);
-        let (frames, verdict) = f.send(|o| wire::encode_get_winners(o, 2, false));
-        assert_eq!(error_code(&frames), (ErrorCode::Forbidden as u8, 2));
-        assert_eq!(verdict, Verdict::Close);
+        assert_eq!(
+            f.refused(|o| wire::encode_done(o, 2, 0)),
+            ((ErrorCode::Forbidden as u8, 2), Verdict::Close)
+        );
+        assert_eq!(
+            f.refused(|o| wire::encode_get_winners(o, 2, false)),
+            ((ErrorCode::Forbidden as u8, 2), Verdict::Close)
+        );
     }
 
     #[test]
     fn a_stranger_cannot_close_an_agency_over_a_connection_bound_to_another() {
-        let mut f = fixture(2);
-        f.batch(1, 0, &[bet(1)]);
-        let (frames, _) = f.send(|o| wire::encode_done(o, 2, 0));
-        assert_eq!(error_code(&frames), (ErrorCode::Forbidden as u8, 2));
+        let mut f = bound_to_agency_1();
+        assert_eq!(
+            f.refused(|o| wire::encode_done(o, 2, 0)),
+            ((ErrorCode::Forbidden as u8, 2), Verdict::Close)
+        );
         assert_eq!(f.central.lottery().closed_with_staged(), 0);
     }
 
     #[test]
     fn an_unknown_agency_on_a_bound_connection_is_forbidden() {
-        let mut f = fixture(2);
-        f.batch(1, 0, &[bet(1)]);
-        let (frames, verdict) = f.send(|o| wire::encode_batch(o, 9, 0, &[bet(1)]));
-        assert_eq!(error_code(&frames), (ErrorCode::Forbidden as u8, 9));
-        assert_eq!(verdict, Verdict::Close);
+        let mut f = bound_to_agency_1();
+        assert_eq!(
+            f.refused(|o| wire::encode_batch(o, 9, 0, &[bet(1)])),
+            ((ErrorCode::Forbidden as u8, 9), Verdict::Close)
+        );
     }
 
     #[test]

@@ -214,11 +214,7 @@ impl Report {
     }
 
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        fs::write(path, serde_json::to_string_pretty(self)? + "\n")?;
-        Ok(())
+        write_json(path, self)
     }
 
     /// The figures as an aligned two-column table.
@@ -361,11 +357,7 @@ impl TransportComparison {
     }
 
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        fs::write(path, serde_json::to_string_pretty(self)? + "\n")?;
-        Ok(())
+        write_json(path, self)
     }
 
     /// Plain and TLS side by side.
@@ -499,6 +491,15 @@ pub fn timeline(acks: &[AckSample], seconds: f64) -> Vec<Interval> {
             }
         })
         .collect()
+}
+
+/// Writes `value` as pretty JSON to `path`, making its directory.
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    fs::write(path, serde_json::to_string_pretty(value)? + "\n")?;
+    Ok(())
 }
 
 #[cfg(test)]
