@@ -10,7 +10,7 @@
 
 mod util;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -73,6 +73,10 @@ struct Seen {
     dones: Vec<u32>,
     /// The `wait` flag of every GET_WINNERS, and when it came.
     get_winners: Vec<(bool, Instant)>,
+    /// When each request (of any kind) came.
+    arrivals: Vec<Instant>,
+    /// When the last WINNERS list was sent.
+    winners_sent: Option<Instant>,
     connections: usize,
     closed: bool,
     not_ready_sent: usize,
@@ -289,6 +293,7 @@ fn answer(
     seen: &mut Seen,
     out: &mut Vec<u8>,
 ) -> Then {
+    seen.arrivals.push(Instant::now());
     match frame {
         Frame::Batch {
             agency,
@@ -387,6 +392,7 @@ fn answer(
             for (i, docs) in chunks.into_iter().enumerate() {
                 wire::encode_winners(out, AGENCY, total, i == last, docs);
             }
+            seen.winners_sent = Some(Instant::now());
         }
         other => panic!("the agency sent a frame a central never receives: {other:?}"),
     }
@@ -1047,23 +1053,63 @@ fn a_bets_file_that_is_a_directory_or_missing_is_named_and_explained() {
     );
 }
 
+/// Every request comes at least a period after the answer before it (so
+/// after the request before it), and the winners are reported at least a
+/// period after they were sent: a reader following the run sees the draw a
+/// period before any agency's `consulta_ganadores`. Both gaps are lower
+/// bounds, measured from outside the agency: a slow machine only widens them.
 #[test]
-fn loop_period_sends_one_batch_at_a_time_with_the_pause_between_them() {
+fn loop_period_paces_every_step_and_reports_the_winners_a_period_after_they_arrive() {
+    const PERIOD: Duration = Duration::from_millis(150);
     let dir = util::temp_dir("agency-loop-period");
     let rows = rows(50, 0);
     write_bets(&dir, &rows);
     let central = FakeCentral::start(Script::default());
-    let started = Instant::now();
-    let done = run(agency(&dir, &central.address())
+    let mut child = agency(&dir, &central.address())
         .env("CLI_BATCH_MAXAMOUNT", "10")
-        .env("CLI_LOOP_PERIOD", "150ms"));
-    let took = started.elapsed();
-    assert_eq!(done.code, Some(0), "{}", done.log);
+        .env("CLI_LOOP_PERIOD", "150ms")
+        .spawn()
+        .unwrap();
+    // When each log line was read, to time the winners report.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let lines = thread::spawn(move || {
+        stderr
+            .lines()
+            .map_while(Result::ok)
+            .map(|line| (Instant::now(), line))
+            .collect::<Vec<_>>()
+    });
+    let status = child.wait().unwrap();
+    let lines = lines.join().unwrap();
+    let log: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+    let log = log.join("\n");
+    assert_eq!(status.code(), Some(0), "{log}");
     assert_stored_exactly(&central, &rows);
-    assert_eq!(central.seen().batches.len(), 5);
-    // Four pauses between five batches.
-    assert!(took >= Duration::from_millis(600), "took {took:?}");
-    assert!(has_line(&done.log, "loop_period_ms: 150"), "{}", done.log);
+    assert!(has_line(&log, "loop_period_ms: 150"), "{log}");
+
+    let seen = central.seen();
+    assert_eq!(seen.batches.len(), 5, "one batch at a time, each of 10");
+    // Five batches, the DONE and one GET_WINNERS, each a step.
+    assert_eq!(seen.arrivals.len(), 7, "{log}");
+    for (k, pair) in seen.arrivals.windows(2).enumerate() {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= PERIOD,
+            "request {} came {gap:?} after the one before",
+            k + 1
+        );
+    }
+    let report = lines
+        .iter()
+        .find(|(_, l)| l.contains("action: consulta_ganadores | result: success"))
+        .unwrap_or_else(|| panic!("no winners report in:\n{log}"))
+        .0;
+    let sent = seen.winners_sent.expect("the winners were sent");
+    assert!(
+        report - sent >= PERIOD,
+        "the winners were reported {:?} after they were sent",
+        report - sent
+    );
 }
 
 #[test]

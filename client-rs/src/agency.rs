@@ -30,6 +30,7 @@ use crate::bets::Bets;
 use crate::config::{Config, WinnersMode};
 use crate::connection::{ConnError, Connection, Reply};
 use crate::logfmt::clean;
+use crate::pacing::Pacing;
 use crate::retry::{GiveUp, Retry};
 use crate::stop::Stop;
 use crate::transport::Tls;
@@ -120,6 +121,8 @@ pub struct Agency<'a> {
     /// Mutual TLS to the central, or `None` for plain TCP.
     tls: Option<&'a Tls>,
     retry: Retry,
+    /// `loop.period`: a pause after each answer before the next step.
+    pacing: Pacing,
     /// The central's durable count of this agency's bets, as last heard.
     stored: usize,
     stage: Stage,
@@ -155,6 +158,7 @@ impl<'a> Agency<'a> {
             stop,
             tls: None,
             retry: Retry::new(config.connect_timeout),
+            pacing: Pacing::new(config.loop_period),
             stored: 0,
             stage: Stage::Sending,
             all_stored: true,
@@ -333,13 +337,12 @@ impl<'a> Agency<'a> {
         // was lost), and a central that answers one request per connection
         // is not sent batches it will never read.
         let mut window = 1;
-        // The course's `loop.period`: one batch at a time, a pause between
-        // two (the pause, not the ACK, paces the stream).
-        let (max_window, period) = match self.config.loop_period {
-            Some(period) => (1, Some(period)),
-            None => (self.config.window, None),
+        // The course's `loop.period`: one batch at a time, each a period
+        // after the answer to the one before (the pause paces the stream).
+        let max_window = match self.pacing.period() {
+            Some(_) => 1,
+            None => self.config.window,
         };
-        let mut sent_before = false;
         // The central's count from an OUT_OF_ORDER, applied once the
         // batches behind the refused one have been answered (the same way).
         let mut rewind: Option<usize> = None;
@@ -348,12 +351,9 @@ impl<'a> Agency<'a> {
         loop {
             if rewind.is_none() && !closed {
                 while in_flight.len() < window && next < sendable {
-                    if let Some(period) = period.filter(|_| sent_before)
-                        && !self.stop.sleep(period)
-                    {
+                    if !self.pacing.step(self.stop) {
                         return Err(Interrupt::Stopped);
                     }
-                    sent_before = true;
                     let most = self.config.batch_max_amount.min(sendable - next);
                     let batch = batch::plan(self.bets, next, most);
                     self.note_frame_cut(batch);
@@ -444,6 +444,9 @@ impl<'a> Agency<'a> {
                 total - self.stored
             ))));
         }
+        if !self.pacing.step(self.stop) {
+            return Err(Interrupt::Stopped);
+        }
         let mut out = Vec::new();
         wire::encode_done(&mut out, self.config.id, batch::to_u32(total));
         conn.send(&out)?;
@@ -491,6 +494,9 @@ impl<'a> Agency<'a> {
     /// has arrived.
     fn ask_winners(&mut self, conn: &mut Connection<'_>) -> Result<Vec<String>, Interrupt> {
         let wait = self.config.winners_mode == WinnersMode::Wait;
+        if !self.pacing.step(self.stop) {
+            return Err(Interrupt::Stopped);
+        }
         let mut out = Vec::new();
         wire::encode_get_winners(&mut out, self.config.id, wait);
         loop {
@@ -542,6 +548,10 @@ impl<'a> Agency<'a> {
                             )));
                         }
                         if last {
+                            // The report is a step too, so it comes a period
+                            // after the draw (see `pacing`). A stop in that
+                            // pause reports at once: the winners are here.
+                            self.pacing.step(self.stop);
                             info!(
                                 "action: consulta_ganadores | result: success | cant_ganadores: {total}"
                             );
@@ -552,8 +562,9 @@ impl<'a> Agency<'a> {
                 }
             }
             // A parked request (wait=1) came back NOT_READY at the central's
-            // park timeout: ask again at once. Polling waits between asks.
-            if !wait && !self.stop.sleep(POLL_PERIOD) {
+            // park timeout: ask again at once. Polling waits between asks
+            // (a paced agency, its period).
+            if !wait && !self.stop.sleep(self.pacing.period().unwrap_or(POLL_PERIOD)) {
                 return Err(Interrupt::Stopped);
             }
         }

@@ -83,7 +83,8 @@ pub struct Config {
     /// `log.level` / `CLI_LOG_LEVEL`.
     pub log_level: LevelFilter,
     /// `loop.period` / `CLI_LOOP_PERIOD`: the course's pause between two
-    /// batches; with one, batches go one at a time. `None`: no pause.
+    /// steps (batches, DONE, the winners question and their report; see
+    /// `pacing`); with one, batches go one at a time. `None`: no pause.
     pub loop_period: Option<Duration>,
     /// `data.file` / `CLI_DATA_FILE`, or the single bet of the environment.
     pub bets: BetSource,

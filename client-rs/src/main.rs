@@ -26,6 +26,7 @@ mod bets_file;
 mod config;
 mod connection;
 mod logfmt;
+mod pacing;
 mod retry;
 mod stop;
 mod transport;
