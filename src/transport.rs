@@ -37,6 +37,7 @@ use rustls::{ServerConfig, ServerConnection};
 
 use crate::config::Config;
 use crate::deadlines::Timer;
+use crate::log_budget::LogBudget;
 use crate::tls::{self, Pem, TlsError};
 
 /// Unsent TLS bytes rustls may hold for a connection.
@@ -284,11 +285,17 @@ impl TlsStream {
 /// or refused by TLS. Lines about failed TLS connections: at most
 /// [`CloseLog::PER_SECOND`] in a second; past that they are counted, and
 /// the count is logged with the first line of a later second.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CloseLog {
-    window: Option<Instant>,
-    logged: u32,
-    suppressed: u64,
+    budget: LogBudget,
+}
+
+impl Default for CloseLog {
+    fn default() -> Self {
+        CloseLog {
+            budget: LogBudget::new(Self::PER_SECOND, Duration::from_secs(1)),
+        }
+    }
 }
 
 impl CloseLog {
@@ -338,20 +345,10 @@ impl CloseLog {
     /// Whether a line may be written at `now`; if so, how many were
     /// suppressed since the last one written.
     fn admit(&mut self, now: Instant) -> Option<u64> {
-        match self.window {
-            Some(start) if now.duration_since(start) < Duration::from_secs(1) => {}
-            _ => {
-                self.window = Some(now);
-                self.logged = 0;
-            }
-        }
-        if self.logged < Self::PER_SECOND {
-            self.logged += 1;
-            Some(std::mem::take(&mut self.suppressed))
-        } else {
-            self.suppressed += 1;
-            None
-        }
+        // Taken first: once the window of the counted lines has ended, the
+        // line about to be logged opens a new one and carries the count.
+        let suppressed = self.budget.take_suppressed(now).unwrap_or(0);
+        self.budget.allow(now).then_some(suppressed)
     }
 }
 
