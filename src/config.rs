@@ -1,6 +1,6 @@
 //! The central's settings: `config.ini` (the course's `[DEFAULT]` keys), then
 //! environment variables of the same names, which win (layered by
-//! [`crate::settings`], shared with the agency's `config.yaml`).
+//! [`crate::support::settings`], shared with the agency's `config.yaml`).
 //!
 //! Every value is checked here, at start-up, so that a bad one is a clear
 //! error naming the key and its source (and exit code 2 in `main`) rather
@@ -14,28 +14,11 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
-use crate::settings::Setting;
-
-/// When the bets file and the journal are flushed to the disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SyncPolicy {
-    /// `fdatasync` once per loop iteration before any ACK goes out (group commit).
-    Always,
-    /// Leave it to the kernel: ACKs mean "written", not "on disk". For
-    /// throwaway runs only.
-    Never,
-}
-
-/// The PEM files of mutual TLS (`TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// The central's certificate chain.
-    pub cert: PathBuf,
-    /// Its private key.
-    pub key: PathBuf,
-    /// The CA the agencies' certificates must chain to.
-    pub client_ca: PathBuf,
-}
+use crate::net::accept::Listen;
+use crate::net::transport::TlsFiles;
+use crate::store::csv::SyncPolicy;
+use crate::store::open::StoreSettings;
+use crate::support::settings::Setting;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -99,7 +82,7 @@ impl Default for Config {
     }
 }
 
-pub use crate::settings::ConfigError;
+pub use crate::support::settings::ConfigError;
 
 /// The keys read from `config.ini` and the environment, in the order shown.
 pub const KEYS: &[&str] = &[
@@ -259,6 +242,25 @@ impl Config {
         Ok(config)
     }
 
+    /// Where and how the listener listens.
+    pub fn listen(&self) -> Listen {
+        Listen {
+            ip: self.ip.clone(),
+            port: self.port,
+            backlog: self.listen_backlog,
+            max_connections: self.max_connections,
+        }
+    }
+
+    /// Where the bets are kept.
+    pub fn store(&self) -> StoreSettings {
+        StoreSettings::Csv {
+            bets_file: self.bets_file.clone(),
+            journal_file: self.journal_file.clone(),
+            sync: self.sync,
+        }
+    }
+
     /// What the listener serves: `mutual` (TLS, client certificates
     /// required) or `off` (plain TCP), for the `config` and `escuchar` lines.
     pub fn tls_mode(&self) -> &'static str {
@@ -322,7 +324,7 @@ fn expectation(key: &str) -> &'static str {
 mod tests {
     use super::*;
 
-    use crate::settings::env_of as env;
+    use crate::support::settings::env_of as env;
 
     const COURSE_INI: &str = "[DEFAULT]\nSERVER_PORT = 12345\nSERVER_IP = server\nSERVER_LISTEN_BACKLOG = 5\nLOGGING_LEVEL = INFO\n";
 

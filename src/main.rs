@@ -51,7 +51,7 @@ fn main() -> ExitCode {
 /// descriptor, and the usual soft limit of 1024 is far below the thousands
 /// of agencies the central serves.
 fn raise_descriptor_limit() {
-    match lottery::limits::raise_open_files(u64::MAX) {
+    match lottery::support::limits::raise_open_files(u64::MAX) {
         Ok(nofile) => {
             log::info!("action: limite_descriptores | result: success | nofile: {nofile}")
         }

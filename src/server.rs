@@ -29,16 +29,18 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::accept::Acceptor;
-pub use crate::accept::StartError;
-use crate::central::Central;
+use crate::central::requests::{self, Verdict};
+use crate::central::state::Central;
 use crate::config::Config;
-use crate::connection::{Connection, INPUT_CAPACITY, ReadOutcome, Stage};
-use crate::parking::{Parking, Wake};
-use crate::requests::{self, Verdict};
-use crate::schedule::Schedule;
+use crate::connections::commit::commit_group;
+use crate::connections::connection::{Connection, INPUT_CAPACITY, ReadOutcome, Stage};
+use crate::connections::parking::{self, Parking, Wake};
+use crate::connections::schedule::Schedule;
+use crate::net::accept::Acceptor;
+use crate::net::transport::{CloseLog, TlsSetup, Transport};
 use crate::shutdown;
-use crate::transport::{CloseLog, TlsSetup, Transport};
+pub use crate::start::StartError;
+use crate::support::deadlines::Timer;
 use crate::wire;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -54,24 +56,24 @@ const READS_PER_TURN: usize = 8;
 const GROUP_COMMIT_BETS: u64 = 100_000;
 
 pub struct Server {
-    pub(crate) poll: Poll,
-    pub(crate) acceptor: Acceptor,
+    poll: Poll,
+    acceptor: Acceptor,
     signals: Signals,
-    pub(crate) connections: Slab<Connection>,
-    pub(crate) central: Central,
-    pub(crate) parking: Parking,
-    pub(crate) schedule: Schedule,
+    connections: Slab<Connection>,
+    central: Central,
+    parking: Parking,
+    schedule: Schedule,
     /// Ids for new connections (slab keys are reused, ids never).
     next_id: u64,
     scratch: Vec<u8>,
     /// Reused by every flush, to list the touched connections.
     flushing: Vec<usize>,
     /// Reused by every expiry, to list the connections to close and why.
-    expired: Vec<(usize, crate::deadlines::Timer)>,
+    expired: Vec<(usize, Timer)>,
     /// Mutual TLS, when configured: every connection is TLS then.
     tls: Option<TlsSetup>,
     close_log: CloseLog,
-    pub(crate) now: Instant,
+    now: Instant,
     /// When the draw unparked requests, and how many: the next iteration
     /// answers them and logs how long that took.
     waking: Option<(Instant, usize)>,
@@ -82,10 +84,12 @@ impl Server {
     /// installs the signal handlers. Logs the effective config.
     pub fn bind(config: Config) -> Result<Server, StartError> {
         info!("action: config | result: success | {}", config.describe());
-        let tls = TlsSetup::from_config(&config).map_err(StartError::Tls)?;
-        let central = Central::from_config(&config).map_err(StartError::Storage)?;
+        let tls = TlsSetup::new(config.tls.as_ref(), config.agencies).map_err(StartError::Tls)?;
+        let central = Central::open(&config.store(), config.agencies, config.winning_number)
+            .map_err(StartError::Storage)?;
         let poll = Poll::new().map_err(StartError::Io)?;
-        let acceptor = Acceptor::bind(&config, poll.registry(), LISTENER)?;
+        let acceptor = Acceptor::bind(&config.listen(), poll.registry(), LISTENER)
+            .map_err(StartError::Listen)?;
         let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(StartError::Io)?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
@@ -159,7 +163,7 @@ impl Server {
                 }
             }
             if let Some(signal) = stop {
-                return shutdown::run(self, signal);
+                return shutdown::run(self.into_parts(), signal);
             }
             let waking = self.waking.take();
             self.drive_ready();
@@ -175,7 +179,7 @@ impl Server {
             self.expire_deadlines();
             self.commit();
             self.flush_touched();
-            crate::parking::log_woken(waking);
+            parking::log_woken(waking);
         }
     }
 
@@ -308,9 +312,17 @@ impl Server {
     /// did not complete in time.
     fn expire_deadlines(&mut self) {
         let mut due = std::mem::take(&mut self.expired);
-        let (connections, lottery) = (&mut self.connections, self.central.lottery());
+        let lottery = self.central.lottery();
+        let timed_out = Wake::TimedOut {
+            done: lottery.closed(),
+            expected: lottery.expected(),
+        };
+        let (parking, now) = (&mut self.parking, self.now);
+        let park_due = |schedule: &mut Schedule, due, conn: &mut Connection| {
+            parking.expire(due, conn, timed_out, now, schedule)
+        };
         self.schedule
-            .expire(self.now, connections, &mut self.parking, lottery, &mut due);
+            .expire(now, &mut self.connections, park_due, &mut due);
         for &(key, timer) in &due {
             let timeout = self.schedule.timeout(timer);
             self.close_log
@@ -323,30 +335,23 @@ impl Server {
 
     /// The group commit: this iteration's bets and closes made durable with
     /// one sync, then the replies held for it settled.
-    pub(crate) fn commit(&mut self) {
-        let outcome = self.central.commit();
-        if !outcome.committed {
-            // The commit that was to run the draw failed: wait=0 requests
-            // parked behind it get the NOT_READY they would have got without it.
-            let lottery = self.central.lottery();
-            let wake = Wake::NotReady {
-                done: lottery.closed(),
-                expected: lottery.expected(),
-            };
-            let (connections, schedule) = (&mut self.connections, &mut self.schedule);
-            self.parking
-                .unpark_all(connections, wake, true, self.now, schedule);
+    fn commit(&mut self) {
+        let (connections, schedule) = (&mut self.connections, &mut self.schedule);
+        let (central, parking) = (&mut self.central, &mut self.parking);
+        if let Some(waking) = commit_group(central, connections, parking, schedule, self.now) {
+            self.waking = Some(waking);
         }
-        self.schedule
-            .settle_touched(&mut self.connections, outcome.committed);
-        if outcome.drew {
-            // Every parked request is answered in the next iteration, with
-            // the frames buffered behind it decoded after it.
-            let (connections, schedule) = (&mut self.connections, &mut self.schedule);
-            let parked =
-                self.parking
-                    .unpark_all(connections, Wake::Drawn, false, self.now, schedule);
-            self.waking = Some((Instant::now(), parked));
+    }
+
+    fn into_parts(self) -> shutdown::Parts {
+        shutdown::Parts {
+            poll: self.poll,
+            acceptor: self.acceptor,
+            connections: self.connections,
+            central: self.central,
+            parking: self.parking,
+            schedule: self.schedule,
+            now: self.now,
         }
     }
 

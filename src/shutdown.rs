@@ -7,16 +7,32 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use log::info;
-use mio::{Events, Token};
+use mio::{Events, Poll, Token};
 use signal_hook::consts::SIGTERM;
+use slab::Slab;
 
-use crate::parking::Wake;
-use crate::server::Server;
+use crate::central::state::Central;
+use crate::connections::commit::commit_group;
+use crate::connections::connection::Connection;
+use crate::connections::parking::{Parking, Wake};
+use crate::connections::schedule::Schedule;
+use crate::net::accept::Acceptor;
 
 /// How long shutdown keeps writing what is owed to slow readers.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 
-pub fn run(mut server: Server, signal: i32) -> io::Result<()> {
+/// What the loop hands over when a signal stops it.
+pub struct Parts {
+    pub poll: Poll,
+    pub acceptor: Acceptor,
+    pub connections: Slab<Connection>,
+    pub central: Central,
+    pub parking: Parking,
+    pub schedule: Schedule,
+    pub now: Instant,
+}
+
+pub fn run(mut server: Parts, signal: i32) -> io::Result<()> {
     let name = if signal == SIGTERM {
         "SIGTERM"
     } else {
@@ -32,7 +48,13 @@ pub fn run(mut server: Server, signal: i32) -> io::Result<()> {
         now,
         &mut server.schedule,
     );
-    server.commit();
+    commit_group(
+        &mut server.central,
+        &mut server.connections,
+        &mut server.parking,
+        &mut server.schedule,
+        now,
+    );
     let keys: Vec<usize> = server.connections.iter().map(|(k, _)| k).collect();
     let deadline = Instant::now() + SHUTDOWN_FLUSH;
     let mut events = Events::with_capacity(1024);

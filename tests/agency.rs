@@ -2,7 +2,7 @@
 //! this test that speaks `PROTOCOL.md` over a real socket, records what it
 //! was sent, and can be told to misbehave (close after every reply, lose
 //! bets, refuse to store, shut down, park forever, come up late). It can
-//! also serve mutual TLS (rustls, certificates from `lottery::certs`), and
+//! also serve mutual TLS (rustls, certificates from `lottery::net::certs`), and
 //! then records the agency each connection's certificate names.
 //!
 //! Run with `cargo build --release --workspace && cargo test --release
@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use lottery::bet::{self, format_date};
-use lottery::certs::{Authority, Issued, Leaf};
-use lottery::tls::{self, Pem};
+use lottery::bets::bet::{self, format_date};
+use lottery::net::certs::{Authority, Issued, Leaf};
+use lottery::net::tls::{self, Pem};
 use lottery::wire::{self, ErrorCode, Frame};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 

@@ -6,7 +6,7 @@ mod util;
 
 use std::time::{Duration, Instant};
 
-use lottery::bet::Bet;
+use lottery::bets::bet::Bet;
 use lottery::wire::{self, Date, ErrorCode, kind};
 use util::{Central, Peer, RawFrame, temp_dir};
 

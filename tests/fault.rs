@@ -740,7 +740,8 @@ fn a_full_disk_gets_error_storage_with_nothing_torn_and_the_retries_are_stored_o
                     b.first_name.clone(),
                     b.last_name.clone(),
                     b.document.clone(),
-                    String::from_utf8(lottery::bet::format_date(b.birthdate).to_vec()).unwrap(),
+                    String::from_utf8(lottery::bets::bet::format_date(b.birthdate).to_vec())
+                        .unwrap(),
                     b.number.to_string(),
                 ]
             })

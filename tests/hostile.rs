@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use lottery::bet::Bet;
-use lottery::connection;
+use lottery::bets::bet::Bet;
+use lottery::connections::connection;
 use lottery::wire::{self, ErrorCode, kind};
 use util::{
     Agency, Central, Peer, RawFrame, Rng, agency_files, batch_frame, compare_with_files,
@@ -661,7 +661,7 @@ fn the_connection_cap_refuses_the_excess_with_a_log_line_and_keeps_serving() {
     assert_eq!(refusals, 51, "{logs}");
     let lines = logs.matches("connection cap of 100 reached").count();
     assert!(
-        lines <= 2 * lottery::log_budget::LINES_PER_SECOND as usize,
+        lines <= 2 * lottery::support::log_budget::LINES_PER_SECOND as usize,
         "one line per refusal: {lines}"
     );
 

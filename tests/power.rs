@@ -39,7 +39,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lottery::bet::Bet;
+use lottery::bets::bet::Bet;
 use lottery::wire::ErrorCode;
 use powercut::PowerCut;
 use util::{
@@ -117,7 +117,7 @@ fn rows_of(bets: &[Bet]) -> Vec<Vec<String>> {
                 b.first_name.clone(),
                 b.last_name.clone(),
                 b.document.clone(),
-                String::from_utf8(lottery::bet::format_date(b.birthdate).to_vec()).unwrap(),
+                String::from_utf8(lottery::bets::bet::format_date(b.birthdate).to_vec()).unwrap(),
                 b.number.to_string(),
             ]
         })

@@ -13,7 +13,7 @@
 mod bet_rules;
 
 use bet_rules::{Field, RawBet, broken_rules};
-use lottery::bet::{self, BetError};
+use lottery::bets::bet::{self, BetError};
 use lottery::wire::{self, BetFields, BetRef, Date, ErrorCode, Frame};
 use proptest::collection::vec;
 use proptest::prelude::*;

@@ -14,8 +14,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lottery::certs::{Authority, Issued, Leaf};
-use lottery::tls::{self, Pem};
+use lottery::net::certs::{Authority, Issued, Leaf};
+use lottery::net::tls::{self, Pem};
 use lottery::wire::{ErrorCode, kind};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;

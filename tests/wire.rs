@@ -1,7 +1,7 @@
 //! The wire format against the normative vectors of PROTOCOL.md
 //! (`tests/fixtures/protocol-vectors.txt`), frame splits, and broken input.
 
-use lottery::bet::Bet;
+use lottery::bets::bet::Bet;
 use lottery::wire::{self, Date, ErrorCode, Frame, WireError};
 
 fn hex(s: &str) -> Vec<u8> {

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::thread;
 
 use anyhow::{Context, Result};
-use lottery::certs::Authority;
-use lottery::tls::{self, Pem};
+use lottery::net::certs::Authority;
+use lottery::net::tls::{self, Pem};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use lottery::tls::{self, Pem};
+use lottery::net::tls::{self, Pem};
 use lottery::wire::{self, Frame};
 use lottery_bench::driver::{self, DriverOptions};
 use lottery_bench::mtls::TlsSetup;

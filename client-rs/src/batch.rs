@@ -66,7 +66,7 @@ pub fn to_u32(position: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lottery::bet::Bet;
+    use lottery::bets::bet::Bet;
     use lottery::wire::{Date, Frame, MAX_FRAME};
 
     fn bets(n: usize, name_len: usize) -> Bets {

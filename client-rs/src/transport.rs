@@ -19,7 +19,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lottery::tls::{self, Pem, TlsError};
+use lottery::net::tls::{self, Pem, TlsError};
 use rustls::pki_types::ServerName;
 use rustls::{AlertDescription, ClientConfig, ClientConnection, StreamOwned};
 

@@ -1,4 +1,4 @@
-//! Fuzzes `lottery::bet::validate` against an independent model of the
+//! Fuzzes `lottery::bets::bet::validate` against an independent model of the
 //! rules (`model/bet_rules.rs`): a bet is accepted exactly when the model
 //! finds no broken rule, and a refusal names a field the model finds broken.
 //!
@@ -14,7 +14,7 @@ mod bet_rules;
 use arbitrary::Arbitrary;
 use bet_rules::{Field, RawBet, broken_rules};
 use libfuzzer_sys::fuzz_target;
-use lottery::bet::{self, BetError};
+use lottery::bets::bet::{self, BetError};
 use lottery::wire::{BetFields, Date};
 
 #[derive(Arbitrary, Debug)]

@@ -1,5 +1,5 @@
 //! An independent model of `PROTOCOL.md`'s "A valid bet", written from the
-//! text of the rules rather than from `lottery::bet`, so that the central's
+//! text of the rules rather than from `lottery::bets::bet`, so that the central's
 //! checks can be compared with it. Shared by the proptest properties
 //! (`tests/properties.rs`) and the fuzz target `validate`.
 //!

@@ -1,12 +1,12 @@
 //! `lottery-certs`: writes the certificates a lottery over mutual TLS needs
 //! (a CA, the central's, one per agency) into a directory. The work is in
-//! [`lottery::certs`].
+//! [`lottery::net::certs`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use lottery::certs::{self, CertsError};
+use lottery::net::certs::{self, CertsError};
 
 /// Writes ca.pem/ca.key, server.pem/server.key and agency-N.pem/agency-N.key
 /// (keys mode 0600, certificates 0644).

@@ -24,7 +24,7 @@ pub fn client_bin() -> PathBuf {
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
-    lottery::loopback::free_port().unwrap()
+    lottery::support::loopback::free_port().unwrap()
 }
 
 /// A fresh empty directory under the target directory, named for the test.
@@ -590,12 +590,12 @@ pub fn rows_of_agency(bets_csv: &Path, agency: u32) -> u64 {
 /// Raises this process's soft limit on open files to its hard limit (the
 /// processes it starts inherit it); returns the new soft limit.
 pub fn raise_fd_limit() -> u64 {
-    lottery::limits::raise_open_files(u64::MAX).unwrap_or_else(|_| fd_limit())
+    lottery::support::limits::raise_open_files(u64::MAX).unwrap_or_else(|_| fd_limit())
 }
 
 /// This process's soft limit on open files.
 pub fn fd_limit() -> u64 {
-    lottery::limits::open_files()
+    lottery::support::limits::open_files()
 }
 
 /// A process's resident memory (`VmRSS` of `/proc/PID/status`), in bytes.
@@ -627,8 +627,8 @@ pub fn open_sockets(pid: u32) -> usize {
 }
 
 /// A valid bet for raw-protocol tests, different for every `i`.
-pub fn numbered_bet(i: u64, number: u16) -> lottery::bet::Bet {
-    lottery::bet::Bet {
+pub fn numbered_bet(i: u64, number: u16) -> lottery::bets::bet::Bet {
+    lottery::bets::bet::Bet {
         first_name: format!("Nombre {i}"),
         last_name: "Apellido".into(),
         document: format!("{}", 10_000_000 + i),
@@ -641,8 +641,8 @@ pub fn numbered_bet(i: u64, number: u16) -> lottery::bet::Bet {
     }
 }
 
-pub fn batch_frame(agency: u32, first: u32, bets: &[lottery::bet::Bet]) -> Vec<u8> {
-    let refs: Vec<_> = bets.iter().map(lottery::bet::Bet::as_ref).collect();
+pub fn batch_frame(agency: u32, first: u32, bets: &[lottery::bets::bet::Bet]) -> Vec<u8> {
+    let refs: Vec<_> = bets.iter().map(lottery::bets::bet::Bet::as_ref).collect();
     let mut out = Vec::new();
     lottery::wire::encode_batch(&mut out, agency, first, &refs);
     out

@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use slab::Slab;
 
-use crate::central::Central;
-use crate::connection::{Connection, Stage};
-use crate::deadlines::{Due, Timer};
-use crate::log_budget::LogBudget;
-use crate::requests;
-use crate::schedule::Schedule;
+use crate::central::requests;
+use crate::central::state::Central;
+use crate::connections::connection::{Connection, Stage};
+use crate::connections::schedule::Schedule;
+use crate::support::deadlines::{Due, Timer};
+use crate::support::log_budget::LogBudget;
 use crate::wire::{self, ErrorCode};
 
 /// Why a parked request is answered now.

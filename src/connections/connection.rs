@@ -10,7 +10,7 @@
 //! hold more than a couple of frames for it.
 //!
 //! Its [`Stage`] says what it is doing and carries what that stage needs.
-//! Only the loop changes it (through [`crate::parking`] for parking), and
+//! Only the loop changes it (through [`crate::connections::parking`] for parking), and
 //! only the loop closes a connection (deregister, then remove).
 //!
 //! The agency it acts for, once bound, never changes: over TLS it is bound
@@ -24,15 +24,14 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use mio::{Interest, Registry, Token};
 
-use crate::replies::Replies;
-use crate::requests::RequestLog;
-use crate::transport::Transport;
+use crate::central::replies::Replies;
+pub use crate::central::requests::OUTPUT_HIGH_WATER;
+use crate::central::requests::{RequestLog, Requests};
+use crate::net::transport::Transport;
 use crate::wire::{self, MAX_FRAME};
 
 /// The most request bytes buffered for one connection.
 pub const INPUT_CAPACITY: usize = 2 * MAX_FRAME;
-/// While this many reply bytes wait to go out, no more requests are decoded.
-pub const OUTPUT_HIGH_WATER: usize = 2 * MAX_FRAME;
 /// Buffers larger than this are released when they empty, so that ten
 /// thousand parked agencies cost little memory.
 const KEEP_CAPACITY: usize = 4096;
@@ -72,19 +71,6 @@ pub enum ReadOutcome {
     Closed,
 }
 
-/// The parts a request handler works on while the input is borrowed.
-pub struct Requests<'a> {
-    /// Buffered bytes not yet decoded.
-    pub input: &'a [u8],
-    pub replies: &'a mut Replies,
-    pub log: &'a mut RequestLog,
-    pub peer: SocketAddr,
-    /// Output bytes the socket has not taken yet (beside `replies`).
-    pub unsent: usize,
-    /// The agency the connection acts for, once bound (PROTOCOL.md rev. 2).
-    pub agency: &'a mut Option<u32>,
-}
-
 #[derive(Debug)]
 pub struct Connection {
     transport: Transport,
@@ -112,7 +98,7 @@ pub struct Connection {
     writable_registered: bool,
     /// The last time this connection completed a frame or took reply bytes.
     last_progress: Instant,
-    /// Marks kept by [`crate::schedule::Schedule`], its only writer.
+    /// Marks kept by [`crate::connections::schedule::Schedule`], its only writer.
     pub(crate) marks: Marks,
     log: RequestLog,
 }
@@ -407,16 +393,4 @@ impl Connection {
             debug!("action: cerrar_conexion | result: success | peer: {peer}");
         }
     }
-}
-
-/// Whether a peer error means "the peer went away" rather than a fault worth a warning.
-pub fn is_disconnect(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::WriteZero
-    )
 }

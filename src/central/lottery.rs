@@ -13,6 +13,7 @@
 //! is the winning number), so the draw itself costs nothing however many
 //! bets there are.
 
+use crate::store::seam::RecoveredAgency;
 use crate::wire::ErrorCode;
 
 /// What the central does with a BATCH, decided from the agency's stored count.
@@ -72,14 +73,6 @@ pub struct Lottery {
     /// Closed agencies, staged closes included.
     closed_with_staged: u32,
     drawn: bool,
-}
-
-/// The per-agency state a restarted central recovers from its files.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RecoveredAgency {
-    pub stored: u32,
-    pub closed: bool,
-    pub winners: Vec<Box<str>>,
 }
 
 impl Lottery {

@@ -1,22 +1,22 @@
 //! The central's state apart from its sockets: the [`Lottery`], the
-//! [`Storage`], today's date, and the commit group.
+//! [`Store`] (whichever backend, behind the seam), today's date, and the
+//! commit group.
 //!
 //! Requests change it through the `stage_*` methods: each change goes to the
 //! lottery (so the next request of the same iteration sees it), to the
-//! storage's buffers, and to the [`Group`], which remembers what to log once
+//! store's buffers, and to the [`Group`], which remembers what to log once
 //! [`Central::commit`] says whether the disk took it. Invariant: everything
 //! staged since the last commit is in all three, and one commit settles all
 //! three (the held replies are settled by the loop with the same outcome).
 
 use std::io;
-use std::path::Path;
 
 use log::{debug, error, info, log_enabled, warn};
 
-use crate::bet;
-use crate::config::{Config, SyncPolicy};
-use crate::lottery::{DoneVerdict, Lottery};
-use crate::storage::{Storage, StorageError};
+use super::lottery::{DoneVerdict, Lottery};
+use crate::bets::bet;
+use crate::store::open::{self, OpenError, StoreSettings};
+use crate::store::seam::Store;
 use crate::wire::{Bets, Date};
 
 /// What this iteration staged, kept to be logged after its commit.
@@ -42,38 +42,24 @@ pub struct Commit {
 
 pub struct Central {
     lottery: Lottery,
-    storage: Storage,
+    store: Box<dyn Store>,
     today: Date,
     group: Group,
 }
 
 impl Central {
-    /// Opens the files (recovering a previous run) as `config` says.
-    pub fn from_config(config: &Config) -> Result<Central, StorageError> {
-        Central::open(
-            &config.bets_file,
-            &config.journal_file,
-            config.agencies,
-            config.winning_number,
-            config.sync,
-        )
-    }
-
-    /// Opens the files (recovering a previous run) and logs what they held.
+    /// Opens the store (recovering a previous run) and logs what it held.
     pub fn open(
-        bets_file: &Path,
-        journal_file: &Path,
+        store: &StoreSettings,
         agencies: u32,
         winning_number: u16,
-        sync: SyncPolicy,
-    ) -> Result<Central, StorageError> {
-        let (storage, recovery) =
-            Storage::open(bets_file, journal_file, agencies, winning_number, sync)?;
+    ) -> Result<Central, OpenError> {
+        let (store, recovery) = open::open(store, agencies, winning_number)?;
         let stored: u64 = recovery.agencies.iter().map(|a| a.stored as u64).sum();
         let closed = recovery.agencies.iter().filter(|a| a.closed).count();
         info!(
-            "action: recuperar | result: success | apuestas: {stored} | agencias_cerradas: {closed} | archivo: {}",
-            bets_file.display()
+            "action: recuperar | result: success | apuestas: {stored} | agencias_cerradas: {closed} | {}",
+            store.location()
         );
         let lottery = Lottery::recovered(recovery.agencies, winning_number);
         if lottery.drawn() {
@@ -81,7 +67,7 @@ impl Central {
         }
         Ok(Central {
             lottery,
-            storage,
+            store,
             today: bet::today(),
             group: Group::default(),
         })
@@ -102,7 +88,7 @@ impl Central {
 
     /// How many bets wait for the next commit.
     pub fn staged_bets(&self) -> u64 {
-        self.storage.staged_bets()
+        self.store.staged_bets()
     }
 
     /// A batch whose bets are all stored already: ACKed again, stores nothing.
@@ -112,10 +98,10 @@ impl Central {
 
     /// Stages the valid `bets` of `agency` from index `skip` on; returns the
     /// agency's stored count with them.
-    pub fn stage_bets(&mut self, agency: u32, bets: Bets<'_>, skip: usize) -> u32 {
+    pub fn stage_bets(&mut self, agency: u32, first: u32, bets: Bets<'_>, skip: usize) -> u32 {
         let keep_log = log_enabled!(log::Level::Debug);
+        self.store.stage_bets(agency, first, bets, skip);
         for b in bets.iter().skip(skip) {
-            self.storage.stage_bet(agency, &b);
             // Validated by the caller: the document is ASCII digits.
             let document = std::str::from_utf8(b.document).unwrap_or_default();
             self.lottery.stage_bet(agency, b.number, document);
@@ -133,7 +119,7 @@ impl Central {
     pub fn stage_done(&mut self, agency: u32, total: u32) -> DoneVerdict {
         let verdict = self.lottery.done(agency, total);
         if verdict == DoneVerdict::Close {
-            self.storage.stage_close(agency, total);
+            self.store.stage_close(agency, total);
             self.group.closes.push((agency, total));
         }
         verdict
@@ -142,8 +128,8 @@ impl Central {
     /// The group commit: one write and one sync for everything staged, then
     /// the lottery commits or rolls back, and the group is logged.
     pub fn commit(&mut self) -> Commit {
-        let committed = if self.storage.has_staged() {
-            match self.storage.commit() {
+        let committed = if self.store.has_staged() {
+            match self.store.commit() {
                 Ok(_) => true,
                 Err(e) => {
                     error!("action: guardar_apuestas | result: fail | error: {e}");
@@ -196,14 +182,11 @@ impl Central {
         }
     }
 
-    /// Syncs and closes the files, logging a failure.
+    /// Makes the store durable and closes it, logging a failure.
     pub fn close(self) -> io::Result<()> {
-        let bets_path = self.storage.bets_path().to_owned();
-        self.storage.close().inspect_err(|e| {
-            error!(
-                "action: cerrar_archivo | result: fail | archivo: {} | error: {e}",
-                bets_path.display()
-            );
+        let location = self.store.location();
+        self.store.close().inspect_err(|e| {
+            error!("action: cerrar_archivo | result: fail | {location} | error: {e}");
         })
     }
 }

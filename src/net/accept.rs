@@ -1,5 +1,6 @@
-//! The listening socket: binding it (and why starting can fail), taking connections off its queue up
-//! to the connection cap, and refusing them when descriptors run out.
+//! The listening socket: binding it (and why that can fail), taking
+//! connections off its queue up to the connection cap, and refusing them
+//! when descriptors run out.
 //!
 //! Invariants: the listener is edge-triggered, so every accept runs until
 //! `WouldBlock`; when the process is out of descriptors, a spare one held
@@ -17,37 +18,33 @@ use log::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
-use crate::config::Config;
-use crate::log_budget::LogBudget;
-use crate::storage::StorageError;
+use crate::support::log_budget::LogBudget;
 
-/// Why the central could not start.
-#[derive(Debug)]
-pub enum StartError {
-    Storage(StorageError),
-    Listen {
-        address: String,
-        error: io::Error,
-    },
-    /// The TLS files cannot be used (a configuration error: exit code 2).
-    Tls(crate::tls::TlsError),
-    Io(io::Error),
+/// Where and how to listen (`SERVER_IP`, `SERVER_PORT`,
+/// `SERVER_LISTEN_BACKLOG`, `MAX_CONNECTIONS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// An address or a host name.
+    pub ip: String,
+    pub port: u16,
+    pub backlog: i32,
+    pub max_connections: usize,
 }
 
-impl std::fmt::Display for StartError {
+/// The listening socket could not be had.
+#[derive(Debug)]
+pub struct ListenError {
+    pub address: String,
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for ListenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartError::Storage(e) => write!(f, "cannot open the bets file: {e}"),
-            StartError::Listen { address, error } => {
-                write!(f, "cannot listen on {address}: {error}")
-            }
-            StartError::Tls(e) => write!(f, "cannot serve TLS: {e}"),
-            StartError::Io(e) => write!(f, "{e}"),
-        }
+        write!(f, "cannot listen on {}: {}", self.address, self.error)
     }
 }
 
-impl std::error::Error for StartError {}
+impl std::error::Error for ListenError {}
 
 /// The kernel send buffer of every agency's socket.
 const SEND_BUFFER: usize = 64 * 1024;
@@ -68,15 +65,19 @@ pub struct Acceptor {
 impl Acceptor {
     /// Binds the listening socket with the configured backlog and registers it.
     pub fn bind(
-        config: &Config,
+        config: &Listen,
         registry: &Registry,
         token: Token,
-    ) -> Result<Acceptor, StartError> {
+    ) -> Result<Acceptor, ListenError> {
         let mut listener = listen(config)?;
-        let local_addr = listener.local_addr().map_err(StartError::Io)?;
+        let fail = |error| ListenError {
+            address: format!("{}:{}", config.ip, config.port),
+            error,
+        };
+        let local_addr = listener.local_addr().map_err(fail)?;
         registry
             .register(&mut listener, token, Interest::READABLE)
-            .map_err(StartError::Io)?;
+            .map_err(fail)?;
         Ok(Acceptor {
             listener: Some(listener),
             local_addr,
@@ -212,9 +213,9 @@ fn is_out_of_descriptors(e: &io::Error) -> bool {
 }
 
 /// Binds the listening socket with the configured backlog.
-fn listen(config: &Config) -> Result<TcpListener, StartError> {
+fn listen(config: &Listen) -> Result<TcpListener, ListenError> {
     let address = format!("{}:{}", config.ip, config.port);
-    let fail = |error: io::Error| StartError::Listen {
+    let fail = |error: io::Error| ListenError {
         address: address.clone(),
         error,
     };
@@ -236,7 +237,7 @@ fn listen(config: &Config) -> Result<TcpListener, StartError> {
     .map_err(fail)?;
     socket.set_reuse_address(true).map_err(fail)?;
     socket.bind(&addr.into()).map_err(fail)?;
-    socket.listen(config.listen_backlog).map_err(fail)?;
+    socket.listen(config.backlog).map_err(fail)?;
     socket.set_nonblocking(true).map_err(fail)?;
     Ok(TcpListener::from_std(socket.into()))
 }

@@ -3,7 +3,7 @@
 //! (one `DONE <agency> <total>` line per closed agency).
 //!
 //! Writes are a group commit: bets and closes are *staged* in memory during a
-//! loop iteration, then [`Storage::commit`] appends them, `fdatasync`s the bets
+//! loop iteration, then [`CsvStore::commit`] appends them, `fdatasync`s the bets
 //! file and then the journal (so a close is never durable before its bets),
 //! and only then may the loop send ACKs. If the disk refuses a write the files
 //! are cut back to their last committed length: nothing torn, nothing
@@ -12,7 +12,7 @@
 //! Rows are written with the `csv` crate (minimal quoting, CRLF like Python's
 //! `csv.writer`), so Python's `csv` module reads back exactly what was sent.
 //!
-//! [`Storage::open`] recovers what a previous run left: every agency's stored
+//! [`CsvStore::open`] recovers what a previous run left: every agency's stored
 //! count and winners, and the closed agencies. A torn last line (a crash in
 //! the middle of a write, never acknowledged) is cut off and logged; anything
 //! wrong before the last line is corruption, and the central refuses to start.
@@ -24,10 +24,19 @@ use std::path::{Path, PathBuf};
 
 use log::{info, warn};
 
-use crate::bet;
-use crate::config::SyncPolicy;
-use crate::lottery::RecoveredAgency;
-use crate::wire::BetFields;
+use super::seam::{CommitError, CommitStats, RecoveredAgency, Recovery, Store};
+use crate::bets::bet;
+use crate::wire::{BetFields, Bets};
+
+/// When the bets file and the journal are flushed to the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// `fdatasync` once per loop iteration before any ACK goes out (group commit).
+    Always,
+    /// Leave it to the kernel: ACKs mean "written", not "on disk". For
+    /// throwaway runs only.
+    Never,
+}
 
 /// Why the files could not be opened or recovered.
 #[derive(Debug)]
@@ -92,18 +101,15 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
     }
 }
 
-/// What a previous run left in the files.
-#[derive(Debug, Default)]
-pub struct Recovery {
-    /// Index 0 is agency 1.
-    pub agencies: Vec<RecoveredAgency>,
-    /// Bytes of a torn last row cut off the bets file.
-    pub bets_cut: u64,
-    /// Bytes of a torn last entry cut off the journal.
-    pub journal_cut: u64,
+/// Bytes of a torn tail cut off each file at open (a crash in the middle
+/// of a write, never acknowledged).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cuts {
+    pub bets: u64,
+    pub journal: u64,
 }
 
-pub struct Storage {
+pub struct CsvStore {
     bets: File,
     bets_path: PathBuf,
     bets_len: u64,
@@ -115,9 +121,10 @@ pub struct Storage {
     staged_closes: Vec<u8>,
     staged_bets: u64,
     sync: SyncPolicy,
+    cuts: Cuts,
 }
 
-impl Storage {
+impl CsvStore {
     /// Opens (creating if needed) the bets file and the journal, and recovers
     /// their contents for a central expecting `agencies` agencies.
     pub fn open(
@@ -126,13 +133,11 @@ impl Storage {
         agencies: u32,
         winning_number: u16,
         sync: SyncPolicy,
-    ) -> Result<(Storage, Recovery), StorageError> {
+    ) -> Result<(CsvStore, Recovery), StorageError> {
         let mut recovery = Recovery {
             agencies: vec![RecoveredAgency::default(); agencies as usize],
-            ..Recovery::default()
         };
         let (bets, bets_len, bets_cut) = open_append(bets_path)?;
-        recovery.bets_cut = bets_cut;
         let other_lottery = |e| match e {
             StorageError::OtherLottery {
                 path,
@@ -153,7 +158,6 @@ impl Storage {
         recover_bets(&bets, bets_path, bets_len, winning_number, &mut recovery)
             .map_err(other_lottery)?;
         let (journal, journal_len, journal_cut) = open_append(journal_path)?;
-        recovery.journal_cut = journal_cut;
         recover_journal(&journal, journal_path, journal_len, &mut recovery)
             .map_err(other_lottery)?;
         if sync == SyncPolicy::Always {
@@ -183,7 +187,7 @@ impl Storage {
         }
         let rows = Some(row_writer(Vec::with_capacity(1 << 16)));
         Ok((
-            Storage {
+            CsvStore {
                 bets,
                 bets_path: bets_path.to_owned(),
                 bets_len,
@@ -194,6 +198,10 @@ impl Storage {
                 staged_closes: Vec::new(),
                 staged_bets: 0,
                 sync,
+                cuts: Cuts {
+                    bets: bets_cut,
+                    journal: journal_cut,
+                },
             },
             recovery,
         ))
@@ -305,6 +313,45 @@ impl Storage {
     pub fn bets_path(&self) -> &Path {
         &self.bets_path
     }
+
+    /// What the open cut off the files' torn tails.
+    pub fn cuts(&self) -> Cuts {
+        self.cuts
+    }
+}
+
+impl Store for CsvStore {
+    /// The rows go in the agency's order of arrival, which is its positions'
+    /// order: the file needs no position column.
+    fn stage_bets(&mut self, agency: u32, _first: u32, bets: Bets<'_>, skip: usize) {
+        for b in bets.iter().skip(skip) {
+            self.stage_bet(agency, &b);
+        }
+    }
+
+    fn stage_close(&mut self, agency: u32, total: u32) {
+        CsvStore::stage_close(self, agency, total)
+    }
+
+    fn staged_bets(&self) -> u64 {
+        self.staged_bets
+    }
+
+    fn has_staged(&self) -> bool {
+        CsvStore::has_staged(self)
+    }
+
+    fn commit(&mut self) -> Result<CommitStats, CommitError> {
+        Ok(CsvStore::commit(self)?)
+    }
+
+    fn location(&self) -> String {
+        format!("archivo: {}", self.bets_path.display())
+    }
+
+    fn close(self: Box<Self>) -> io::Result<()> {
+        CsvStore::close(*self)
+    }
 }
 
 fn row_writer(buf: Vec<u8>) -> csv::Writer<Vec<u8>> {
@@ -314,22 +361,15 @@ fn row_writer(buf: Vec<u8>) -> csv::Writer<Vec<u8>> {
         .from_writer(buf)
 }
 
-impl fmt::Debug for Storage {
+impl fmt::Debug for CsvStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Storage")
+        f.debug_struct("CsvStore")
             .field("bets_path", &self.bets_path)
             .field("bets_len", &self.bets_len)
             .field("journal_path", &self.journal_path)
             .field("journal_len", &self.journal_len)
             .finish_non_exhaustive()
     }
-}
-
-/// What one commit made durable.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CommitStats {
-    pub bets: u64,
-    pub closes: u64,
 }
 
 fn append(file: &mut File, bytes: &[u8], sync: SyncPolicy) -> io::Result<()> {
@@ -567,8 +607,8 @@ mod tests {
         }
     }
 
-    fn open(d: &Path, agencies: u32) -> Result<(Storage, Recovery), StorageError> {
-        Storage::open(
+    fn open(d: &Path, agencies: u32) -> Result<(CsvStore, Recovery), StorageError> {
+        CsvStore::open(
             &d.join("bets.csv"),
             &d.join("bets.csv.journal"),
             agencies,
@@ -603,7 +643,7 @@ mod tests {
             s.stage_close(1, 2);
             s.commit().unwrap();
         }
-        let (_, r) = open(&d, 3).unwrap();
+        let (s, r) = open(&d, 3).unwrap();
         assert_eq!(
             r.agencies[0],
             RecoveredAgency {
@@ -621,7 +661,7 @@ mod tests {
             }
         );
         assert_eq!(r.agencies[2], RecoveredAgency::default());
-        assert_eq!((r.bets_cut, r.journal_cut), (0, 0));
+        assert_eq!(s.cuts(), Cuts::default());
     }
 
     #[test]
@@ -645,7 +685,7 @@ mod tests {
         let (mut s, r) = open(&d, 1).unwrap();
         assert_eq!(r.agencies[0].stored, 1);
         assert!(!r.agencies[0].closed);
-        assert_eq!((r.bets_cut, r.journal_cut), (11, 6));
+        assert_eq!((s.cuts().bets, s.cuts().journal), (11, 6));
         s.stage_bet(1, &bet("B", "2", 5));
         s.commit().unwrap();
         let text = std::fs::read_to_string(d.join("bets.csv")).unwrap();

@@ -1,4 +1,4 @@
-//! The wire format of `PROTOCOL.md` v1: frames to bytes and bytes to frames.
+//! Bytes to frames: the decoder of `PROTOCOL.md` v1 and the borrowed frames it yields.
 //!
 //! Pure code, no I/O. Every frame is `len: u16 BE | type: u8 | body`, at most
 //! [`MAX_FRAME`] bytes in all. [`decode`] borrows from the caller's buffer so the
@@ -12,110 +12,12 @@
 //! there.
 //!
 //! Bet *contents* (UTF-8, digits, calendar dates) are not checked here: that
-//! is [`crate::bet`]'s job, because a bad bet is `INVALID_BET` with the
+//! is [`crate::bets::bet`]'s job, because a bad bet is `INVALID_BET` with the
 //! connection kept open, while a bad structure is `MALFORMED` and closes it.
 
 use std::fmt;
 
-/// The largest whole frame, header included, in either direction.
-pub const MAX_FRAME: usize = 8192;
-/// Bytes before the body: the `len` field and the type byte.
-pub const HEADER: usize = 3;
-/// The largest `len` value (it counts the type byte and the body).
-pub const MAX_LEN: usize = MAX_FRAME - 2;
-
-/// Frame type bytes.
-pub mod kind {
-    pub const ACK: u8 = 0x01;
-    pub const BATCH: u8 = 0x02;
-    pub const DONE: u8 = 0x03;
-    pub const GET_WINNERS: u8 = 0x04;
-    pub const WINNERS: u8 = 0x05;
-    pub const NOT_READY: u8 = 0x06;
-    pub const ERROR: u8 = 0x07;
-}
-
-/// `BATCH` body bytes before the bets: `agency:u32, first:u32, count:u16`.
-pub const BATCH_PREFIX: usize = 10;
-/// `WINNERS` body bytes before the documents: `agency, total, last, count`.
-pub const WINNERS_PREFIX: usize = 11;
-/// The fixed part of one encoded bet: three `str8` length bytes, the date, the number.
-pub const BET_FIXED: usize = 3 + 4 + 2;
-
-/// The `ERROR` codes of the protocol; the connection is closed after the
-/// first three, after `ShuttingDown` and after `Forbidden`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum ErrorCode {
-    Malformed = 1,
-    TooLarge = 2,
-    UnknownType = 3,
-    InvalidBet = 4,
-    UnknownAgency = 5,
-    AgencyClosed = 6,
-    OutOfOrder = 7,
-    MissingBets = 8,
-    ShuttingDown = 9,
-    Storage = 10,
-    /// A request named an agency other than the one the connection acts for.
-    Forbidden = 11,
-}
-
-impl ErrorCode {
-    pub fn from_u8(code: u8) -> Option<ErrorCode> {
-        use ErrorCode::*;
-        Some(match code {
-            1 => Malformed,
-            2 => TooLarge,
-            3 => UnknownType,
-            4 => InvalidBet,
-            5 => UnknownAgency,
-            6 => AgencyClosed,
-            7 => OutOfOrder,
-            8 => MissingBets,
-            9 => ShuttingDown,
-            10 => Storage,
-            11 => Forbidden,
-            _ => return None,
-        })
-    }
-
-    /// The protocol's name for the code, as written in logs.
-    pub fn name(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            Malformed => "MALFORMED",
-            TooLarge => "TOO_LARGE",
-            UnknownType => "UNKNOWN_TYPE",
-            InvalidBet => "INVALID_BET",
-            UnknownAgency => "UNKNOWN_AGENCY",
-            AgencyClosed => "AGENCY_CLOSED",
-            OutOfOrder => "OUT_OF_ORDER",
-            MissingBets => "MISSING_BETS",
-            ShuttingDown => "SHUTTING_DOWN",
-            Storage => "STORAGE",
-            Forbidden => "FORBIDDEN",
-        }
-    }
-
-    /// Whether the sender of this error closes the connection after it.
-    pub fn closes_connection(self) -> bool {
-        matches!(
-            self,
-            ErrorCode::Malformed
-                | ErrorCode::TooLarge
-                | ErrorCode::UnknownType
-                | ErrorCode::ShuttingDown
-                | ErrorCode::Forbidden
-        )
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use super::codes::{ErrorCode, HEADER, MAX_LEN, kind};
 
 /// A calendar date as it travels: `year:u16, month:u8, day:u8`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -126,7 +28,7 @@ pub struct Date {
 }
 
 /// One bet as decoded from a `BATCH`, borrowing the frame's bytes.
-/// The text fields are raw bytes until [`crate::bet::validate`] checks them.
+/// The text fields are raw bytes until [`crate::bets::bet::validate`] checks them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BetFields<'a> {
     pub first_name: &'a [u8],
@@ -478,152 +380,4 @@ impl<'a> Reader<'a> {
             _ => Err(WireError::Malformed(why)),
         }
     }
-}
-
-// ---------------------------------------------------------------------------
-// Encoding. Each function appends exactly one frame to `out`.
-
-/// A bet to encode: the borrowed text of one row of an agency's file.
-/// Each text field must be at most 255 bytes (a valid bet is).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BetRef<'a> {
-    pub first_name: &'a str,
-    pub last_name: &'a str,
-    pub document: &'a str,
-    pub birthdate: Date,
-    pub number: u16,
-}
-
-impl BetRef<'_> {
-    /// How many bytes this bet takes inside a `BATCH` body.
-    pub fn encoded_len(&self) -> usize {
-        BET_FIXED + self.first_name.len() + self.last_name.len() + self.document.len()
-    }
-}
-
-/// Starts a frame of `kind`; returns where its length goes so the caller can
-/// patch it once the body is written.
-fn begin(out: &mut Vec<u8>, kind: u8) -> usize {
-    let at = out.len();
-    out.extend_from_slice(&[0, 0, kind]);
-    at
-}
-
-fn finish(out: &mut [u8], at: usize) {
-    let len = out.len() - at - 2;
-    assert!(
-        len <= MAX_LEN,
-        "frame of {len} bytes exceeds the protocol's limit"
-    );
-    out[at..at + 2].copy_from_slice(&(len as u16).to_be_bytes());
-}
-
-fn put_str8(out: &mut Vec<u8>, s: &[u8]) {
-    assert!(s.len() <= 255, "str8 field longer than 255 bytes");
-    out.push(s.len() as u8);
-    out.extend_from_slice(s);
-}
-
-fn put_date(out: &mut Vec<u8>, d: Date) {
-    out.extend_from_slice(&d.year.to_be_bytes());
-    out.push(d.month);
-    out.push(d.day);
-}
-
-pub fn encode_ack(out: &mut Vec<u8>, agency: u32, stored: u32) {
-    let at = begin(out, kind::ACK);
-    out.extend_from_slice(&agency.to_be_bytes());
-    out.extend_from_slice(&stored.to_be_bytes());
-    finish(out, at);
-}
-
-/// Appends a `BATCH` of `bets`, which must fit one frame (see [`batch_fits`]).
-pub fn encode_batch(out: &mut Vec<u8>, agency: u32, first: u32, bets: &[BetRef<'_>]) {
-    assert!(
-        !bets.is_empty() && bets.len() <= u16::MAX as usize,
-        "a batch carries 1..=65535 bets"
-    );
-    let at = begin(out, kind::BATCH);
-    out.extend_from_slice(&agency.to_be_bytes());
-    out.extend_from_slice(&first.to_be_bytes());
-    out.extend_from_slice(&(bets.len() as u16).to_be_bytes());
-    for bet in bets {
-        put_str8(out, bet.first_name.as_bytes());
-        put_str8(out, bet.last_name.as_bytes());
-        put_str8(out, bet.document.as_bytes());
-        put_date(out, bet.birthdate);
-        out.extend_from_slice(&bet.number.to_be_bytes());
-    }
-    finish(out, at);
-}
-
-/// Whether a `BATCH` whose bets take `bets_len` body bytes fits one frame.
-pub fn batch_fits(bets_len: usize) -> bool {
-    HEADER + BATCH_PREFIX + bets_len <= MAX_FRAME
-}
-
-pub fn encode_done(out: &mut Vec<u8>, agency: u32, total: u32) {
-    let at = begin(out, kind::DONE);
-    out.extend_from_slice(&agency.to_be_bytes());
-    out.extend_from_slice(&total.to_be_bytes());
-    finish(out, at);
-}
-
-pub fn encode_get_winners(out: &mut Vec<u8>, agency: u32, wait: bool) {
-    let at = begin(out, kind::GET_WINNERS);
-    out.extend_from_slice(&agency.to_be_bytes());
-    out.push(wait as u8);
-    finish(out, at);
-}
-
-/// Appends one `WINNERS` frame holding `documents`, which must fit one frame
-/// (see [`winners_frame_split`] for splitting a long list).
-pub fn encode_winners<S: AsRef<str>>(
-    out: &mut Vec<u8>,
-    agency: u32,
-    total: u32,
-    last: bool,
-    documents: &[S],
-) {
-    let at = begin(out, kind::WINNERS);
-    out.extend_from_slice(&agency.to_be_bytes());
-    out.extend_from_slice(&total.to_be_bytes());
-    out.push(last as u8);
-    out.extend_from_slice(&(documents.len() as u16).to_be_bytes());
-    for doc in documents {
-        put_str8(out, doc.as_ref().as_bytes());
-    }
-    finish(out, at);
-}
-
-/// How many of `documents` (from the start) fit in one `WINNERS` frame.
-pub fn winners_frame_split<S: AsRef<str>>(documents: &[S]) -> usize {
-    let mut size = HEADER + WINNERS_PREFIX;
-    for (i, doc) in documents.iter().enumerate() {
-        size += 1 + doc.as_ref().len();
-        if size > MAX_FRAME || i == u16::MAX as usize {
-            return i;
-        }
-    }
-    documents.len()
-}
-
-pub fn encode_not_ready(out: &mut Vec<u8>, done: u32, expected: u32) {
-    let at = begin(out, kind::NOT_READY);
-    out.extend_from_slice(&done.to_be_bytes());
-    out.extend_from_slice(&expected.to_be_bytes());
-    finish(out, at);
-}
-
-/// Appends an `ERROR`; a message longer than 255 bytes is cut at a char boundary.
-pub fn encode_error(out: &mut Vec<u8>, code: ErrorCode, detail: u32, message: &str) {
-    let mut end = message.len().min(255);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    let at = begin(out, kind::ERROR);
-    out.push(code as u8);
-    out.extend_from_slice(&detail.to_be_bytes());
-    put_str8(out, &message.as_bytes()[..end]);
-    finish(out, at);
 }

@@ -1,5 +1,5 @@
 //! What carries a connection's bytes: the TCP socket itself, or a rustls
-//! server connection over it (mutual TLS 1.3). [`crate::connection`] keeps
+//! server connection over it (mutual TLS 1.3). [`crate::connections::connection`] keeps
 //! its buffers and stage and only calls [`Transport::read`],
 //! [`Transport::write`] and [`Transport::flush`], which behave alike for
 //! both: `Ok(0)` from a read is the peer's end of its stream, `WouldBlock`
@@ -28,6 +28,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,10 +36,9 @@ use log::{debug, warn};
 use mio::net::TcpStream;
 use rustls::{ServerConfig, ServerConnection};
 
-use crate::config::Config;
-use crate::deadlines::Timer;
-use crate::log_budget::LogBudget;
-use crate::tls::{self, Pem, TlsError};
+use crate::net::tls::{self, Pem, TlsError};
+use crate::support::deadlines::Timer;
+use crate::support::log_budget::LogBudget;
 
 /// Unsent TLS bytes rustls may hold for a connection.
 pub const TLS_BUFFER_LIMIT: usize = 16 * 1024;
@@ -51,22 +51,34 @@ pub struct TlsSetup {
     pub agencies: u32,
 }
 
+/// The PEM files of mutual TLS (`TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The central's certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The CA the agencies' certificates must chain to.
+    pub client_ca: PathBuf,
+}
+
 impl TlsSetup {
-    /// The TLS setup `config` asks for (`None`: plain TCP), its files read
-    /// and checked now, so that a bad one stops the start.
-    pub fn from_config(config: &Config) -> Result<Option<TlsSetup>, TlsError> {
-        let Some(files) = &config.tls else {
+    /// The TLS setup of `files` (`None`: plain TCP) for a lottery of
+    /// `agencies`, its files read and checked now, so that a bad one stops
+    /// the start.
+    pub fn new(files: Option<&TlsFiles>, agencies: u32) -> Result<Option<TlsSetup>, TlsError> {
+        let Some(files) = files else {
             return Ok(None);
         };
         let server = tls::server_config(
             &Pem::read(&files.cert)?,
             &Pem::read(&files.key)?,
             &Pem::read(&files.client_ca)?,
-            config.agencies,
+            agencies,
         )?;
         Ok(Some(TlsSetup {
             config: server,
-            agencies: config.agencies,
+            agencies,
         }))
     }
 }
@@ -306,7 +318,7 @@ impl CloseLog {
     pub fn lost(&mut self, now: Instant, peer: SocketAddr, e: &io::Error) {
         if let Some(failure) = tls_failure(e) {
             self.failed(now, peer, failure);
-        } else if crate::connection::is_disconnect(e) {
+        } else if is_disconnect(e) {
             debug!("action: cerrar_conexion | result: success | peer: {peer} | motivo: {e}");
         } else {
             warn!("action: cerrar_conexion | result: fail | peer: {peer} | error: {e}");
@@ -350,6 +362,18 @@ impl CloseLog {
         let suppressed = self.budget.take_suppressed(now).unwrap_or(0);
         self.budget.allow(now).then_some(suppressed)
     }
+}
+
+/// Whether a peer error means "the peer went away" rather than a fault worth a warning.
+pub fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::WriteZero
+    )
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //!
 //! One reader for the agency (`lottery-client`) and the bench. It yields
 //! every row with its line number, checked with the central's rules
-//! ([`crate::bet::parse_row`]) except the one that depends on the day: a
+//! ([`crate::bets::bet::parse_row`]) except the one that depends on the day: a
 //! birthdate after today. Which rows a file holds is therefore a function
 //! of the file alone, whatever the date; that is what keeps an agency's
 //! stream positions the same across a restart on another day. Whether a
@@ -12,7 +12,7 @@
 use std::fmt;
 use std::io::Read;
 
-use crate::bet::{self, Bet, BetError};
+use crate::bets::bet::{self, Bet, BetError};
 use crate::wire::Date;
 
 /// The latest date the file format can write: a birthdate is never after
@@ -146,7 +146,7 @@ pub fn born_after(bet: &Bet, today: Date) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bet::NameProblem;
+    use crate::bets::bet::NameProblem;
 
     fn rows(text: &[u8]) -> Vec<Row> {
         Rows::new(text).map(Result::unwrap).collect()

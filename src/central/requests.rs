@@ -26,17 +26,33 @@ use std::net::SocketAddr;
 
 use log::{info, warn};
 
-use crate::bet;
-use crate::central::Central;
-use crate::connection::{OUTPUT_HIGH_WATER, Requests};
-use crate::lottery::{BatchVerdict, DoneVerdict, Refusal};
-use crate::replies::Replies;
-use crate::wire::{self, ErrorCode, Frame, WireError};
+use crate::bets::bet;
+use crate::central::lottery::{BatchVerdict, DoneVerdict, Refusal};
+use crate::central::replies::Replies;
+use crate::central::state::Central;
+use crate::wire::{self, ErrorCode, Frame, MAX_FRAME, WireError};
 
 /// Lines about its requests (refusals, winners answers) logged per
 /// connection; past this they are only counted, and the count is logged
 /// when the connection closes. An honest agency needs a handful.
 pub const REQUEST_LINES_LOGGED: u32 = 20;
+
+/// While this many reply bytes wait to go out, a connection's requests are
+/// not decoded (so a peer that does not read holds little of the central).
+pub const OUTPUT_HIGH_WATER: usize = 2 * MAX_FRAME;
+
+/// The parts a request handler works on while the input is borrowed.
+pub struct Requests<'a> {
+    /// Buffered bytes not yet decoded.
+    pub input: &'a [u8],
+    pub replies: &'a mut Replies,
+    pub log: &'a mut RequestLog,
+    pub peer: SocketAddr,
+    /// Output bytes the socket has not taken yet (beside `replies`).
+    pub unsent: usize,
+    /// The agency the connection acts for, once bound (PROTOCOL.md rev. 2).
+    pub agency: &'a mut Option<u32>,
+}
 
 /// What the loop does with the connection after a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,7 +232,7 @@ fn batch(
             replies.push(true, |out| wire::encode_ack(out, agency, stored));
         }
         BatchVerdict::Store { skip } => {
-            let stored = central.stage_bets(agency, bets, skip);
+            let stored = central.stage_bets(agency, first, bets, skip);
             replies.push(true, |out| wire::encode_ack(out, agency, stored));
         }
     }
@@ -360,6 +376,8 @@ pub fn answer_winners(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::csv::SyncPolicy;
+    use crate::store::open::StoreSettings;
     use crate::wire::BetRef;
 
     const PEER: SocketAddr =
@@ -393,14 +411,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let bets = dir.join("bets.csv");
         let journal = dir.join("bets.csv.journal");
-        let central = Central::open(
-            &bets,
-            &journal,
-            agencies,
-            7574,
-            crate::config::SyncPolicy::Never,
-        )
-        .unwrap();
+        let store = StoreSettings::Csv {
+            bets_file: bets,
+            journal_file: journal,
+            sync: SyncPolicy::Never,
+        };
+        let central = Central::open(&store, agencies, 7574).unwrap();
         Fixture {
             central,
             log: RequestLog::default(),

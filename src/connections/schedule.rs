@@ -4,7 +4,7 @@
 //!
 //! Entries name a connection by slab key and id, so an entry left behind by
 //! a closed connection never reaches the one that reuses its key. Only this
-//! module writes a connection's [`Marks`](crate::connection::Marks), so they
+//! module writes a connection's [`Marks`](crate::connections::connection::Marks), so they
 //! say exactly whether it is listed: a connection is queued once and touched
 //! once per iteration however often it is asked for, and has at most one
 //! idle deadline in the heap. A TLS connection gets one handshake deadline
@@ -17,11 +17,9 @@ use std::time::{Duration, Instant};
 use log::info;
 use slab::Slab;
 
-use crate::connection::Connection;
-use crate::deadlines::{Deadlines, Due, Timer};
-use crate::log_budget::LogBudget;
-use crate::lottery::Lottery;
-use crate::parking::{Parking, Wake};
+use super::connection::Connection;
+use crate::support::deadlines::{Deadlines, Due, Timer};
+use crate::support::log_budget::LogBudget;
 
 pub struct Schedule {
     ready: VecDeque<(usize, u64)>,
@@ -141,26 +139,22 @@ impl Schedule {
     }
 
     /// Takes the deadlines due at `now`: parked requests whose time is up
-    /// are answered NOT_READY; connections idle past their deadline, or
-    /// still in their TLS handshake at its deadline, are added to `expired`
-    /// with the timer that expired, for the loop to close.
+    /// go to `park_due` (the parking answers them); connections idle past
+    /// their deadline, or still in their TLS handshake at its deadline, are
+    /// added to `expired` with the timer that expired, for the loop to close.
     pub fn expire(
         &mut self,
         now: Instant,
         connections: &mut Slab<Connection>,
-        parking: &mut Parking,
-        lottery: &Lottery,
+        mut park_due: impl FnMut(&mut Schedule, Due, &mut Connection),
         expired: &mut Vec<(usize, Timer)>,
     ) {
-        let (done, expected) = (lottery.closed(), lottery.expected());
         while let Some(due) = self.pop_due(now, connections) {
             let conn = &mut connections[due.key];
             // Its idle and handshake deadlines may both be due: listed once.
             let listed = |expired: &Vec<(usize, Timer)>| expired.iter().any(|e| e.0 == due.key);
             match due.timer {
-                Timer::Park => {
-                    parking.expire(due, conn, Wake::TimedOut { done, expected }, now, self)
-                }
+                Timer::Park => park_due(self, due, conn),
                 Timer::Idle => {
                     if self.idle_due(due, conn, now) && !listed(expired) {
                         if self.idle_log.allow(now) {

@@ -1,0 +1,10 @@
+//! Floor 2: what a bet is, apart from how it travels or where it is kept.
+//!
+//! - [`bet`]: what a valid bet is (UTF-8 names without control characters,
+//!   a digits-only document, a real birthdate not after today, a number
+//!   0..=9999), shared by the central and the agencies (pure).
+//! - [`agency_file`]: an agency's CSV (`nombre,apellido,documento,nacimiento,numero`),
+//!   read and written, for the agency and the bench.
+
+pub mod agency_file;
+pub mod bet;
