@@ -312,14 +312,9 @@ impl Server {
     /// did not complete in time.
     fn expire_deadlines(&mut self) {
         let mut due = std::mem::take(&mut self.expired);
-        let lottery = self.central.lottery();
-        let timed_out = Wake::TimedOut {
-            done: lottery.closed(),
-            expected: lottery.expected(),
-        };
-        let (parking, now) = (&mut self.parking, self.now);
+        let (parking, lottery, now) = (&mut self.parking, self.central.lottery(), self.now);
         let park_due = |schedule: &mut Schedule, due, conn: &mut Connection| {
-            parking.expire(due, conn, timed_out, now, schedule)
+            parking.expire(due, conn, lottery, now, schedule)
         };
         self.schedule
             .expire(now, &mut self.connections, park_due, &mut due);
@@ -338,9 +333,8 @@ impl Server {
     fn commit(&mut self) {
         let (connections, schedule) = (&mut self.connections, &mut self.schedule);
         let (central, parking) = (&mut self.central, &mut self.parking);
-        if let Some(waking) = commit_group(central, connections, parking, schedule, self.now) {
-            self.waking = Some(waking);
-        }
+        // `waking` was taken at the top of this iteration.
+        self.waking = commit_group(central, connections, parking, schedule, self.now);
     }
 
     fn into_parts(self) -> shutdown::Parts {

@@ -123,8 +123,10 @@ fn imports(module: &Module, code: &str) -> Vec<Module> {
 fn graph(src: &Path) -> BTreeMap<Module, BTreeSet<Module>> {
     let mut files = Vec::new();
     rust_files(src, &mut files);
-    let modules: BTreeMap<Module, PathBuf> =
-        files.iter().map(|f| (module_of(src, f), f.clone())).collect();
+    let modules: BTreeMap<Module, PathBuf> = files
+        .iter()
+        .map(|f| (module_of(src, f), f.clone()))
+        .collect();
     let mut graph = BTreeMap::new();
     for (module, file) in &modules {
         let mut targets = BTreeSet::new();
@@ -209,10 +211,17 @@ fn upward_imports(src: &Path) -> Vec<String> {
 fn every_import_of_the_central_points_down_a_floor_or_within_its_folder() {
     let src = crate_dir("src");
     for folder in FLOORS.iter().flat_map(|f| f.iter()) {
-        assert!(src.join(folder).is_dir(), "src/{folder} is a floor but missing");
+        assert!(
+            src.join(folder).is_dir(),
+            "src/{folder} is a floor but missing"
+        );
     }
     let wrong = upward_imports(&src);
-    assert!(wrong.is_empty(), "imports against the floors:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "imports against the floors:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -244,7 +253,10 @@ fn the_checks_see_an_upward_import_and_a_circle() {
     )
     .unwrap();
     let wrong = upward_imports(&dir);
-    assert_eq!(wrong, ["wire::frame (floor 1) imports central::state (floor 4)"]);
+    assert_eq!(
+        wrong,
+        ["wire::frame (floor 1) imports central::state (floor 4)"]
+    );
     let found = circles(&graph(&dir));
     assert!(
         found.contains(&"central::state -> wire::frame -> central::state".to_string()),

@@ -14,17 +14,17 @@ mod bet_rules;
 
 use bet_rules::{Field, RawBet, broken_rules};
 use lottery::bets::bet::{self, BetError};
+use lottery::wire::reply::Reply;
 use lottery::wire::{self, BetFields, BetRef, Date, ErrorCode, Frame};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-/// A frame with owned contents, to generate, encode and compare.
+/// A frame with owned contents, to generate, encode and compare: the
+/// central's replies as the project keeps them ([`Reply`], with its own
+/// encoder and decoder), the agencies' requests as generated here.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Owned {
-    Ack {
-        agency: u32,
-        stored: u32,
-    },
+    Reply(Reply),
     Batch {
         agency: u32,
         first: u32,
@@ -37,21 +37,6 @@ enum Owned {
     GetWinners {
         agency: u32,
         wait: bool,
-    },
-    Winners {
-        agency: u32,
-        total: u32,
-        last: bool,
-        documents: Vec<String>,
-    },
-    NotReady {
-        done: u32,
-        expected: u32,
-    },
-    Error {
-        code: u8,
-        detail: u32,
-        message: String,
     },
 }
 
@@ -66,7 +51,7 @@ struct OwnedBet {
 
 fn encode(frame: &Owned, out: &mut Vec<u8>) {
     match frame {
-        Owned::Ack { agency, stored } => wire::encode_ack(out, *agency, *stored),
+        Owned::Reply(reply) => reply.encode(out),
         Owned::Batch {
             agency,
             first,
@@ -86,18 +71,6 @@ fn encode(frame: &Owned, out: &mut Vec<u8>) {
         }
         Owned::Done { agency, total } => wire::encode_done(out, *agency, *total),
         Owned::GetWinners { agency, wait } => wire::encode_get_winners(out, *agency, *wait),
-        Owned::Winners {
-            agency,
-            total,
-            last,
-            documents,
-        } => wire::encode_winners(out, *agency, *total, *last, documents),
-        Owned::NotReady { done, expected } => wire::encode_not_ready(out, *done, *expected),
-        Owned::Error {
-            code,
-            detail,
-            message,
-        } => wire::encode_error(out, ErrorCode::from_u8(*code).unwrap(), *detail, message),
     }
 }
 
@@ -107,7 +80,6 @@ fn text(bytes: &[u8]) -> String {
 
 fn owned(frame: &Frame<'_>) -> Owned {
     match *frame {
-        Frame::Ack { agency, stored } => Owned::Ack { agency, stored },
         Frame::Batch {
             agency,
             first,
@@ -128,27 +100,10 @@ fn owned(frame: &Frame<'_>) -> Owned {
         },
         Frame::Done { agency, total } => Owned::Done { agency, total },
         Frame::GetWinners { agency, wait } => Owned::GetWinners { agency, wait },
-        Frame::Winners {
-            agency,
-            total,
-            last,
-            documents,
-        } => Owned::Winners {
-            agency,
-            total,
-            last,
-            documents: documents.iter().map(str::to_owned).collect(),
-        },
-        Frame::NotReady { done, expected } => Owned::NotReady { done, expected },
-        Frame::Error {
-            code,
-            detail,
-            message,
-        } => Owned::Error {
-            code,
-            detail,
-            message: message.to_owned(),
-        },
+        Frame::Ack { .. }
+        | Frame::Winners { .. }
+        | Frame::NotReady { .. }
+        | Frame::Error { .. } => Owned::Reply(Reply::from_frame(frame).expect("a reply frame")),
     }
 }
 
@@ -193,7 +148,8 @@ fn owned_bet() -> impl Strategy<Value = OwnedBet> {
 fn frame() -> impl Strategy<Value = Owned> {
     let codes: Vec<u8> = (1..=10).collect();
     prop_oneof![
-        (any::<u32>(), any::<u32>()).prop_map(|(agency, stored)| Owned::Ack { agency, stored }),
+        (any::<u32>(), any::<u32>())
+            .prop_map(|(agency, stored)| Owned::Reply(Reply::Ack { agency, stored })),
         (any::<u32>(), any::<u32>(), vec(owned_bet(), 1..40))
             .prop_map(|(agency, first, bets)| Owned::Batch {
                 agency,
@@ -223,30 +179,33 @@ fn frame() -> impl Strategy<Value = Owned> {
             any::<bool>(),
             vec(short_text(255), 0..40)
         )
-            .prop_map(|(agency, total, last, documents)| Owned::Winners {
-                agency,
-                total,
-                last,
-                documents
-            })
+            .prop_map(
+                |(agency, total, last, documents)| Owned::Reply(Reply::Winners {
+                    agency,
+                    total,
+                    last,
+                    documents
+                })
+            )
             .prop_filter("fits one frame", |f| {
-                let Owned::Winners { documents, .. } = f else {
+                let Owned::Reply(Reply::Winners { documents, .. }) = f else {
                     unreachable!()
                 };
                 wire::winners_frame_split(documents) == documents.len()
             }),
         (any::<u32>(), any::<u32>())
-            .prop_map(|(done, expected)| Owned::NotReady { done, expected }),
+            .prop_map(|(done, expected)| Owned::Reply(Reply::NotReady { done, expected })),
         (
             proptest::sample::select(codes),
             any::<u32>(),
             short_text(255)
         )
-            .prop_map(|(code, detail, message)| Owned::Error {
-                code,
+            .prop_map(|(code, detail, message)| Owned::Reply(Reply::Error {
+                code: ErrorCode::from_u8(code),
+                raw_code: code,
                 detail,
                 message
-            }),
+            })),
     ]
 }
 

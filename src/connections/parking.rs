@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use slab::Slab;
 
+use crate::central::lottery::Lottery;
 use crate::central::requests;
 use crate::central::state::Central;
 use crate::connections::connection::{Connection, Stage};
@@ -192,13 +193,17 @@ impl Parking {
         &mut self,
         due: Due,
         conn: &mut Connection,
-        wake: Wake,
+        lottery: &Lottery,
         now: Instant,
         schedule: &mut Schedule,
     ) {
         if let Stage::Parked { since, .. } = conn.stage()
             && now.duration_since(since) >= self.timeout
         {
+            let wake = Wake::TimedOut {
+                done: lottery.closed(),
+                expected: lottery.expected(),
+            };
             self.unpark(due.key, conn, wake, now, schedule);
         }
     }

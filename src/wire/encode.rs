@@ -141,12 +141,19 @@ pub fn encode_not_ready(out: &mut Vec<u8>, done: u32, expected: u32) {
 
 /// Appends an `ERROR`; a message longer than 255 bytes is cut at a char boundary.
 pub fn encode_error(out: &mut Vec<u8>, code: ErrorCode, detail: u32, message: &str) {
+    encode_error_code(out, code as u8, detail, message)
+}
+
+/// An `ERROR` with a raw code byte: what [`encode_error`] writes, for a
+/// reply kept as it was received (its code maybe unknown to this build).
+/// A message longer than a `str8` is cut at a character boundary.
+pub fn encode_error_code(out: &mut Vec<u8>, code: u8, detail: u32, message: &str) {
     let mut end = message.len().min(255);
     while !message.is_char_boundary(end) {
         end -= 1;
     }
     let at = begin(out, kind::ERROR);
-    out.push(code as u8);
+    out.push(code);
     out.extend_from_slice(&detail.to_be_bytes());
     put_str8(out, &message.as_bytes()[..end]);
     finish(out, at);

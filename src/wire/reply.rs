@@ -1,8 +1,11 @@
 //! The central's reply frames (ACK, WINNERS, NOT_READY, ERROR) as owned
 //! values, so that an agency or the bench can keep one after its receive
-//! buffer is reused. [`crate::wire::Frame`] borrows; this copies.
+//! buffer is reused, and write it again with the project's own encoders.
+//! [`super::frame::Frame`] borrows; this copies.
 
-use crate::wire::{ErrorCode, Frame};
+use super::codes::ErrorCode;
+use super::encode;
+use super::frame::Frame;
 
 /// A frame the central sends, owned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +65,28 @@ impl Reply {
                 return Err(frame.kind());
             }
         })
+    }
+}
+
+impl Reply {
+    /// Appends this reply as one frame, with the encoders the central uses.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Reply::Ack { agency, stored } => encode::encode_ack(out, *agency, *stored),
+            Reply::Winners {
+                agency,
+                total,
+                last,
+                documents,
+            } => encode::encode_winners(out, *agency, *total, *last, documents),
+            Reply::NotReady { done, expected } => encode::encode_not_ready(out, *done, *expected),
+            Reply::Error {
+                raw_code,
+                detail,
+                message,
+                ..
+            } => encode::encode_error_code(out, *raw_code, *detail, message),
+        }
     }
 }
 
