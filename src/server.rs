@@ -34,7 +34,7 @@ use crate::central::state::Central;
 use crate::config::Config;
 use crate::connections::commit::commit_group;
 use crate::connections::connection::{Connection, INPUT_CAPACITY, ReadOutcome, Stage};
-use crate::connections::parking::{self, Parking, Wake};
+use crate::connections::parking::{self, Parking};
 use crate::connections::schedule::Schedule;
 use crate::net::accept::Acceptor;
 use crate::net::transport::{CloseLog, TlsSetup, Transport};

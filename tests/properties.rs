@@ -7,13 +7,17 @@
 //! - any frame the encoders write decodes back to the same values;
 //! - a stream of frames split at any offsets reassembles to the same frames;
 //! - `bet::validate` agrees with an independent model of the rules
-//!   (`fuzz/model/bet_rules.rs`).
+//!   (`fuzz/model/bet_rules.rs`);
+//! - the central's row of `bets.csv` for any valid bet is byte for byte the
+//!   row the `csv` crate's writer (minimal quoting, CRLF: Python's
+//!   `csv.writer`) writes, and reads back as the same fields.
 
 #[path = "../fuzz/model/bet_rules.rs"]
 mod bet_rules;
 
 use bet_rules::{Field, RawBet, broken_rules};
 use lottery::bets::bet::{self, BetError};
+use lottery::store::csv::push_row;
 use lottery::wire::reply::Reply;
 use lottery::wire::{self, BetFields, BetRef, Date, ErrorCode, Frame};
 use proptest::collection::vec;
@@ -252,8 +256,77 @@ fn today() -> impl Strategy<Value = (u16, u8, u8)> {
     ]
 }
 
+/// A name a valid bet may have: any characters but control characters,
+/// with commas, quotes, accents and spaces often.
+fn valid_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[^\\p{Cc}]{1,40}",
+        "[a-zA-Záéíóúñ ,\"]{1,40}",
+        "[\",]{1,6}",
+        "[^\\p{Cc}]{200,255}",
+    ]
+    .prop_map(|mut s| {
+        while s.len() > 255 {
+            s.pop();
+        }
+        s
+    })
+    .prop_filter("not empty", |s| !s.is_empty())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_stored_row_is_what_the_csv_crate_writes_for_any_valid_bet(
+        agency in any::<u32>(),
+        first_name in valid_name(),
+        last_name in valid_name(),
+        document in "[0-9]{1,16}",
+        birthdate in (1900u16..=2025, 1u8..=12, 1u8..=28)
+            .prop_map(|(year, month, day)| Date { year, month, day }),
+        number in 0u16..=9999,
+    ) {
+        let bet = BetFields {
+            first_name: first_name.as_bytes(),
+            last_name: last_name.as_bytes(),
+            document: document.as_bytes(),
+            birthdate,
+            number,
+        };
+        let today = Date { year: 9999, month: 12, day: 31 };
+        prop_assume!(bet::validate(&bet, today).is_ok());
+        let mut ours = b"earlier rows\r\n".to_vec();
+        push_row(&mut ours, agency, &bet);
+        let date = String::from_utf8(bet::format_date(birthdate).to_vec()).unwrap();
+        let fields = [
+            agency.to_string(),
+            first_name.clone(),
+            last_name.clone(),
+            document.clone(),
+            date,
+            number.to_string(),
+        ];
+        let mut theirs = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .quote_style(csv::QuoteStyle::Necessary)
+            .from_writer(b"earlier rows\r\n".to_vec());
+        theirs.write_record(&fields).unwrap();
+        let theirs = theirs.into_inner().unwrap();
+        prop_assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(&ours[b"earlier rows\r\n".len()..]);
+        let read: Vec<String> = reader
+            .records()
+            .next()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        prop_assert_eq!(&read[..], &fields[..]);
+    }
 
     #[test]
     fn decode_never_panics_and_keeps_its_contract_on_arbitrary_bytes(

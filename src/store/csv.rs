@@ -9,8 +9,10 @@
 //! are cut back to their last committed length: nothing torn, nothing
 //! acknowledged that is not on disk.
 //!
-//! Rows are written with the `csv` crate (minimal quoting, CRLF like Python's
-//! `csv.writer`), so Python's `csv` module reads back exactly what was sent.
+//! Rows are written by [`push_row`] in one walk of each field, quoted as the
+//! `csv` crate's writer with minimal quoting and CRLF (Python's `csv.writer`)
+//! quotes them, so Python's `csv` module reads back exactly what was sent;
+//! recovery reads the file with the `csv` crate.
 //!
 //! [`CsvStore::open`] recovers what a previous run left: every agency's stored
 //! count and winners, and the closed agencies. A torn last line (a crash in
@@ -116,8 +118,8 @@ pub struct CsvStore {
     journal: File,
     journal_path: PathBuf,
     journal_len: u64,
-    /// Staged rows; an `Option` only so that a commit can take the buffer out.
-    rows: Option<csv::Writer<Vec<u8>>>,
+    /// Staged rows, as they go into the file.
+    rows: Vec<u8>,
     staged_closes: Vec<u8>,
     staged_bets: u64,
     sync: SyncPolicy,
@@ -185,7 +187,7 @@ impl CsvStore {
                 journal_path.display()
             );
         }
-        let rows = Some(row_writer(Vec::with_capacity(1 << 16)));
+        let rows = Vec::with_capacity(1 << 16);
         Ok((
             CsvStore {
                 bets,
@@ -209,23 +211,7 @@ impl CsvStore {
 
     /// Stages one bet of `agency` (already validated) as a row of `bets.csv`.
     pub fn stage_bet(&mut self, agency: u32, bet: &BetFields<'_>) {
-        let mut agency_buf = itoa::Buffer::new();
-        let mut number_buf = itoa::Buffer::new();
-        let date = bet::format_date(bet.birthdate);
-        let record: [&[u8]; 6] = [
-            agency_buf.format(agency).as_bytes(),
-            bet.first_name,
-            bet.last_name,
-            bet.document,
-            &date,
-            number_buf.format(bet.number).as_bytes(),
-        ];
-        // Writing into a Vec cannot fail.
-        self.rows
-            .as_mut()
-            .expect("the row writer is put back by every commit")
-            .write_record(record)
-            .expect("writing a row to memory");
+        push_row(&mut self.rows, agency, bet);
         self.staged_bets += 1;
     }
 
@@ -250,18 +236,13 @@ impl CsvStore {
             bets: self.staged_bets,
             closes: self.staged_closes.iter().filter(|&&b| b == b'\n').count() as u64,
         };
-        let writer = self
-            .rows
-            .take()
-            .expect("the row writer is put back by every commit");
-        // Flushing into a Vec cannot fail.
-        let mut rows = writer.into_inner().expect("flushing rows to memory");
+        let mut rows = std::mem::take(&mut self.rows);
         let closes = std::mem::take(&mut self.staged_closes);
         self.staged_bets = 0;
         let result = self.write_both(&rows, &closes);
         // Keep the buffers' capacity for the next iteration.
         rows.clear();
-        self.rows = Some(row_writer(rows));
+        self.rows = rows;
         self.staged_closes = closes;
         self.staged_closes.clear();
         result.map(|_| stats)
@@ -354,11 +335,59 @@ impl Store for CsvStore {
     }
 }
 
-fn row_writer(buf: Vec<u8>) -> csv::Writer<Vec<u8>> {
-    csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .quote_style(csv::QuoteStyle::Necessary)
-        .from_writer(buf)
+/// Appends one row of `bets.csv` for a valid bet of `agency`:
+/// `agency,first_name,last_name,document,birthdate,number` and CRLF.
+///
+/// Only a name can need quotes: a valid name has no CR or LF (control
+/// characters are refused), so it is quoted exactly when it holds a comma
+/// or a quote, with its quotes doubled, as the `csv` crate's writer with
+/// minimal quoting does (and Python's `csv.writer`). A document is digits,
+/// a date `YYYY-MM-DD` and a number digits: copied, never scanned.
+pub fn push_row(out: &mut Vec<u8>, agency: u32, bet: &BetFields<'_>) {
+    let mut agency_digits = itoa::Buffer::new();
+    let mut number_digits = itoa::Buffer::new();
+    let agency = agency_digits.format(agency).as_bytes();
+    let number = number_digits.format(bet.number).as_bytes();
+    // Room for the row unquoted; a quoted name grows it once more at most.
+    out.reserve(
+        agency.len()
+            + bet.first_name.len()
+            + bet.last_name.len()
+            + bet.document.len()
+            + 10
+            + number.len()
+            + 7,
+    );
+    out.extend_from_slice(agency);
+    out.push(b',');
+    push_name(out, bet.first_name);
+    out.push(b',');
+    push_name(out, bet.last_name);
+    out.push(b',');
+    debug_assert!(bet.document.iter().all(u8::is_ascii_digit));
+    out.extend_from_slice(bet.document);
+    out.push(b',');
+    out.extend_from_slice(&bet::format_date(bet.birthdate));
+    out.push(b',');
+    out.extend_from_slice(number);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A name field, quoted when it must be.
+fn push_name(out: &mut Vec<u8>, name: &[u8]) {
+    debug_assert!(!name.contains(&b'\r') && !name.contains(&b'\n'));
+    if !name.iter().any(|&b| b == b',' || b == b'"') {
+        out.extend_from_slice(name);
+        return;
+    }
+    out.push(b'"');
+    for &b in name {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
 }
 
 impl fmt::Debug for CsvStore {
