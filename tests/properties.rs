@@ -17,7 +17,7 @@ mod bet_rules;
 
 use bet_rules::{Field, RawBet, broken_rules};
 use lottery::bets::bet::{self, BetError};
-use lottery::store::csv::push_row;
+use lottery::store::csv::{push_frame_row, push_row};
 use lottery::wire::reply::Reply;
 use lottery::wire::{self, BetFields, BetRef, Date, ErrorCode, Frame};
 use proptest::collection::vec;
@@ -295,9 +295,10 @@ proptest! {
             number,
         };
         let today = Date { year: 9999, month: 12, day: 31 };
-        prop_assume!(bet::validate(&bet, today).is_ok());
+        let checked = bet::check(&bet, today);
+        prop_assume!(checked.is_ok());
         let mut ours = b"earlier rows\r\n".to_vec();
-        push_row(&mut ours, agency, &bet);
+        push_row(&mut ours, agency, &bet, checked.unwrap());
         let date = String::from_utf8(bet::format_date(birthdate).to_vec()).unwrap();
         let fields = [
             agency.to_string(),
@@ -326,6 +327,33 @@ proptest! {
             .map(str::to_owned)
             .collect();
         prop_assert_eq!(&read[..], &fields[..]);
+
+        // The central's hot path writes the same row from the bet as it
+        // lies in a decoded BATCH frame, neighbours on both sides.
+        let neighbour = BetRef {
+            first_name: "Ana",
+            last_name: "Lorca",
+            document: "1",
+            birthdate,
+            number: 7574,
+        };
+        let this = BetRef {
+            first_name: &first_name,
+            last_name: &last_name,
+            document: &document,
+            birthdate,
+            number,
+        };
+        let mut frame = Vec::new();
+        wire::encode_batch(&mut frame, agency, 0, &[neighbour, this, neighbour]);
+        let Ok(Some((Frame::Batch { bets, .. }, _))) = wire::decode(&frame) else {
+            panic!("the batch decodes");
+        };
+        let (fields, text) = bets.iter_text().nth(1).unwrap();
+        prop_assert_eq!(fields, bet);
+        let mut from_frame = b"earlier rows\r\n".to_vec();
+        push_frame_row(&mut from_frame, agency.to_string().as_bytes(), &fields, text, checked.unwrap());
+        prop_assert_eq!(String::from_utf8_lossy(&from_frame), String::from_utf8_lossy(&ours));
     }
 
     #[test]

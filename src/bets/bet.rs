@@ -70,10 +70,34 @@ impl fmt::Display for BetError {
 
 impl std::error::Error for BetError {}
 
+/// The first invalid bet of a batch: its index in the batch, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidBet {
+    pub index: usize,
+    pub why: BetError,
+}
+
+/// What checking a valid bet learnt about its names, so that writing the
+/// bet needs no second walk of their bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// The first name holds a comma or a double quote (the characters a
+    /// CSV field must be quoted for; a valid name has no CR or LF).
+    pub first_name_special: bool,
+    /// The same for the last name.
+    pub last_name_special: bool,
+}
+
 /// Checks one decoded bet against the rules, with `today` as the latest birthdate.
 pub fn validate(bet: &BetFields<'_>, today: Date) -> Result<(), BetError> {
-    check_name(bet.first_name).map_err(BetError::FirstName)?;
-    check_name(bet.last_name).map_err(BetError::LastName)?;
+    check(bet, today).map(|_| ())
+}
+
+/// Checks one decoded bet in one walk of each field's bytes, and says which
+/// of its names hold a comma or a quote.
+pub fn check(bet: &BetFields<'_>, today: Date) -> Result<Checked, BetError> {
+    let first_name_special = check_name(bet.first_name).map_err(BetError::FirstName)?;
+    let last_name_special = check_name(bet.last_name).map_err(BetError::LastName)?;
     check_document(bet.document)?;
     if !is_calendar_date(bet.birthdate)
         || bet.birthdate < EARLIEST_BIRTHDATE
@@ -84,34 +108,141 @@ pub fn validate(bet: &BetFields<'_>, today: Date) -> Result<(), BetError> {
     if bet.number > MAX_NUMBER {
         return Err(BetError::Number);
     }
-    Ok(())
+    Ok(Checked {
+        first_name_special,
+        last_name_special,
+    })
 }
 
-fn check_name(name: &[u8]) -> Result<(), NameProblem> {
+/// Byte classes of ASCII for the name walk where fewer than eight bytes are
+/// left: one table load and an OR per byte (bytes from 0x80 are decoded).
+const CONTROL: u8 = 1;
+const SPECIAL: u8 = 2;
+
+const NAME_CLASS: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = if b < 0x20 || b == 0x7f {
+            CONTROL
+        } else if b == b',' as usize || b == b'"' as usize {
+            SPECIAL
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Checks a name; `Ok(true)` when it holds a comma or a quote.
+fn check_name(name: &[u8]) -> Result<bool, NameProblem> {
     if name.is_empty() {
         return Err(NameProblem::Empty);
     }
     if name.len() > 255 {
         return Err(NameProblem::TooLong);
     }
-    std::str::from_utf8(name).map_err(|_| NameProblem::NotUtf8)?;
-    // In valid UTF-8 the control characters (Unicode `Cc`) are the bytes
-    // 0x00..=0x1F and 0x7F, and U+0080..=U+009F, encoded 0xC2 0x80..=0x9F;
-    // one pass over the bytes finds them without decoding characters.
-    let mut after_c2 = false;
-    for &b in name {
-        if b < 0x20 || b == 0x7f || (after_c2 && (0x80..=0x9f).contains(&b)) {
-            return Err(NameProblem::ControlCharacter);
+    // Whole words while they are ASCII; from the first byte that is not,
+    // the decoding walk takes the rest.
+    let mut classes = 0u8;
+    let mut words = name.chunks_exact(8);
+    let mut at = 0;
+    let mut ascii = true;
+    for word in &mut words {
+        let x = u64::from_le_bytes(word.try_into().expect("a chunk of 8"));
+        if x & HIGH != 0 {
+            ascii = false;
+            break;
         }
-        after_c2 = b == 0xc2;
+        classes |= word_classes(x);
+        at += 8;
     }
-    Ok(())
+    if ascii {
+        for &b in words.remainder() {
+            if b >= 0x80 {
+                ascii = false;
+                break;
+            }
+            classes |= NAME_CLASS[b as usize];
+            at += 1;
+        }
+    }
+    if !ascii {
+        classes |= walk_name(&name[at..])?;
+    }
+    if classes & CONTROL != 0 {
+        return Err(NameProblem::ControlCharacter);
+    }
+    Ok(classes & SPECIAL != 0)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The classes of eight ASCII bytes, with a few arithmetic operations.
+fn word_classes(x: u64) -> u8 {
+    let control = below(x, 0x20) | zero_byte(x ^ (ONES * 0x7f));
+    let special = zero_byte(x ^ (ONES * b',' as u64)) | zero_byte(x ^ (ONES * b'"' as u64));
+    (if control != 0 { CONTROL } else { 0 }) | if special != 0 { SPECIAL } else { 0 }
+}
+
+/// Non-zero when some byte of `x` is zero (exact as a yes or no: a borrow
+/// can only mark a byte above a real zero byte).
+fn zero_byte(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & HIGH
+}
+
+/// Non-zero when some byte of `x` (all below 0x80) is below `n` (<= 0x80).
+fn below(x: u64, n: u8) -> u64 {
+    x.wrapping_sub(ONES * n as u64) & !x & HIGH
+}
+
+/// Walks `name` once: checks that it is UTF-8 (exactly as
+/// `std::str::from_utf8` decides: no overlong forms, no surrogates, nothing
+/// beyond U+10FFFF) and returns the classes of its characters, a C1 control
+/// U+0080..=U+009F (encoded 0xC2 0x80..=0x9F, the only control characters
+/// beyond ASCII) counted as [`CONTROL`]. [`check_name`] calls it from the
+/// first byte that is not ASCII: what is left of a name is short.
+fn walk_name(name: &[u8]) -> Result<u8, NameProblem> {
+    let mut classes = 0u8;
+    let mut i = 0;
+    while i < name.len() {
+        let lead = name[i];
+        if lead < 0x80 {
+            classes |= NAME_CLASS[lead as usize];
+            i += 1;
+            continue;
+        }
+        // The sequence's length and the range its second byte must be in.
+        let (len, low, high) = match lead {
+            0xc2..=0xdf => (2, 0x80, 0xbf),
+            0xe0 => (3, 0xa0, 0xbf),
+            0xe1..=0xec | 0xee..=0xef => (3, 0x80, 0xbf),
+            0xed => (3, 0x80, 0x9f),
+            0xf0 => (4, 0x90, 0xbf),
+            0xf1..=0xf3 => (4, 0x80, 0xbf),
+            0xf4 => (4, 0x80, 0x8f),
+            _ => return Err(NameProblem::NotUtf8),
+        };
+        let Some(sequence) = name.get(i..i + len) else {
+            return Err(NameProblem::NotUtf8);
+        };
+        if !(low..=high).contains(&sequence[1]) || sequence[2..].iter().any(|&b| b & 0xc0 != 0x80) {
+            return Err(NameProblem::NotUtf8);
+        }
+        if lead == 0xc2 && sequence[1] <= 0x9f {
+            classes |= CONTROL;
+        }
+        i += len;
+    }
+    Ok(classes)
 }
 
 fn check_document(document: &[u8]) -> Result<(), BetError> {
     if document.is_empty()
         || document.len() > MAX_DOCUMENT
-        || !document.iter().all(u8::is_ascii_digit)
+        || !document.iter().all(|&b| b.wrapping_sub(b'0') < 10)
     {
         return Err(BetError::Document);
     }
@@ -314,6 +445,61 @@ mod tests {
             let name = format!("a{c}b");
             let got = check_name(name.as_bytes()) == Err(NameProblem::ControlCharacter);
             assert_eq!(got, c.is_control(), "U+{:04X}", c as u32);
+        }
+    }
+
+    #[test]
+    fn every_character_is_classed_alike_wherever_it_sits_in_a_name() {
+        // Names of 1 to 24 bytes cover the word walk, its tail, and names
+        // with accents before or after the character.
+        for len in 1..=24 {
+            for at in 0..len {
+                for c in (0..0x100u32).filter_map(char::from_u32) {
+                    for filler in ["a", "é"] {
+                        let mut name = filler.repeat(len);
+                        name.truncate(name.char_indices().nth(at).map_or(name.len(), |(i, _)| i));
+                        name.push(c);
+                        name.push_str(&filler.repeat(len - at - 1));
+                        let want = if c.is_control() {
+                            Err(NameProblem::ControlCharacter)
+                        } else {
+                            Ok(name.contains([',', '"']))
+                        };
+                        assert_eq!(check_name(name.as_bytes()), want, "{name:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_name_walk_decides_utf8_exactly_as_the_standard_library() {
+        // Every one- and two-byte string, and every 3- and 4-byte string from
+        // a set of bytes that covers each boundary of the encoding.
+        let edges: Vec<u8> = vec![
+            0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xc3, 0xdf,
+            0xe0, 0xe1, 0xec, 0xed, 0xee, 0xef, 0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xff,
+        ];
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for a in 0..=255u8 {
+            cases.push(vec![a]);
+            for b in 0..=255u8 {
+                cases.push(vec![a, b]);
+            }
+        }
+        for &a in &edges {
+            for &b in &edges {
+                for &c in &edges {
+                    cases.push(vec![a, b, c]);
+                    for &d in &edges {
+                        cases.push(vec![a, b, c, d]);
+                    }
+                }
+            }
+        }
+        for case in cases {
+            let ours = walk_name(&case).is_ok();
+            assert_eq!(ours, std::str::from_utf8(&case).is_ok(), "{case:x?}");
         }
     }
 

@@ -221,13 +221,14 @@ impl Lottery {
     }
 
     /// Records one more staged bet of `agency` (after [`Lottery::check_batch`]
-    /// said to store it); returns whether it wins.
-    pub fn stage_bet(&mut self, agency: u32, number: u16, document: &str) -> bool {
+    /// said to store it, and the bet was checked: its document is digits);
+    /// returns whether it wins. Only a winner's document is copied.
+    pub fn stage_bet(&mut self, agency: u32, number: u16, document: &[u8]) -> bool {
         let wins = number == self.winning_number;
         let a = self.agency_mut(agency);
         a.stored += 1;
         if wins {
-            a.winners.push(document.into());
+            a.winners.push(String::from_utf8_lossy(document).into());
         }
         wins
     }
@@ -292,7 +293,7 @@ mod tests {
 
     fn stage(l: &mut Lottery, agency: u32, numbers: &[u16]) {
         for (i, &n) in numbers.iter().enumerate() {
-            l.stage_bet(agency, n, &format!("{i}"));
+            l.stage_bet(agency, n, format!("{i}").as_bytes());
         }
     }
 

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 
 use log::{info, warn};
 
-use crate::bets::bet;
+use crate::bets::bet::{self, InvalidBet};
 use crate::central::lottery::{BatchVerdict, DoneVerdict, Refusal};
 use crate::central::replies::Replies;
 use crate::central::state::Central;
@@ -213,16 +213,16 @@ fn batch(
     {
         return refuse_batch(log, replies, agency, count, r, r.reason);
     }
+    // The bets a Store verdict stores are checked as they are staged (one
+    // walk of their bytes); the others, here.
+    let checked_here = match verdict {
+        BatchVerdict::Store { skip } => skip,
+        _ => count,
+    };
     let today = central.today();
-    for (i, b) in bets.iter().enumerate() {
+    for (index, b) in bets.iter().enumerate().take(checked_here) {
         if let Err(why) = bet::validate(&b, today) {
-            let refusal = Refusal {
-                code: ErrorCode::InvalidBet,
-                detail: i as u32,
-                reason: "",
-            };
-            let message = format!("bet {i}: {why}");
-            return refuse_batch(log, replies, agency, count, refusal, &message);
+            return refuse_invalid_bet(log, replies, agency, count, InvalidBet { index, why });
         }
     }
     match verdict {
@@ -231,11 +231,27 @@ fn batch(
             central.stage_retry(agency);
             replies.push(true, |out| wire::encode_ack(out, agency, stored));
         }
-        BatchVerdict::Store { skip } => {
-            let stored = central.stage_bets(agency, first, bets, skip);
-            replies.push(true, |out| wire::encode_ack(out, agency, stored));
-        }
+        BatchVerdict::Store { skip } => match central.stage_bets(agency, first, bets, skip) {
+            Ok(stored) => replies.push(true, |out| wire::encode_ack(out, agency, stored)),
+            Err(invalid) => refuse_invalid_bet(log, replies, agency, count, invalid),
+        },
     }
+}
+
+fn refuse_invalid_bet(
+    log: &mut RequestLog,
+    replies: &mut Replies,
+    agency: u32,
+    count: usize,
+    invalid: InvalidBet,
+) {
+    let refusal = Refusal {
+        code: ErrorCode::InvalidBet,
+        detail: invalid.index as u32,
+        reason: "",
+    };
+    let message = format!("bet {}: {}", invalid.index, invalid.why);
+    refuse_batch(log, replies, agency, count, refusal, &message)
 }
 
 fn refuse_batch(

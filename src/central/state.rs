@@ -14,7 +14,7 @@ use std::io;
 use log::{debug, error, info, log_enabled, warn};
 
 use super::lottery::{DoneVerdict, Lottery};
-use crate::bets::bet;
+use crate::bets::bet::{self, InvalidBet};
 use crate::store::open::{self, OpenError, StoreSettings};
 use crate::store::seam::Store;
 use crate::wire::{Bets, Date};
@@ -96,23 +96,31 @@ impl Central {
         self.group.batches.push((agency, 0));
     }
 
-    /// Stages the valid `bets` of `agency` from index `skip` on; returns the
-    /// agency's stored count with them.
-    pub fn stage_bets(&mut self, agency: u32, first: u32, bets: Bets<'_>, skip: usize) -> u32 {
+    /// Checks and stages the `bets` of `agency` from index `skip` on (the
+    /// caller checked those before `skip`); returns the agency's stored count
+    /// with them. At an invalid bet nothing of the batch is staged anywhere.
+    pub fn stage_bets(
+        &mut self,
+        agency: u32,
+        first: u32,
+        bets: Bets<'_>,
+        skip: usize,
+    ) -> Result<u32, InvalidBet> {
+        // The store checks each bet as it writes it: one walk of its bytes.
+        self.store
+            .stage_bets(agency, first, bets, skip, self.today)?;
         let keep_log = log_enabled!(log::Level::Debug);
-        self.store.stage_bets(agency, first, bets, skip);
         for b in bets.iter().skip(skip) {
-            // Validated by the caller: the document is ASCII digits.
-            let document = std::str::from_utf8(b.document).unwrap_or_default();
-            self.lottery.stage_bet(agency, b.number, document);
+            self.lottery.stage_bet(agency, b.number, b.document);
             if keep_log {
+                let document = String::from_utf8_lossy(b.document);
                 self.group.bets.push((document.into(), b.number));
             }
         }
         self.group
             .batches
             .push((agency, (bets.len() - skip) as u32));
-        self.lottery.stored(agency).unwrap_or_default()
+        Ok(self.lottery.stored(agency).unwrap_or_default())
     }
 
     /// Decides a DONE; a close is staged in all three places.

@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use log::{info, warn};
 
 use super::seam::{CommitError, CommitStats, RecoveredAgency, Recovery, Store};
-use crate::bets::bet;
-use crate::wire::{BetFields, Bets};
+use crate::bets::bet::{self, Checked, InvalidBet};
+use crate::wire::{BetFields, BetText, Bets, Date};
 
 /// When the bets file and the journal are flushed to the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,7 +211,16 @@ impl CsvStore {
 
     /// Stages one bet of `agency` (already validated) as a row of `bets.csv`.
     pub fn stage_bet(&mut self, agency: u32, bet: &BetFields<'_>) {
-        push_row(&mut self.rows, agency, bet);
+        let checked = bet::check(
+            bet,
+            Date {
+                year: u16::MAX,
+                month: 12,
+                day: 31,
+            },
+        )
+        .expect("the caller validated the bet");
+        push_row(&mut self.rows, agency, bet, checked);
         self.staged_bets += 1;
     }
 
@@ -303,11 +312,30 @@ impl CsvStore {
 
 impl Store for CsvStore {
     /// The rows go in the agency's order of arrival, which is its positions'
-    /// order: the file needs no position column.
-    fn stage_bets(&mut self, agency: u32, _first: u32, bets: Bets<'_>, skip: usize) {
-        for b in bets.iter().skip(skip) {
-            self.stage_bet(agency, &b);
+    /// order: the file needs no position column. Each bet is checked and
+    /// written in the same walk; an invalid one takes the batch's rows back.
+    fn stage_bets(
+        &mut self,
+        agency: u32,
+        _first: u32,
+        bets: Bets<'_>,
+        skip: usize,
+        today: Date,
+    ) -> Result<(), InvalidBet> {
+        let mark = self.rows.len();
+        let mut agency_digits = itoa::Buffer::new();
+        let agency_field = agency_digits.format(agency).as_bytes();
+        for (index, (b, text)) in bets.iter_text().enumerate().skip(skip) {
+            match bet::check(&b, today) {
+                Ok(checked) => push_frame_row(&mut self.rows, agency_field, &b, text, checked),
+                Err(why) => {
+                    self.rows.truncate(mark);
+                    return Err(InvalidBet { index, why });
+                }
+            }
         }
+        self.staged_bets += (bets.len() - skip) as u64;
+        Ok(())
     }
 
     fn stage_close(&mut self, agency: u32, total: u32) {
@@ -341,42 +369,86 @@ impl Store for CsvStore {
 /// Only a name can need quotes: a valid name has no CR or LF (control
 /// characters are refused), so it is quoted exactly when it holds a comma
 /// or a quote, with its quotes doubled, as the `csv` crate's writer with
-/// minimal quoting does (and Python's `csv.writer`). A document is digits,
-/// a date `YYYY-MM-DD` and a number digits: copied, never scanned.
-pub fn push_row(out: &mut Vec<u8>, agency: u32, bet: &BetFields<'_>) {
+/// minimal quoting does (and Python's `csv.writer`). `checked` says which
+/// (the check walked the names already), so a plain name is copied, never
+/// scanned again; so are the document, the date and the number.
+pub fn push_row(out: &mut Vec<u8>, agency: u32, bet: &BetFields<'_>, checked: Checked) {
     let mut agency_digits = itoa::Buffer::new();
-    let mut number_digits = itoa::Buffer::new();
-    let agency = agency_digits.format(agency).as_bytes();
-    let number = number_digits.format(bet.number).as_bytes();
+    push_row_for(out, agency_digits.format(agency).as_bytes(), bet, checked);
+}
+
+/// [`push_row`] for a bet straight out of a `BATCH` frame, with the
+/// agency's field formatted once per batch: when neither name needs
+/// quotes, the first name, last name and document are one copy of the
+/// frame's [`BetText`] with the commas put where its length bytes were.
+/// The same bytes as [`push_row`] (tests/properties.rs checks it).
+pub fn push_frame_row(
+    out: &mut Vec<u8>,
+    agency_field: &[u8],
+    bet: &BetFields<'_>,
+    text: BetText<'_>,
+    checked: Checked,
+) {
+    if checked.first_name_special || checked.last_name_special {
+        return push_row_for(out, agency_field, bet, checked);
+    }
+    out.reserve(agency_field.len() + text.0.len() + 20);
+    out.extend_from_slice(agency_field);
+    out.push(b',');
+    let at = out.len();
+    out.extend_from_slice(text.0);
+    let first_comma = at + bet.first_name.len();
+    out[first_comma] = b',';
+    out[first_comma + 1 + bet.last_name.len()] = b',';
+    push_date_and_number(out, bet);
+}
+
+fn push_row_for(out: &mut Vec<u8>, agency_field: &[u8], bet: &BetFields<'_>, checked: Checked) {
     // Room for the row unquoted; a quoted name grows it once more at most.
     out.reserve(
-        agency.len()
-            + bet.first_name.len()
-            + bet.last_name.len()
-            + bet.document.len()
-            + 10
-            + number.len()
-            + 7,
+        agency_field.len() + bet.first_name.len() + bet.last_name.len() + bet.document.len() + 23,
     );
-    out.extend_from_slice(agency);
+    out.extend_from_slice(agency_field);
     out.push(b',');
-    push_name(out, bet.first_name);
+    push_name(out, bet.first_name, checked.first_name_special);
     out.push(b',');
-    push_name(out, bet.last_name);
+    push_name(out, bet.last_name, checked.last_name_special);
     out.push(b',');
     debug_assert!(bet.document.iter().all(u8::is_ascii_digit));
     out.extend_from_slice(bet.document);
-    out.push(b',');
-    out.extend_from_slice(&bet::format_date(bet.birthdate));
-    out.push(b',');
-    out.extend_from_slice(number);
-    out.extend_from_slice(b"\r\n");
+    push_date_and_number(out, bet);
 }
 
-/// A name field, quoted when it must be.
-fn push_name(out: &mut Vec<u8>, name: &[u8]) {
+/// `,YYYY-MM-DD,N` and CRLF, made in a fixed array and copied once, the
+/// number's 1 to 4 digits written without a formatter.
+fn push_date_and_number(out: &mut Vec<u8>, bet: &BetFields<'_>) {
+    let mut tail = *b",0000-00-00,0000\r\n";
+    tail[1..11].copy_from_slice(&bet::format_date(bet.birthdate));
+    let n = bet.number;
+    debug_assert!(n <= bet::MAX_NUMBER);
+    let digits = [
+        b'0' + (n / 1000 % 10) as u8,
+        b'0' + (n / 100 % 10) as u8,
+        b'0' + (n / 10 % 10) as u8,
+        b'0' + (n % 10) as u8,
+    ];
+    let len = match n {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        _ => 4,
+    };
+    tail[12..12 + len].copy_from_slice(&digits[4 - len..]);
+    tail[12 + len] = b'\r';
+    tail[13 + len] = b'\n';
+    out.extend_from_slice(&tail[..14 + len]);
+}
+
+/// A name field, quoted when it holds a comma or a quote (`special`).
+fn push_name(out: &mut Vec<u8>, name: &[u8], special: bool) {
     debug_assert!(!name.contains(&b'\r') && !name.contains(&b'\n'));
-    if !name.iter().any(|&b| b == b',' || b == b'"') {
+    debug_assert_eq!(special, name.iter().any(|&b| b == b',' || b == b'"'));
+    if !special {
         out.extend_from_slice(name);
         return;
     }

@@ -20,7 +20,8 @@
 
 use std::fmt;
 
-use crate::wire::Bets;
+use crate::bets::bet::InvalidBet;
+use crate::wire::{Bets, Date};
 
 /// The per-agency state a restarted central recovers from its store.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -64,9 +65,20 @@ impl From<std::io::Error> for CommitError {
 
 /// Where the central's bets are kept: a group commit per loop iteration.
 pub trait Store {
-    /// Stages the valid `bets` of `agency` from index `skip` on; the bet at
-    /// index `i` of the batch is the agency's bet number `first + i`.
-    fn stage_bets(&mut self, agency: u32, first: u32, bets: Bets<'_>, skip: usize);
+    /// Checks (with [`crate::bets::bet::check`], `today` the latest
+    /// birthdate) and stages the `bets` of `agency` from index `skip` on, in
+    /// one walk of each bet's bytes; the bet at index `i` of the batch is the
+    /// agency's bet number `first + i`. At the first invalid bet nothing of
+    /// the batch stays staged, and the error names it. (The caller checked
+    /// the bets before `skip`.)
+    fn stage_bets(
+        &mut self,
+        agency: u32,
+        first: u32,
+        bets: Bets<'_>,
+        skip: usize,
+        today: Date,
+    ) -> Result<(), InvalidBet>;
 
     /// Stages the durable record that `agency` is closed with `total` bets.
     fn stage_close(&mut self, agency: u32, total: u32);
