@@ -3,7 +3,10 @@
 #
 #   smoke     20 agencies x 2,000 bets: seconds; a correctness check, no timing target
 #   course    the 5 agencies of the course dataset (expected winners 2, 3, 3, 2, 0)
-#   standard  1,000 agencies x 10,000 bets
+#   standard  1,000 agencies x 10,000 bets, best of 3; then Redis with
+#             appendfsync always on the same bets (RPUSH pipelined 64, best
+#             of 3) and the ratio. Redis is skipped, saying so, where
+#             redis-server is missing (Debian: apt-get install redis-server).
 #   scale     1,000 agencies x 1,000 / 10,000 / 50,000 bets (1 M, 10 M, 50 M bets)
 #   conn      10,000 agencies x 100 bets, all parked at once before the draw
 #   tls       1,000 agencies x 5,000 bets over plain TCP, then over mutual TLS
@@ -40,7 +43,30 @@ case "$preset" in
         exec "$bench" --out "$out" --name smoke --agencies 20 --bets 2000 "$@"
         ;;
     standard)
-        exec "$bench" --out "$out" --name standard --agencies 1000 --bets 10000 "$@"
+        runs=()
+        for run in 1 2 3; do
+            "$bench" --out "$out" --name standard --agencies 1000 --bets 10000 "$@" | tee "$out/standard-$run.txt"
+            runs+=("$(tail -n 1 "$out/standard-$run.txt")")
+        done
+        redis_line="Redis skipped: no redis-server on PATH (Debian: apt-get install redis-server)"
+        if command -v redis-server >/dev/null; then
+            "${bench%/*}/lottery-redis" --agencies 1000 --bets 10000 --runs 3 | tee "$out/standard-redis.txt"
+            redis_line="$(tail -n 1 "$out/standard-redis.txt")"
+        fi
+        printf '%s\n' "${runs[@]}" "$redis_line" | python3 -c '
+import re, sys
+lines = sys.stdin.read().splitlines()
+rates = [float(re.search(r"([0-9.]+) bets/s", l).group(1)) for l in lines[:3]]
+best = max(rates)
+line = "bench standard: central best of 3 %.0f bets/s (runs %s; target 6,000,000)" % (best, ", ".join("%.0f" % r for r in rates))
+m = re.search(r"best of 3: ([0-9.]+) bets/s", lines[3])
+if m:
+    redis = float(m.group(1))
+    line += ", redis appendfsync always best of 3 %.0f bets/s, central/redis %.1fx (target 10x)" % (redis, best / redis)
+else:
+    line += "; " + lines[3]
+print(line)
+'
         ;;
     tls)
         # Writes tls-plain.*, tls-tls.* (each run as the other presets do) and

@@ -10,6 +10,7 @@
 //! - [`mtls`]: the CA, the central's and every agency's certificate for a run over mutual TLS.
 //! - [`transport`]: an agency's stream, plain TCP or rustls over it, non-blocking.
 //! - [`driver`]: the agencies on the wire, one mio loop, and what it observed.
+//! - [`redis`]: Redis with appendfsync always on the same bets, beside the central.
 //! - [`floor`]: the kernel's floor for answering N parked sockets, to compare the central's wake-up with.
 //! - [`report`]: the figures of a run: table, JSON, summary line.
 //! - [`chart`]: throughput and latency over time, as SVG and PNG.
@@ -23,6 +24,7 @@ pub mod driver;
 pub mod floor;
 pub mod mtls;
 pub mod procfs;
+pub mod redis;
 pub mod report;
 pub mod synth;
 pub mod transport;
