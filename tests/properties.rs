@@ -17,7 +17,7 @@ mod bet_rules;
 
 use bet_rules::{Field, RawBet, broken_rules};
 use lottery::bets::bet::{self, BetError};
-use lottery::store::csv::{push_frame_row, push_row};
+use lottery::store::csv::{AgencyField, push_frame_row, push_row};
 use lottery::wire::reply::Reply;
 use lottery::wire::{self, BetFields, BetRef, Date, ErrorCode, Frame};
 use proptest::collection::vec;
@@ -352,7 +352,7 @@ proptest! {
         let (fields, text) = bets.iter_text().nth(1).unwrap();
         prop_assert_eq!(fields, bet);
         let mut from_frame = b"earlier rows\r\n".to_vec();
-        push_frame_row(&mut from_frame, agency.to_string().as_bytes(), &fields, text, checked.unwrap());
+        push_frame_row(&mut from_frame, AgencyField::new(agency), &fields, text, checked.unwrap());
         prop_assert_eq!(String::from_utf8_lossy(&from_frame), String::from_utf8_lossy(&ours));
     }
 

@@ -136,6 +136,7 @@ const NAME_CLASS: [u8; 128] = {
 };
 
 /// Checks a name; `Ok(true)` when it holds a comma or a quote.
+#[inline(always)]
 fn check_name(name: &[u8]) -> Result<bool, NameProblem> {
     if name.is_empty() {
         return Err(NameProblem::Empty);
@@ -204,6 +205,7 @@ fn below(x: u64, n: u8) -> u64 {
 /// U+0080..=U+009F (encoded 0xC2 0x80..=0x9F, the only control characters
 /// beyond ASCII) counted as [`CONTROL`]. [`check_name`] calls it from the
 /// first byte that is not ASCII: what is left of a name is short.
+#[inline(never)]
 fn walk_name(name: &[u8]) -> Result<u8, NameProblem> {
     let mut classes = 0u8;
     let mut i = 0;

@@ -233,6 +233,21 @@ impl Lottery {
         wins
     }
 
+    /// Records `count` more staged bets of `agency` at once, of which the
+    /// `winners` (their documents, digits) win; the batch form of
+    /// [`Lottery::stage_bet`], one agency lookup per batch.
+    pub fn stage_batch<'a>(
+        &mut self,
+        agency: u32,
+        count: u32,
+        winners: impl Iterator<Item = &'a [u8]>,
+    ) {
+        let a = self.agency_mut(agency);
+        a.stored += count;
+        a.winners
+            .extend(winners.map(|document| String::from_utf8_lossy(document).into()));
+    }
+
     /// Decides what to do with a DONE; a `Close` verdict is staged already.
     pub fn done(&mut self, agency: u32, total: u32) -> DoneVerdict {
         if let Err(refusal) = self.check_agency(agency) {
@@ -295,6 +310,27 @@ mod tests {
         for (i, &n) in numbers.iter().enumerate() {
             l.stage_bet(agency, n, format!("{i}").as_bytes());
         }
+    }
+
+    #[test]
+    fn a_staged_batch_counts_and_tallies_as_its_bets_one_by_one() {
+        let numbers = [7574, 1, 7574, 9999, 0];
+        let mut one_by_one = Lottery::new(2, 7574);
+        stage(&mut one_by_one, 2, &numbers);
+        let mut batch = Lottery::new(2, 7574);
+        let documents: Vec<String> = (0..numbers.len()).map(|i| format!("{i}")).collect();
+        let winners = numbers
+            .iter()
+            .zip(&documents)
+            .filter(|(n, _)| **n == 7574)
+            .map(|(_, d)| d.as_bytes());
+        batch.stage_batch(2, numbers.len() as u32, winners);
+        for l in [&mut one_by_one, &mut batch] {
+            l.commit();
+        }
+        assert_eq!(batch.stored(2), one_by_one.stored(2));
+        assert_eq!(batch.stored(2), Some(5));
+        assert_eq!(batch.winners(2), one_by_one.winners(2));
     }
 
     #[test]

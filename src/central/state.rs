@@ -109,10 +109,16 @@ impl Central {
         // The store checks each bet as it writes it: one walk of its bytes.
         self.store
             .stage_bets(agency, first, bets, skip, self.today)?;
-        let keep_log = log_enabled!(log::Level::Debug);
-        for b in bets.iter().skip(skip) {
-            self.lottery.stage_bet(agency, b.number, b.document);
-            if keep_log {
+        let winning = self.lottery.winning_number();
+        let staged = bets.iter().skip(skip);
+        let winners = staged.clone().filter(|b| b.number == winning);
+        self.lottery.stage_batch(
+            agency,
+            (bets.len() - skip) as u32,
+            winners.map(|b| b.document),
+        );
+        if log_enabled!(log::Level::Debug) {
+            for b in staged {
                 let document = String::from_utf8_lossy(b.document);
                 self.group.bets.push((document.into(), b.number));
             }

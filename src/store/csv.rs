@@ -323,8 +323,7 @@ impl Store for CsvStore {
         today: Date,
     ) -> Result<(), InvalidBet> {
         let mark = self.rows.len();
-        let mut agency_digits = itoa::Buffer::new();
-        let agency_field = agency_digits.format(agency).as_bytes();
+        let agency_field = AgencyField::new(agency);
         for (index, (b, text)) in bets.iter_text().enumerate().skip(skip) {
             match bet::check(&b, today) {
                 Ok(checked) => push_frame_row(&mut self.rows, agency_field, &b, text, checked),
@@ -377,24 +376,48 @@ pub fn push_row(out: &mut Vec<u8>, agency: u32, bet: &BetFields<'_>, checked: Ch
     push_row_for(out, agency_digits.format(agency).as_bytes(), bet, checked);
 }
 
-/// [`push_row`] for a bet straight out of a `BATCH` frame, with the
-/// agency's field formatted once per batch: when neither name needs
-/// quotes, the first name, last name and document are one copy of the
-/// frame's [`BetText`] with the commas put where its length bytes were.
+/// An agency's number and the comma after it, the start of each of its
+/// rows: formatted once per batch, copied as a fixed-size block.
+#[derive(Clone, Copy, Debug)]
+pub struct AgencyField {
+    bytes: [u8; 16],
+    len: usize,
+}
+
+impl AgencyField {
+    pub fn new(agency: u32) -> AgencyField {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(agency).as_bytes();
+        let mut bytes = [0u8; 16];
+        bytes[..digits.len()].copy_from_slice(digits);
+        bytes[digits.len()] = b',';
+        AgencyField {
+            bytes,
+            len: digits.len() + 1,
+        }
+    }
+}
+
+/// [`push_row`] for a bet straight out of a `BATCH` frame: when neither
+/// name needs quotes, the first name, last name and document are one copy
+/// of the frame's [`BetText`] with the commas put where its length bytes
+/// were, and the agency and the tail are fixed-size copies cut to length.
 /// The same bytes as [`push_row`] (tests/properties.rs checks it).
 pub fn push_frame_row(
     out: &mut Vec<u8>,
-    agency_field: &[u8],
+    agency: AgencyField,
     bet: &BetFields<'_>,
     text: BetText<'_>,
     checked: Checked,
 ) {
     if checked.first_name_special || checked.last_name_special {
-        return push_row_for(out, agency_field, bet, checked);
+        // The comma is written by push_row_for.
+        return push_row_for(out, &agency.bytes[..agency.len - 1], bet, checked);
     }
-    out.reserve(agency_field.len() + text.0.len() + 20);
-    out.extend_from_slice(agency_field);
-    out.push(b',');
+    out.reserve(agency.bytes.len() + text.0.len() + 20);
+    let start = out.len();
+    out.extend_from_slice(&agency.bytes);
+    out.truncate(start + agency.len);
     let at = out.len();
     out.extend_from_slice(text.0);
     let first_comma = at + bet.first_name.len();
@@ -419,30 +442,49 @@ fn push_row_for(out: &mut Vec<u8>, agency_field: &[u8], bet: &BetFields<'_>, che
     push_date_and_number(out, bet);
 }
 
-/// `,YYYY-MM-DD,N` and CRLF, made in a fixed array and copied once, the
-/// number's 1 to 4 digits written without a formatter.
+/// `,YYYY-MM-DD,N` and CRLF, made in a fixed array of two-digit pairs and
+/// copied whole (then cut to the number's 1 to 4 digits).
 fn push_date_and_number(out: &mut Vec<u8>, bet: &BetFields<'_>) {
-    let mut tail = *b",0000-00-00,0000\r\n";
-    tail[1..11].copy_from_slice(&bet::format_date(bet.birthdate));
-    let n = bet.number;
-    debug_assert!(n <= bet::MAX_NUMBER);
-    let digits = [
-        b'0' + (n / 1000 % 10) as u8,
-        b'0' + (n / 100 % 10) as u8,
-        b'0' + (n / 10 % 10) as u8,
-        b'0' + (n % 10) as u8,
-    ];
-    let len = match n {
+    let d = bet.birthdate;
+    let n = bet.number as usize;
+    debug_assert!(n <= bet::MAX_NUMBER as usize && d.year <= 9999);
+    let (year, month, day) = (
+        d.year as usize,
+        d.month as usize % 100,
+        d.day as usize % 100,
+    );
+    let pair = |v: usize| [PAIRS[2 * v], PAIRS[2 * v + 1]];
+    let [y0, y1] = pair(year / 100 % 100);
+    let [y2, y3] = pair(year % 100);
+    let [m0, m1] = pair(month);
+    let [d0, d1] = pair(day);
+    let [n0, n1] = pair(n / 100 % 100);
+    let [n2, n3] = pair(n % 100);
+    let digits = match n {
         0..=9 => 1,
         10..=99 => 2,
         100..=999 => 3,
         _ => 4,
     };
-    tail[12..12 + len].copy_from_slice(&digits[4 - len..]);
-    tail[12 + len] = b'\r';
-    tail[13 + len] = b'\n';
-    out.extend_from_slice(&tail[..14 + len]);
+    let number = [n0, n1, n2, n3];
+    let mut tail = [
+        b',', y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1, b',', 0, 0, 0, 0, 0, 0,
+    ];
+    tail[12..12 + digits].copy_from_slice(&number[4 - digits..]);
+    tail[12 + digits] = b'\r';
+    tail[13 + digits] = b'\n';
+    let start = out.len();
+    out.extend_from_slice(&tail);
+    out.truncate(start + 14 + digits);
 }
+
+/// "00" to "99", for writing two digits with one lookup.
+const PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
 
 /// A name field, quoted when it holds a comma or a quote (`special`).
 fn push_name(out: &mut Vec<u8>, name: &[u8], special: bool) {

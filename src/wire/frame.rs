@@ -90,6 +90,7 @@ impl<'a> IntoIterator for Bets<'a> {
     }
 }
 
+#[derive(Clone, Debug)]
 pub struct BetsIter<'a> {
     left: u16,
     rest: &'a [u8],
