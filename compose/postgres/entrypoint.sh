@@ -73,7 +73,10 @@ EOF
 make_standby() {
     primary=${PRIMARY_HOST:-postgres-primary}
     waited=0
-    until "$bin/pg_isready" --quiet --host="$primary" --port=5432; do
+    # As `lottery`, whom pg_hba.conf lets in from here: the primary then
+    # asks for the password, which pg_isready counts as up without a FATAL
+    # in the primary's log.
+    until "$bin/pg_isready" --quiet --host="$primary" --port=5432 --username=lottery --dbname=lottery; do
         if [ "$waited" -eq 0 ]; then
             say "waiting for the primary $primary:5432"
         fi
