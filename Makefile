@@ -42,13 +42,13 @@ STOP_TIMEOUT ?= 10
 # `docker compose` (the plugin) where the machine has it, else docker-compose.
 COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo 'docker compose'; else echo docker-compose; fi)
 
-# The central, lottery-certs and the agency, statically linked (glibc's static resolver
+# The central, lottery-certs, lottery-export and the agency, statically linked (glibc's static resolver
 # still reads /etc/hosts and DNS, which compose service names need). Debug
 # info is stripped (symbols are kept) to keep the images small.
 build:
 	CARGO_PROFILE_RELEASE_STRIP=debuginfo RUSTFLAGS='-C target-feature=+crt-static' \
 		$(CARGO) build --release --target $(STATIC_TARGET) --target-dir $(STATIC_DIR) \
-		-p lottery --bin lottery-server --bin lottery-certs -p lottery-client --bin lottery-client
+		-p lottery --bin lottery-server --bin lottery-certs --bin lottery-export -p lottery-client --bin lottery-client
 
 docker-image: build $(if $(POSTGRES_ON),postgres-image)
 	docker build -f compose/server/Dockerfile -t $(SERVER_IMAGE) .

@@ -9,7 +9,9 @@
 # in the PostgreSQL primary's volume instead: the primary, stopped with the
 # rest, is started alone for `pg_dump` of the database `lottery` into
 # lottery.sql (plain SQL: `psql -f lottery.sql` into an empty database
-# gives it back), then stopped again.
+# gives it back) and for the central's image's /lottery-export, run on the
+# deployment's network with the central's STORAGE, which writes bets.csv
+# as the CSV store would have; then it is stopped again.
 #
 # usage: scripts/keep-lottery.sh COMPOSE_FILE COMPOSE_COMMAND...
 set -euo pipefail
@@ -50,10 +52,25 @@ for _ in $(seq 1 60); do
     sleep 1
 done
 docker exec "$primary" pg_dump --username=postgres --dbname=lottery >"$to/lottery.sql"
-# Counted in the dump's database, where the central's store keeps them (no
-# schema yet if the central never opened it: nothing stored).
+# No schema yet if the central never opened the database: nothing stored.
 psql=(docker exec "$primary" psql --username=postgres --dbname=lottery --no-psqlrc --tuples-only --no-align --command)
-bets=$("${psql[@]}" "SELECT count(*) FROM lottery.bets" 2>/dev/null || echo 0)
-closed=$("${psql[@]}" "SELECT count(*) FROM lottery.closed_agencies" 2>/dev/null || echo 0)
+if [[ $("${psql[@]}" "SELECT to_regclass('lottery.bets') IS NOT NULL") == t ]]; then
+    storage=$(docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$server" | sed -n 's/^STORAGE=//p')
+    image=$(docker inspect --format '{{.Config.Image}}' "$server")
+    network=$(docker inspect --format '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}' "$primary")
+    docker run --rm --network "${network%% *}" --env STORAGE="$storage" \
+        --entrypoint /lottery-export "$image" >"$to/bets.csv" 2>"$to/export.log" || {
+        cat "$to/export.log" >&2
+        echo "keep-lottery: /lottery-export of $image could not write bets.csv: the deployment is left as it is" >&2
+        exit 1
+    }
+    rm -f "$to/export.log"
+    bets=$(wc -l <"$to/bets.csv")
+    closed=$("${psql[@]}" "SELECT count(*) FROM lottery.closed_agencies")
+else
+    : >"$to/bets.csv"
+    bets=0
+    closed=0
+fi
 [[ $running == true ]] || docker stop "$primary" >/dev/null
-echo "keep-lottery: the ended lottery ($bets bets in PostgreSQL, $closed agencies closed) is kept in $to/ (lottery.sql: pg_dump of the database)"
+echo "keep-lottery: the ended lottery ($bets bets in PostgreSQL, $closed agencies closed) is kept in $to/ (bets.csv by lottery-export; lottery.sql, pg_dump of the database)"

@@ -1784,16 +1784,21 @@ fn the_course_dataset_on_postgres_gets_its_winners_and_every_bet_is_on_the_prima
             );
             let kept: Vec<PathBuf> = std::fs::read_dir(project.data_dir().join("lotteries"))
                 .unwrap()
-                .map(|e| e.unwrap().path().join("lottery.sql"))
+                .map(|e| e.unwrap().path())
                 .collect();
             assert_eq!(kept.len(), 1, "{kept:?}");
-            let dump = std::fs::read_to_string(&kept[0]).unwrap();
+            let dump = std::fs::read_to_string(kept[0].join("lottery.sql")).unwrap();
             let rows = dump
                 .split_once("COPY lottery.bets ")
                 .and_then(|(_, rest)| rest.split_once('\n'))
                 .and_then(|(_, rows)| rows.split_once("\n\\.\n"))
                 .map(|(rows, _)| rows.lines().count() as u64);
             assert_eq!(rows, Some(total), "the bets of {}", kept[0].display());
+            // lottery-export's bets.csv: every agency's rows, in its order.
+            util::assert_bets_file_is_the_union(
+                &kept[0].join("bets.csv"),
+                &util::agency_files(&project.data_dir(), 5),
+            );
             assert_eq!(
                 project.states(&servers[..1]),
                 [("exited".to_string(), 0)],
