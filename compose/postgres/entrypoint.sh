@@ -2,8 +2,9 @@
 # The entrypoint of the lottery's PostgreSQL image (/entrypoint): one server
 # of the compose deployment's primary/standby pair, run as `postgres` (the
 # image's USER; the server refuses root). Debian's dash is the shell, with
-# the server binaries; `sleep` and `rm` come from coreutils. The standby's
-# password for streaming is in the primary_conninfo that -R writes.
+# the server binaries; `sleep`, `rm` and `sync` come from coreutils. The
+# standby's password for streaming is in the primary_conninfo that -R
+# writes.
 #
 #   /entrypoint primary   a new cluster on first start (initdb, the roles
 #                         `lottery` and `replicator`, the database `lottery`),
@@ -93,6 +94,9 @@ if [ ! -f "$ready" ]; then
     say "first start: making the $role"
     "make_$role"
     : >"$ready"
+    # On disk before the server serves anything: a `ready` lost in a crash
+    # would have the next start throw away a cluster holding bets.
+    sync
     say "the $role is made"
 fi
 exec "$bin/postgres" -c config_file="$conf" -c cluster_name="$role"

@@ -4,7 +4,7 @@
 # the server binaries of /usr/lib/postgresql/15/bin, its modules of
 # /usr/lib/postgresql/15/lib (without the LLVM JIT), /usr/share/postgresql/15
 # (initdb's catalog scripts), every shared library they load (by ldd), the
-# dynamic loader, Debian's dash as /bin/sh with coreutils' sleep and rm for
+# dynamic loader, Debian's dash as /bin/sh with coreutils' sleep, rm and sync for
 # the entrypoint, a passwd and group with the user `postgres` (999:999), and
 # compose/postgres/{entrypoint.sh,postgresql.conf,pg_hba.conf,pg_ident.conf}.
 # No image is pulled: the engine here cannot. `make postgres-image` runs it.
@@ -70,6 +70,7 @@ mkdir -p "$root/bin"
 cp -L /usr/bin/dash "$root/bin/sh"
 put /usr/bin/sleep
 put /usr/bin/rm
+put /usr/bin/sync
 # initdb asks `locale -a` which collations the system has: C, C.utf8, POSIX.
 put /usr/bin/locale
 mkdir -p "$root/usr/lib/locale"
