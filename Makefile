@@ -17,7 +17,7 @@ test:
 # The images are FROM scratch and hold only the statically linked binaries,
 # because this engine cannot pull any base image.
 
-.PHONY: build docker-image docker-compose-up docker-compose-bets docker-compose-down docker-compose-logs
+.PHONY: build docker-image postgres-image docker-compose-up docker-compose-bets docker-compose-down docker-compose-logs
 
 STATIC_TARGET := x86_64-unknown-linux-gnu
 # Its own target directory, so the static build does not invalidate the
@@ -31,33 +31,60 @@ CLIENT_IMAGE ?= client:latest
 # TLS, certificates in .data/tls/, made by the central's image).
 TLS ?=
 TLS_ON := $(filter 1 yes true,$(TLS))
+# POSTGRES=1: a compose file made with `generar-compose.sh FILE N
+# --postgres` (the bets on a PostgreSQL primary and its synchronous standby,
+# both of POSTGRES_IMAGE, which `docker-image` then builds too).
+POSTGRES ?=
+POSTGRES_ON := $(filter 1 yes true,$(POSTGRES))
+POSTGRES_IMAGE ?= lottery-postgres:latest
 # Seconds `docker-compose-down` gives each container to shut down gracefully.
 STOP_TIMEOUT ?= 10
 # `docker compose` (the plugin) where the machine has it, else docker-compose.
 COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo 'docker compose'; else echo docker-compose; fi)
 
-# The central, lottery-certs and the agency, statically linked (glibc's static resolver
+# The central, lottery-certs, lottery-export and the agency, statically linked (glibc's static resolver
 # still reads /etc/hosts and DNS, which compose service names need). Debug
 # info is stripped (symbols are kept) to keep the images small.
 build:
 	CARGO_PROFILE_RELEASE_STRIP=debuginfo RUSTFLAGS='-C target-feature=+crt-static' \
 		$(CARGO) build --release --target $(STATIC_TARGET) --target-dir $(STATIC_DIR) \
-		-p lottery --bin lottery-server --bin lottery-certs -p lottery-client --bin lottery-client
+		-p lottery --bin lottery-server --bin lottery-certs --bin lottery-export -p lottery-client --bin lottery-client
 
-docker-image: build
+docker-image: build $(if $(POSTGRES_ON),postgres-image)
 	docker build -f compose/server/Dockerfile -t $(SERVER_IMAGE) .
 	docker build -f compose/client/Dockerfile -t $(CLIENT_IMAGE) .
+
+# PostgreSQL 15 FROM scratch: Debian's server binaries and their libraries
+# (apt-get install postgresql first if they are missing) with the entrypoint
+# and configuration of compose/postgres/. Same files, same tar: a rebuild is
+# a cache hit.
+postgres-image:
+	./compose/postgres/make-image.sh '$(POSTGRES_IMAGE)'
 
 # With TLS=1 the certificates come from the central's image, so it is built
 # first (order-only: an existing compose file is not written again).
 $(COMPOSE_FILE): | $(if $(TLS_ON),docker-image)
-	SERVER_IMAGE='$(SERVER_IMAGE)' CLIENT_IMAGE='$(CLIENT_IMAGE)' ./generar-compose.sh $@ $(AGENCIES) $(if $(TLS_ON),--tls)
+	SERVER_IMAGE='$(SERVER_IMAGE)' CLIENT_IMAGE='$(CLIENT_IMAGE)' $(if $(POSTGRES_ON),POSTGRES_IMAGE='$(POSTGRES_IMAGE)') \
+		./generar-compose.sh $@ $(AGENCIES) $(if $(TLS_ON),--tls) $(if $(POSTGRES_ON),--postgres)
 
+# A file written with --postgres names the PostgreSQL image (its
+# postgres-primary service's): built here unless docker-image (POSTGRES=1)
+# has just built that one.
 docker-compose-up: $(COMPOSE_FILE) docker-compose-bets docker-image
 	@if [[ -n '$(TLS_ON)' ]] && ! grep -q -- '- TLS_CERT=' '$(COMPOSE_FILE)'; then \
 		echo "docker-compose-up: TLS=1, but $(COMPOSE_FILE) is a plain deployment:" >&2; \
 		echo "  ./generar-compose.sh $(COMPOSE_FILE) N --tls (or delete it, and make docker-compose-up TLS=1 writes one for $(AGENCIES))" >&2; \
 		exit 1; \
+	fi
+	@if [[ -n '$(POSTGRES_ON)' ]] && ! grep -q '^  postgres-primary:$$' '$(COMPOSE_FILE)'; then \
+		echo "docker-compose-up: POSTGRES=1, but $(COMPOSE_FILE) keeps its bets in bets.csv:" >&2; \
+		echo "  ./generar-compose.sh $(COMPOSE_FILE) N --postgres (or delete it, and make docker-compose-up POSTGRES=1 writes one for $(AGENCIES))" >&2; \
+		exit 1; \
+	fi
+	@image=$$(sed -n '/^  postgres-primary:$$/,/^$$/s/^    image: //p' '$(COMPOSE_FILE)'); \
+	if [[ -n $$image && ( -z '$(POSTGRES_ON)' || $$image != '$(POSTGRES_IMAGE)' ) ]]; then \
+		echo "docker-compose-up: $(COMPOSE_FILE) keeps its bets in PostgreSQL: make postgres-image POSTGRES_IMAGE=$$image"; \
+		$(MAKE) --no-print-directory postgres-image POSTGRES_IMAGE="$$image"; \
 	fi
 	$(COMPOSE) -f $(COMPOSE_FILE) up -d
 

@@ -4,7 +4,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: ./generar-compose.sh FILE N [--tls]
+usage: ./generar-compose.sh FILE N [--tls] [--postgres]
 
 Writes the docker compose file FILE with the central (service and container
 `server`) and N agencies (`client1` ... `clientN`) on one network.
@@ -17,6 +17,18 @@ Writes the docker compose file FILE with the central (service and container
          the central's image (build it first: make docker-image). Each
          container mounts the CA certificate and only its own key: the
          central server.pem/server.key, agency i agency-i.pem/agency-i.key.
+  --postgres  the central keeps its bets in PostgreSQL: two more services,
+         `postgres-primary` and `postgres-standby` (containers of the same
+         names), a primary and its synchronous standby (every COMMIT, and
+         so every ACK, waits until the standby has the bets on its disk
+         too), from the image POSTGRES_IMAGE that `make postgres-image`
+         builds out of Debian's postgresql package. The central gets
+         STORAGE=postgres://lottery:PASSWORD@postgres-primary:5432,
+         postgres-standby:5432/lottery?target_session_attrs=read-write and
+         starts once both servers answer (their healthchecks). Each server
+         keeps its cluster in an anonymous volume, as the central keeps its
+         files: `down` ends the lottery (`make docker-compose-down` first
+         dumps the database to .data/lotteries/). No port is published.
 
 The central gets AGENCIES=N and keeps its bets and journal in an anonymous
 volume at /.data/central: they live as long as the deployment (kill,
@@ -32,6 +44,11 @@ Environment:
   CLIENT_IMAGE      the agencies' image (default client:latest)
   CONTAINER_PREFIX  put before every container name (default: none), so
                     that several compose projects can run side by side
+  POSTGRES_IMAGE    with --postgres, the servers' image
+                    (default lottery-postgres:latest)
+  POSTGRES_PASSWORD with --postgres, the password of the database users
+                    `lottery` and `replicator` (default lottery; letters,
+                    digits and . _ ~ - only)
 EOF
 }
 
@@ -86,10 +103,13 @@ if [[ $# -eq 1 && ( "$1" == -h || "$1" == --help ) ]]; then
     exit 0
 fi
 tls=0
+postgres=0
 args=()
 for arg in "$@"; do
     if [[ "$arg" == --tls ]]; then
         tls=1
+    elif [[ "$arg" == --postgres ]]; then
+        postgres=1
     else
         args+=("$arg")
     fi
@@ -109,6 +129,18 @@ agencies=$((10#$2))
 server_image=${SERVER_IMAGE:-server:latest}
 client_image=${CLIENT_IMAGE:-client:latest}
 prefix=${CONTAINER_PREFIX:-}
+postgres_flag=""
+postgres_note=""
+if [[ $postgres -eq 1 ]]; then
+    postgres_image=${POSTGRES_IMAGE:-lottery-postgres:latest}
+    postgres_password=${POSTGRES_PASSWORD:-lottery}
+    if [[ ! "$postgres_password" =~ ^[A-Za-z0-9._~-]+$ ]]; then
+        echo "generar-compose.sh: POSTGRES_PASSWORD may hold only letters, digits and . _ ~ - (it goes unquoted into SQL and a connection URL)" >&2
+        exit 2
+    fi
+    postgres_flag=" --postgres"
+    postgres_note=", the bets on a PostgreSQL primary and its synchronous standby"
+fi
 tls_flag=""
 tls_note=""
 if [[ $tls -eq 1 ]]; then
@@ -122,7 +154,7 @@ tmp=$(mktemp "${file}.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 {
     cat <<EOF
-# Written by ./generar-compose.sh $file $agencies${tls_flag}: the central and $agencies agencies${tls_note}.
+# Written by ./generar-compose.sh $file $agencies${tls_flag}${postgres_flag}: the central and $agencies agencies${tls_note}${postgres_note}.
 services:
   server:
     container_name: ${prefix}server
@@ -136,6 +168,13 @@ EOF
       - TLS_CERT=/tls/server.pem
       - TLS_KEY=/tls/server.key
       - TLS_CLIENT_CA=/tls/ca.pem
+EOF
+    fi
+    if [[ $postgres -eq 1 ]]; then
+        cat <<EOF
+      # The primary first; after a failover the standby, once promoted, is
+      # the one that takes writes (target_session_attrs=read-write).
+      - STORAGE=postgres://lottery:${postgres_password}@postgres-primary:5432,postgres-standby:5432/lottery?target_session_attrs=read-write
 EOF
     fi
     cat <<EOF
@@ -158,6 +197,52 @@ EOF
     networks:
       - lottery_net
 EOF
+    if [[ $postgres -eq 1 ]]; then
+        cat <<EOF
+    # Its first COMMIT needs both: the standby must be streaming for the
+    # primary to confirm it.
+    depends_on:
+      postgres-primary:
+        condition: service_healthy
+      postgres-standby:
+        condition: service_healthy
+EOF
+        for role in primary standby; do
+            cat <<EOF
+
+  postgres-${role}:
+    container_name: ${prefix}postgres-${role}
+    image: ${postgres_image}
+    command: ["${role}"]
+    environment:
+      - POSTGRES_PASSWORD=${postgres_password}
+EOF
+            if [[ $role == standby ]]; then
+                cat <<EOF
+      - PRIMARY_HOST=postgres-primary
+EOF
+            fi
+            cat <<EOF
+    volumes:
+      # Anonymous, like the central's: the cluster lives as long as the
+      # deployment.
+      - /var/lib/postgresql
+    healthcheck:
+      test: ["CMD", "pg_isready", "--quiet", "--host=127.0.0.1", "--port=5432"]
+      interval: 1s
+      timeout: 5s
+      retries: 300
+    networks:
+      - lottery_net
+EOF
+            if [[ $role == standby ]]; then
+                cat <<EOF
+    depends_on:
+      - postgres-primary
+EOF
+            fi
+        done
+    fi
     for ((i = 1; i <= agencies; i++)); do
         cat <<EOF
 
@@ -203,4 +288,4 @@ EOF
 chmod 644 "$tmp"
 mv "$tmp" "$file"
 trap - EXIT
-echo "generar-compose.sh: wrote $file with the central and $agencies agencies${tls_note}"
+echo "generar-compose.sh: wrote $file with the central and $agencies agencies${tls_note}${postgres_note}"

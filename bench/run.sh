@@ -12,6 +12,8 @@
 #   tls       1,000 agencies x 5,000 bets over plain TCP, then over mutual TLS
 #             (a fresh central each): bets/s of each, the ratio (target: TLS at
 #             least 80% of plain), how long the 1,000 handshakes took
+#   pg        STORAGE=postgres with a synchronous standby (bench/pg.sh), beside
+#             the CSV figure and a bare COPY of the same bets into the same pair
 #
 # Builds the release binaries first. Each run writes bench/out/NAME.json, .svg
 # and .png; the last line printed sums the preset up:
@@ -24,12 +26,12 @@ preset="${1:-}"
 [ $# -gt 0 ] && shift
 
 usage() {
-    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
 case "$preset" in
-    smoke | course | standard | scale | conn | tls) ;;
+    smoke | course | standard | scale | conn | tls | pg) ;;
     *) usage ;;
 esac
 
@@ -39,6 +41,9 @@ out="$here/out"
 mkdir -p "$out"
 
 case "$preset" in
+    pg)
+        exec "$here/pg.sh" "$bench" "$@"
+        ;;
     smoke)
         exec "$bench" --out "$out" --name smoke --agencies 20 --bets 2000 "$@"
         ;;

@@ -5,6 +5,14 @@
 # file, and says where. `make docker-compose-down` runs it between `stop`
 # and `down`; a failure stops it before `down`, so nothing is thrown away.
 #
+# A deployment written with `generar-compose.sh --postgres` keeps its bets
+# in the PostgreSQL primary's volume instead: the primary, stopped with the
+# rest, is started alone for `pg_dump` of the database `lottery` into
+# lottery.sql (plain SQL: `psql -f lottery.sql` into an empty database
+# gives it back) and for the central's image's /lottery-export, run on the
+# deployment's network with the central's STORAGE, which writes bets.csv
+# as the CSV store would have; then it is stopped again.
+#
 # usage: scripts/keep-lottery.sh COMPOSE_FILE COMPOSE_COMMAND...
 set -euo pipefail
 
@@ -29,6 +37,40 @@ to=${to#./}
 mkdir -p "$to"
 docker cp "$server:/.data/central/." "$to/"
 "${compose[@]}" logs --no-color >"$to/logs.txt" 2>&1 || true
-bets=$(wc -l <"$to/bets.csv" 2>/dev/null || echo 0)
-closed=$(wc -l <"$to/bets.csv.journal" 2>/dev/null || echo 0)
-echo "keep-lottery: the ended lottery ($bets bets, $closed agencies closed) is kept in $to/"
+
+primary=$("${compose[@]}" ps -a -q postgres-primary 2>/dev/null || true)
+if [[ -z $primary ]]; then
+    bets=$(wc -l <"$to/bets.csv" 2>/dev/null || echo 0)
+    closed=$(wc -l <"$to/bets.csv.journal" 2>/dev/null || echo 0)
+    echo "keep-lottery: the ended lottery ($bets bets, $closed agencies closed) is kept in $to/"
+    exit 0
+fi
+running=$(docker inspect --format '{{.State.Running}}' "$primary")
+[[ $running == true ]] || docker start "$primary" >/dev/null
+for _ in $(seq 1 60); do
+    docker exec "$primary" pg_isready --quiet && break
+    sleep 1
+done
+docker exec "$primary" pg_dump --username=postgres --dbname=lottery >"$to/lottery.sql"
+# No schema yet if the central never opened the database: nothing stored.
+psql=(docker exec "$primary" psql --username=postgres --dbname=lottery --no-psqlrc --tuples-only --no-align --command)
+if [[ $("${psql[@]}" "SELECT to_regclass('lottery.bets') IS NOT NULL") == t ]]; then
+    storage=$(docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$server" | sed -n 's/^STORAGE=//p')
+    image=$(docker inspect --format '{{.Config.Image}}' "$server")
+    network=$(docker inspect --format '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}' "$primary")
+    docker run --rm --network "${network%% *}" --env STORAGE="$storage" \
+        --entrypoint /lottery-export "$image" >"$to/bets.csv" 2>"$to/export.log" || {
+        cat "$to/export.log" >&2
+        echo "keep-lottery: /lottery-export of $image could not write bets.csv: the deployment is left as it is" >&2
+        exit 1
+    }
+    rm -f "$to/export.log"
+    bets=$(wc -l <"$to/bets.csv")
+    closed=$("${psql[@]}" "SELECT count(*) FROM lottery.closed_agencies")
+else
+    : >"$to/bets.csv"
+    bets=0
+    closed=0
+fi
+[[ $running == true ]] || docker stop "$primary" >/dev/null
+echo "keep-lottery: the ended lottery ($bets bets in PostgreSQL, $closed agencies closed) is kept in $to/ (bets.csv by lottery-export; lottery.sql, pg_dump of the database)"

@@ -58,6 +58,17 @@ pub struct Config {
     /// `TLS_HANDSHAKE_TIMEOUT_MS`: a TLS connection whose handshake has not
     /// completed this long after it was accepted is closed.
     pub tls_handshake_timeout: Duration,
+    /// `STORAGE`: `csv` (default: `BETS_FILE` and `JOURNAL_FILE`) or a
+    /// PostgreSQL connection string (`postgres://` or `postgresql://`).
+    pub storage: Storage,
+}
+
+/// Which backend keeps the bets (`STORAGE`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    Csv,
+    /// The connection string as given (it may hold a password).
+    Postgres(String),
 }
 
 impl Default for Config {
@@ -78,6 +89,7 @@ impl Default for Config {
             sync: SyncPolicy::Always,
             tls: None,
             tls_handshake_timeout: Duration::from_secs(5),
+            storage: Storage::Csv,
         }
     }
 }
@@ -103,6 +115,7 @@ pub const KEYS: &[&str] = &[
     "TLS_KEY",
     "TLS_CLIENT_CA",
     "TLS_HANDSHAKE_TIMEOUT_MS",
+    "STORAGE",
 ];
 
 impl Config {
@@ -239,6 +252,9 @@ impl Config {
         let mut ms = config.tls_handshake_timeout.as_millis() as u64;
         set(&get, "TLS_HANDSHAKE_TIMEOUT_MS", &mut ms, |n| *n > 0)?;
         config.tls_handshake_timeout = Duration::from_millis(ms);
+        if let Some(setting) = get("STORAGE") {
+            config.storage = storage(&setting)?;
+        }
         Ok(config)
     }
 
@@ -254,10 +270,23 @@ impl Config {
 
     /// Where the bets are kept.
     pub fn store(&self) -> StoreSettings {
-        StoreSettings::Csv {
-            bets_file: self.bets_file.clone(),
-            journal_file: self.journal_file.clone(),
-            sync: self.sync,
+        match &self.storage {
+            Storage::Csv => StoreSettings::Csv {
+                bets_file: self.bets_file.clone(),
+                journal_file: self.journal_file.clone(),
+                sync: self.sync,
+            },
+            Storage::Postgres(url) => StoreSettings::Postgres { url: url.clone() },
+        }
+    }
+
+    /// `STORAGE` as the `config` line shows it: no password, no `|`.
+    fn storage_shown(&self) -> String {
+        match &self.storage {
+            Storage::Csv => "csv".into(),
+            Storage::Postgres(url) => crate::store::postgres::parse_settings(url)
+                .map(|c| crate::store::postgres::location_of(&c))
+                .unwrap_or_else(|_| "postgres".into()),
         }
     }
 
@@ -272,7 +301,7 @@ impl Config {
         let path = |p: Option<&PathBuf>| p.map_or("-".to_string(), |p| p.display().to_string());
         let tls = self.tls.as_ref();
         format!(
-            "server_ip: {} | server_port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | bets_file: {} | journal_file: {} | winning_number: {} | park_timeout_ms: {} | idle_timeout_ms: {} | max_connections: {} | max_parked_per_agency: {} | sync: {} | tls: {} | tls_cert: {} | tls_key: {} | tls_client_ca: {} | tls_handshake_timeout_ms: {}",
+            "server_ip: {} | server_port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | bets_file: {} | journal_file: {} | winning_number: {} | park_timeout_ms: {} | idle_timeout_ms: {} | max_connections: {} | max_parked_per_agency: {} | sync: {} | tls: {} | tls_cert: {} | tls_key: {} | tls_client_ca: {} | tls_handshake_timeout_ms: {} | storage: {}",
             self.ip,
             self.port,
             self.listen_backlog,
@@ -294,6 +323,7 @@ impl Config {
             path(tls.map(|t| &t.key)),
             path(tls.map(|t| &t.client_ca)),
             self.tls_handshake_timeout.as_millis(),
+            self.storage_shown(),
         )
     }
 }
@@ -310,6 +340,25 @@ fn set<T: FromStr>(
         *slot = setting.parse(expectation(key), ok)?;
     }
     Ok(())
+}
+
+/// `STORAGE`: `csv` or a PostgreSQL connection string. The errors never
+/// repeat a connection string (it may hold a password).
+fn storage(setting: &Setting) -> Result<Storage, ConfigError> {
+    let v = setting.value.trim();
+    if v.eq_ignore_ascii_case("csv") {
+        return Ok(Storage::Csv);
+    }
+    if !(v.starts_with("postgres://") || v.starts_with("postgresql://")) {
+        return Err(ConfigError(format!(
+            "{} is not csv nor a PostgreSQL connection string: expected csv (the default, BETS_FILE) \
+             or postgres://user@host:port/db (several hosts: postgres://user@h1:5432,h2:5432/db?target_session_attrs=read-write)",
+            setting.from
+        )));
+    }
+    crate::store::postgres::parse_settings(v)
+        .map_err(|e| ConfigError(format!("{}: {e}", setting.from)))?;
+    Ok(Storage::Postgres(v.to_string()))
 }
 
 fn expectation(key: &str) -> &'static str {
@@ -428,6 +477,41 @@ mod tests {
             c.describe()
         );
         assert_eq!(Config::default().tls, None);
+    }
+
+    #[test]
+    fn storage_is_csv_unless_a_postgres_connection_string_is_given() {
+        let c = Config::from_sources(None, env(&[])).unwrap();
+        assert_eq!(c.storage, Storage::Csv);
+        assert!(matches!(c.store(), StoreSettings::Csv { .. }));
+        let c = Config::from_sources(Some("[DEFAULT]\nSTORAGE = csv\n"), env(&[])).unwrap();
+        assert_eq!(c.storage, Storage::Csv);
+        let url =
+            "postgresql://lot:pw@10.0.0.1:5432,10.0.0.2:5432/bets?target_session_attrs=read-write";
+        let c = Config::from_sources(Some("[DEFAULT]\nSTORAGE = csv\n"), env(&[("STORAGE", url)]))
+            .unwrap();
+        assert_eq!(c.store(), StoreSettings::Postgres { url: url.into() });
+        let d = c.describe();
+        assert!(
+            d.ends_with("| storage: postgresql://lot@10.0.0.1:5432,10.0.0.2:5432/bets"),
+            "{d}"
+        );
+        assert!(!d.contains("pw"), "{d}");
+        let c = Config::from_sources(Some("[DEFAULT]\nSTORAGE = postgres://u@h/db\n"), env(&[]))
+            .unwrap();
+        assert_eq!(c.storage, Storage::Postgres("postgres://u@h/db".into()));
+        for bad in [
+            "mysql://u:pw@h/db",
+            "",
+            "postgres://u:pw@h/db?sslmode=maybe",
+        ] {
+            let err = Config::from_sources(None, env(&[("STORAGE", bad)])).unwrap_err();
+            assert!(
+                err.0.contains("STORAGE") && err.0.contains("environment"),
+                "{err}"
+            );
+            assert!(!err.0.contains("pw"), "{err}");
+        }
     }
 
     #[test]

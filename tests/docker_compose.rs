@@ -131,6 +131,8 @@ struct Project {
     compose_file: PathBuf,
     server_image: String,
     client_image: String,
+    /// The PostgreSQL image, for a project written with `--postgres`.
+    postgres_image: Option<String>,
     agencies: u32,
 }
 
@@ -138,8 +140,19 @@ impl Project {
     /// Builds the images under this project's tags and prepares its
     /// directory with a copy of the repository's `compose/` configuration.
     fn new(compose: Vec<&'static str>, test: &str) -> Project {
+        Project::new_of(compose, test, false)
+    }
+
+    /// The same, with the PostgreSQL image too when `postgres`.
+    fn new_of(compose: Vec<&'static str>, test: &str, postgres: bool) -> Project {
         let dir = util::temp_dir(&format!("compose-{test}"));
-        let project = Project::with_images(compose, test, dir.join("docker-compose.yaml"), dir);
+        let project = Project::with_images_of(
+            compose,
+            test,
+            dir.join("docker-compose.yaml"),
+            dir,
+            postgres,
+        );
         for (service, file) in [("server", "config.ini"), ("client", "config.yaml")] {
             let to = project.dir.join("compose").join(service);
             std::fs::create_dir_all(&to).unwrap();
@@ -161,10 +174,23 @@ impl Project {
         compose_file: PathBuf,
         dir: PathBuf,
     ) -> Project {
+        Project::with_images_of(compose, test, compose_file, dir, false)
+    }
+
+    /// The same, with the PostgreSQL image too (`make docker-image
+    /// POSTGRES=1`) when `postgres`.
+    fn with_images_of(
+        compose: Vec<&'static str>,
+        test: &str,
+        compose_file: PathBuf,
+        dir: PathBuf,
+        postgres: bool,
+    ) -> Project {
         let name = format!("lotterytest-{}-{test}", std::process::id());
         let project = Project {
             server_image: format!("{name}-server:test"),
             client_image: format!("{name}-client:test"),
+            postgres_image: postgres.then(|| format!("{name}-postgres:test")),
             dir,
             compose_file,
             name,
@@ -172,14 +198,19 @@ impl Project {
             agencies: 0,
         };
         let started = Instant::now();
-        run(Command::new("make")
-            .current_dir(repo_root())
+        let mut make = Command::new("make");
+        make.current_dir(repo_root())
             .env_remove("MAKEFLAGS")
             .env_remove("MFLAGS")
             .env_remove("MAKELEVEL")
             .args(["--no-print-directory", "docker-image"])
             .arg(format!("SERVER_IMAGE={}", project.server_image))
-            .arg(format!("CLIENT_IMAGE={}", project.client_image)));
+            .arg(format!("CLIENT_IMAGE={}", project.client_image));
+        if let Some(image) = &project.postgres_image {
+            make.arg("POSTGRES=1")
+                .arg(format!("POSTGRES_IMAGE={image}"));
+        }
+        run(&mut make);
         say(&format!(
             "{test}: make docker-image took {:.1} s",
             started.elapsed().as_secs_f64()
@@ -202,13 +233,18 @@ impl Project {
 
     /// The same with more arguments (`--tls`); what the script printed.
     fn generate_with(&mut self, agencies: u32, more: &[&str]) -> String {
-        let printed = run(Command::new(repo_root().join("generar-compose.sh"))
+        let mut command = Command::new(repo_root().join("generar-compose.sh"));
+        command
             .env("SERVER_IMAGE", &self.server_image)
             .env("CLIENT_IMAGE", &self.client_image)
             .env("CONTAINER_PREFIX", format!("{}-", self.name))
             .arg(self.compose_file())
             .arg(agencies.to_string())
-            .args(more));
+            .args(more);
+        if let Some(image) = &self.postgres_image {
+            command.env("POSTGRES_IMAGE", image);
+        }
+        let printed = run(&mut command);
         self.agencies = agencies;
         printed
     }
@@ -387,7 +423,10 @@ impl Drop for Project {
         if !networks.is_empty() {
             run_quietly(docker().args(["network", "rm"]).args(&networks));
         }
-        for image in [&self.server_image, &self.client_image] {
+        for image in [&self.server_image, &self.client_image]
+            .into_iter()
+            .chain(&self.postgres_image)
+        {
             let exists = docker()
                 .args(["image", "inspect", "--format", "{{.Id}}", image])
                 .output()
@@ -1453,4 +1492,325 @@ fn five_agencies_over_mutual_tls_get_their_winners_and_each_container_holds_only
         );
     }
     stop_and_check_central(&project);
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL (`generar-compose.sh FILE N --postgres`).
+
+/// The central's connection string in a `--postgres` compose file.
+const COMPOSE_STORAGE: &str = "postgres://lottery:lottery@postgres-primary:5432,postgres-standby:5432/lottery?target_session_attrs=read-write";
+
+/// Each service's block of a compose file: from its name to the next blank line.
+fn service_block(text: &str, service: &str) -> String {
+    let start = text
+        .find(&format!("\n  {service}:\n"))
+        .unwrap_or_else(|| panic!("no service {service} in:\n{text}"));
+    let rest = &text[start + 1..];
+    rest[..rest.find("\n\n").unwrap_or(rest.len())].to_string()
+}
+
+/// `generar-compose.sh --postgres` on its own: no Docker needed.
+#[test]
+fn generar_compose_with_postgres_adds_a_primary_and_its_synchronous_standby_before_the_central() {
+    let dir = util::temp_dir("generar-compose-postgres");
+    let file = dir.join("docker-compose-dev.yaml");
+    let generate = |args: &[&str]| {
+        Command::new(repo_root().join("generar-compose.sh"))
+            .env_remove("CONTAINER_PREFIX")
+            .env_remove("SERVER_IMAGE")
+            .env_remove("POSTGRES_IMAGE")
+            .env_remove("POSTGRES_PASSWORD")
+            .arg(&file)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let output = generate(&["2", "--postgres"]);
+    assert!(output.status.success(), "{}", printed(&output));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let server = service_block(&text, "server");
+    for line in [
+        format!("- STORAGE={COMPOSE_STORAGE}"),
+        "- AGENCIES=2".to_string(),
+        "postgres-primary:".to_string(),
+        "postgres-standby:".to_string(),
+    ] {
+        assert!(
+            server.lines().any(|l| l.trim() == line),
+            "no `{line}` in:\n{server}"
+        );
+    }
+    assert_eq!(
+        server.matches("condition: service_healthy").count(),
+        2,
+        "{server}"
+    );
+    for (role, other) in [("primary", "standby"), ("standby", "primary")] {
+        let block = service_block(&text, &format!("postgres-{role}"));
+        for line in [
+            format!("container_name: postgres-{role}"),
+            "image: lottery-postgres:latest".to_string(),
+            format!("command: [\"{role}\"]"),
+            "- POSTGRES_PASSWORD=lottery".to_string(),
+            "- /var/lib/postgresql".to_string(),
+            "test: [\"CMD\", \"pg_isready\", \"--quiet\", \"--host=127.0.0.1\", \"--port=5432\"]"
+                .to_string(),
+            "- lottery_net".to_string(),
+        ] {
+            assert!(
+                block.lines().any(|l| l.trim() == line),
+                "no `{line}` in:\n{block}"
+            );
+        }
+        // Only the standby waits for the other (its entrypoint waits for
+        // the primary to answer, too).
+        assert_eq!(
+            block.contains(&format!("- postgres-{other}")),
+            role == "standby",
+            "{block}"
+        );
+    }
+    assert!(service_block(&text, "postgres-standby").contains("- PRIMARY_HOST=postgres-primary"));
+    assert_eq!(text.matches("- lottery_net").count(), 5, "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "# Written by ./generar-compose.sh {} 2 --postgres:",
+            file.display()
+        )),
+        "{text}"
+    );
+
+    // A password that would need quoting is refused, and nothing written.
+    std::fs::remove_file(&file).unwrap();
+    let output = Command::new(repo_root().join("generar-compose.sh"))
+        .env("POSTGRES_PASSWORD", "it's")
+        .arg(&file)
+        .args(["2", "--postgres"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", printed(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("POSTGRES_PASSWORD may hold only"),
+        "{}",
+        printed(&output)
+    );
+    assert!(!file.exists());
+
+    // Without --postgres, nothing of it.
+    let output = generate(&["2"]);
+    assert!(output.status.success(), "{}", printed(&output));
+    let plain = std::fs::read_to_string(&file).unwrap();
+    // Past the first line, which names the file.
+    let body = plain.split_once('\n').unwrap().1;
+    assert!(
+        !body.contains("postgres") && !body.contains("STORAGE"),
+        "{plain}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What `sql` prints on `service`'s server, in psql's unaligned form.
+fn psql(project: &Project, service: &str, sql: &str) -> String {
+    run(docker()
+        .args(["exec", &project.container(service), "psql"])
+        .args(["--username=postgres", "--dbname=lottery", "--no-psqlrc"])
+        .args(["--tuples-only", "--no-align", "--command", sql]))
+    .trim()
+    .to_string()
+}
+
+/// `agency|bets|winners` of every agency, as the bets `service` holds say.
+fn bets_in_database(project: &Project, service: &str) -> String {
+    psql(
+        project,
+        service,
+        "SELECT agency, count(*), count(*) FILTER (WHERE number = 7574) FROM lottery.bets GROUP BY agency ORDER BY agency",
+    )
+}
+
+/// `agency|bets|winners` of every agency, as its file says.
+fn bets_expected(project: &Project, winners: &[u32]) -> String {
+    (1..=project.agencies)
+        .zip(winners)
+        .map(|(i, w)| {
+            let path = project.data_dir().join(format!("agency-{i}.csv"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let bets = text.lines().filter(|l| !l.trim().is_empty()).count();
+            format!("{i}|{bets}|{w}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The course dataset through compose with `--postgres`: the agencies get
+/// their winners, and every bet is in the primary and in its synchronous
+/// standby, once. A central recreated with a new, empty volume resumes the
+/// lottery from the database; `keep-lottery.sh` dumps it; `down` ends it,
+/// and the next `up` is a new lottery on new clusters.
+#[test]
+fn the_course_dataset_on_postgres_gets_its_winners_and_every_bet_is_on_the_primary_and_its_synchronous_standby()
+ {
+    let _one_at_a_time = lock();
+    let Some(compose) = compose_or_skip("postgres") else {
+        return;
+    };
+    let started = Instant::now();
+    let mut project = Project::new_of(compose, "pg", true);
+    let winners = match util::course_dataset() {
+        Some(zip) => {
+            say("postgres: the course dataset");
+            util::unzip_course_dataset(&zip, &project.data_dir());
+            COURSE_WINNERS.to_vec()
+        }
+        None => {
+            say("postgres: no course dataset, generated bets instead");
+            util::generate(&project.data_dir(), 5, 5_000, 5)
+        }
+    };
+    let said = project.generate_with(5, &["--postgres"]);
+    assert!(said.contains("PostgreSQL primary"), "{said}");
+    let total = bets_in_files(&project);
+    let expected = bets_expected(&project, &winners);
+
+    for round in 1..=2 {
+        let central = run_lottery(&project, &winners);
+        let recovered: Vec<&String> = central
+            .iter()
+            .filter(|l| l.contains("action: recuperar | result: success"))
+            .collect();
+        assert!(
+            recovered
+                .first()
+                .is_some_and(|l| field(l, "apuestas") == Some("0")),
+            "round {round}: the central did not start a new lottery: {recovered:?}"
+        );
+        assert_eq!(
+            psql(
+                &project,
+                "postgres-primary",
+                "SELECT application_name, sync_state FROM pg_stat_replication"
+            ),
+            "standby|sync",
+            "round {round}: the primary's standby"
+        );
+        assert_eq!(
+            bets_in_database(&project, "postgres-primary"),
+            expected,
+            "round {round}: the primary's bets"
+        );
+        assert_eq!(
+            psql(
+                &project,
+                "postgres-primary",
+                "SELECT count(*) FROM lottery.closed_agencies"
+            ),
+            "5"
+        );
+        // The standby has flushed every committed bet; it shows them once
+        // it has replayed them too, which it does in moments.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let standby = bets_in_database(&project, "postgres-standby");
+            if standby == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the standby's bets:\n{standby}\nexpected:\n{expected}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        say(&format!(
+            "postgres: round {round}: {total} bets, on the primary and its synchronous standby; winners {winners:?}; {:.1} s so far",
+            started.elapsed().as_secs_f64()
+        ));
+
+        if round == 1 {
+            // A central with a new, empty volume of its own has nothing
+            // but the database to resume from.
+            let volumes = central_volumes(&project);
+            run(&mut project.compose(&[
+                "up",
+                "--detach",
+                "--no-deps",
+                "--force-recreate",
+                "--renew-anon-volumes",
+                "server",
+            ]));
+            assert_ne!(central_volumes(&project), volumes, "the same volume");
+            run_quietly(docker().args(["volume", "rm"]).args(&volumes));
+            let central = project.wait_for_log("server", "action: escuchar");
+            let recovered = central
+                .iter()
+                .find(|l| l.contains("action: recuperar | result: success"))
+                .expect("the recreated central logged no recovery");
+            assert_eq!(
+                field(recovered, "apuestas"),
+                Some(total.to_string().as_str()),
+                "{recovered}"
+            );
+            assert_eq!(field(recovered, "agencias_cerradas"), Some("5"));
+            assert!(
+                central
+                    .iter()
+                    .any(|l| l.contains("action: sorteo | result: success")),
+                "the recreated central did not restore the draw:\n{}",
+                central.join("\n")
+            );
+        }
+        stop_and_check_central(&project);
+        let servers = [
+            project.container("postgres-primary"),
+            project.container("postgres-standby"),
+        ];
+        assert_eq!(
+            project.states(&servers),
+            [("exited".to_string(), 0), ("exited".to_string(), 0)],
+            "the PostgreSQL servers after `stop`"
+        );
+
+        if round == 1 {
+            // What `make docker-compose-down` keeps: a dump of the database.
+            let mut keep = Command::new(repo_root().join("scripts/keep-lottery.sh"));
+            keep.arg(project.compose_file())
+                .args(&project.compose)
+                .arg("--project-name")
+                .arg(&project.name)
+                .current_dir(&project.dir);
+            let said = run(&mut keep);
+            assert!(
+                said.contains(&format!("({total} bets in PostgreSQL, 5 agencies closed)")),
+                "{said}"
+            );
+            let kept: Vec<PathBuf> = std::fs::read_dir(project.data_dir().join("lotteries"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert_eq!(kept.len(), 1, "{kept:?}");
+            let dump = std::fs::read_to_string(kept[0].join("lottery.sql")).unwrap();
+            let rows = dump
+                .split_once("COPY lottery.bets ")
+                .and_then(|(_, rest)| rest.split_once('\n'))
+                .and_then(|(_, rows)| rows.split_once("\n\\.\n"))
+                .map(|(rows, _)| rows.lines().count() as u64);
+            assert_eq!(rows, Some(total), "the bets of {}", kept[0].display());
+            // lottery-export's bets.csv: every agency's rows, in its order.
+            util::assert_bets_file_is_the_union(
+                &kept[0].join("bets.csv"),
+                &util::agency_files(&project.data_dir(), 5),
+            );
+            assert_eq!(
+                project.states(&servers[..1]),
+                [("exited".to_string(), 0)],
+                "the primary after the dump"
+            );
+            // `down` ends the lottery with the volumes; the next `up` is a
+            // new lottery on new clusters.
+            run(&mut project.compose(&["down", "--volumes", "--timeout", "20"]));
+        }
+    }
+    say(&format!(
+        "postgres: two rounds in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
 }

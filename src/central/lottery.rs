@@ -289,6 +289,21 @@ impl Lottery {
         false
     }
 
+    /// Replaces the durable winners with `winners` (index 0 is agency 1),
+    /// as the store read them back at the draw. Returns whether they were
+    /// the same as the lottery's own.
+    pub fn replace_winners(&mut self, winners: Vec<Vec<Box<str>>>) -> bool {
+        let mut same = winners.len() == self.agencies.len();
+        for (a, w) in self.agencies.iter_mut().zip(winners) {
+            if a.winners[..a.durable_winners] != w[..] {
+                same = false;
+                a.winners = w;
+                a.durable_winners = a.winners.len();
+            }
+        }
+        same
+    }
+
     /// Forgets everything staged since the last commit.
     pub fn rollback(&mut self) {
         self.closed_with_staged = self.durable_closed;
@@ -449,6 +464,16 @@ mod tests {
         assert_eq!(l.winners(1).unwrap().len(), 1);
         assert_eq!(l.check_batch(1, 1, 1), BatchVerdict::Store { skip: 0 });
         assert!(!l.drawn());
+    }
+
+    #[test]
+    fn winners_read_back_from_the_store_replace_the_counted_ones() {
+        let mut l = Lottery::new(2, 7574);
+        stage(&mut l, 1, &[7574, 1]);
+        l.commit();
+        assert!(l.replace_winners(vec![vec!["0".into()], vec![]]));
+        assert!(!l.replace_winners(vec![vec!["0".into()], vec!["9".into()]]));
+        assert_eq!(l.winners(2).unwrap(), &["9".into()] as &[Box<str>]);
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct Central {
     store: Box<dyn Store>,
     today: Date,
     group: Group,
+    /// Commits failed in a row: the first is logged `result: fail`, the
+    /// rest only at DEBUG, and the commit that ends the incident says so.
+    failed_commits: u64,
 }
 
 impl Central {
@@ -70,6 +73,7 @@ impl Central {
             store,
             today: bet::today(),
             group: Group::default(),
+            failed_commits: 0,
         })
     }
 
@@ -144,9 +148,27 @@ impl Central {
     pub fn commit(&mut self) -> Commit {
         let committed = if self.store.has_staged() {
             match self.store.commit() {
-                Ok(_) => true,
+                Ok(_) => {
+                    if self.failed_commits > 0 {
+                        info!(
+                            "action: guardar_apuestas | result: success | reconectado: {} | commits_fallidos: {}",
+                            self.store.location(),
+                            self.failed_commits
+                        );
+                        self.failed_commits = 0;
+                    }
+                    true
+                }
                 Err(e) => {
-                    error!("action: guardar_apuestas | result: fail | error: {e}");
+                    // Once per incident: an unreachable store fails every
+                    // commit until it is back.
+                    let e = e.to_string().replace('|', "/");
+                    if self.failed_commits == 0 {
+                        error!("action: guardar_apuestas | result: fail | error: {e}");
+                    } else {
+                        debug!("action: guardar_apuestas | result: fail | error: {e}");
+                    }
+                    self.failed_commits += 1;
                     false
                 }
             }
@@ -161,9 +183,32 @@ impl Central {
         };
         self.log_group(committed);
         if drew {
+            self.read_drawn_winners();
             info!("action: sorteo | result: success");
         }
         Commit { committed, drew }
+    }
+
+    /// A store that reads the winners back with one query (PostgreSQL)
+    /// answers the draw with what it holds; the lottery's own count stays
+    /// if it cannot.
+    fn read_drawn_winners(&mut self) {
+        match self.store.drawn_winners() {
+            None => {}
+            Some(Ok(winners)) => {
+                if !self.lottery.replace_winners(winners) {
+                    warn!(
+                        "action: leer_ganadores | result: success | detail: the store's winners differ from this run's count; the store's are announced"
+                    );
+                }
+            }
+            Some(Err(e)) => {
+                let e = e.to_string().replace('|', "/");
+                warn!(
+                    "action: leer_ganadores | result: fail | error: {e} | detail: announcing the winners counted by this run"
+                );
+            }
+        }
     }
 
     fn log_group(&mut self, committed: bool) {

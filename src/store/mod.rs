@@ -4,8 +4,12 @@
 //!   (stage, commit the group, what is durable, recover), and its contract.
 //! - [`csv`]: the embedded default, the course's `bets.csv` and a journal of
 //!   DONEs: group commit with `fdatasync`, recovery of a torn tail.
+//! - [`postgres`]: the bets in PostgreSQL (`STORAGE=postgres://...`): one
+//!   transaction per group commit (binary `COPY` and the closes), recovery
+//!   from the database, `lottery-export` back to `bets.csv`.
 //! - [`open`]: which backend the settings name, opened and recovered.
 
 pub mod csv;
 pub mod open;
+pub mod postgres;
 pub mod seam;

@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::csv::{CsvStore, StorageError, SyncPolicy};
+use super::postgres::{PgError, PgStore};
 use super::seam::{Recovery, Store};
 
 /// Where the bets are kept, as the central's settings say.
@@ -17,18 +18,23 @@ pub enum StoreSettings {
         journal_file: PathBuf,
         sync: SyncPolicy,
     },
+    /// A PostgreSQL database (`STORAGE=postgres://...`), the connection
+    /// string as given (it may hold a password: never logged as is).
+    Postgres { url: String },
 }
 
 /// Why the store could not be opened or recovered.
 #[derive(Debug)]
 pub enum OpenError {
     Csv(StorageError),
+    Postgres(PgError),
 }
 
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OpenError::Csv(e) => write!(f, "cannot open the bets file: {e}"),
+            OpenError::Postgres(e) => write!(f, "cannot open the bets database: {e}"),
         }
     }
 }
@@ -51,6 +57,12 @@ pub fn open(
             let (store, recovery) =
                 CsvStore::open(bets_file, journal_file, agencies, winning_number, *sync)
                     .map_err(OpenError::Csv)?;
+            Ok((Box::new(store), recovery))
+        }
+        StoreSettings::Postgres { url } => {
+            let config = super::postgres::parse_settings(url).map_err(OpenError::Postgres)?;
+            let (store, recovery) =
+                PgStore::open(config, agencies, winning_number).map_err(OpenError::Postgres)?;
             Ok((Box::new(store), recovery))
         }
     }

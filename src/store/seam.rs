@@ -92,6 +92,16 @@ pub trait Store {
     /// Makes everything staged durable at once, or nothing of it.
     fn commit(&mut self) -> Result<CommitStats, CommitError>;
 
+    /// The winners of every agency (index 0 is agency 1), in stored order,
+    /// read back from the store after the commit that ran the draw, for a
+    /// backend that can answer with one query (PostgreSQL): the draw then
+    /// announces what the store holds, not what this run counted. `None`
+    /// (the default, the CSV store) when the central's own count is the
+    /// answer.
+    fn drawn_winners(&mut self) -> Option<Result<Vec<Vec<Box<str>>>, CommitError>> {
+        None
+    }
+
     /// Where the bets are kept, as the `key: value` the log lines show
     /// (`archivo: ./bets.csv`).
     fn location(&self) -> String;

@@ -257,7 +257,13 @@ fn play_one(
             if args.keep {
                 eprintln!("the central's files are kept in {}", c.dir.display());
             }
-            Some(c.bets_file.clone())
+            // With STORAGE=postgres the bets are in the database, not in
+            // the file (bench/run.sh pg counts them there).
+            let in_database = args
+                .server_env
+                .iter()
+                .any(|(k, v)| k == "STORAGE" && v.starts_with("postgres"));
+            (!in_database).then(|| c.bets_file.clone())
         }
         None => args.bets_file.clone(),
     };

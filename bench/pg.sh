@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# bench/run.sh pg: bets/s with every ACK sent after a COMMIT that a
+# synchronous standby has flushed, beside the CSV figure and beside a bare
+# `COPY ... FROM STDIN (FORMAT binary)` of the same bets into the same
+# primary/standby pair in the same run (the engine's own ceiling).
+#
+# Starts its own primary and synchronous standby on loopback (Debian's
+# postgresql package, run as user postgres; fsync on, synchronous_commit
+# on, synchronous_standby_names naming the standby), data under a temporary
+# directory removed at the end. Usage: bench/pg.sh BENCH [lottery-bench options]
+#   PG_AGENCIES (default 100) x PG_BETS (default 20000) bets.
+# The last line:
+#   bench pg: N bets, csv X bets/s, postgres Y bets/s (sync standby), bare COPY Z bets/s, postgres/COPY R% (targets: >= 500000 bets/s, >= 80%)
+set -euo pipefail
+
+bench="$1"
+shift
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="$here/out"
+agencies="${PG_AGENCIES:-100}"
+bets="${PG_BETS:-20000}"
+bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+    echo "bench pg: no /usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)" >&2
+    exit 2
+fi
+root="$(mktemp -d /tmp/lottery-bench-pg.XXXXXX)"
+chown postgres:postgres "$root"
+pg() { runuser -u postgres -- "$@"; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+p_port="$(free_port)"
+s_port="$(free_port)"
+cleanup() {
+    pg "$bin/pg_ctl" -D "$root/standby" -m immediate stop >/dev/null 2>&1 || true
+    pg "$bin/pg_ctl" -D "$root/primary" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$root"
+}
+trap cleanup EXIT
+
+conf() {
+    cat >>"$1/postgresql.conf" <<CONF
+port = $2
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$root'
+wal_level = replica
+max_wal_senders = 4
+synchronous_commit = on
+fsync = on
+shared_buffers = 256MB
+max_wal_size = 4GB
+$3
+CONF
+}
+pg "$bin/initdb" -D "$root/primary" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+conf "$root/primary" "$p_port" "synchronous_standby_names = 'standby1'"
+pg "$bin/pg_ctl" -D "$root/primary" -l "$root/primary.log" -w start >/dev/null
+conninfo="host=127.0.0.1 port=$p_port user=postgres application_name=standby1"
+pg "$bin/pg_basebackup" -d "$conninfo" -D "$root/standby" -R -X stream >/dev/null
+conf "$root/standby" "$s_port" "primary_conninfo = '$conninfo'"
+pg "$bin/pg_ctl" -D "$root/standby" -l "$root/standby.log" -w start >/dev/null
+psql() { pg "$bin/psql" -X -q -h 127.0.0.1 -p "$p_port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
+state="$(psql -tAc "SELECT application_name || ' ' || sync_state FROM pg_stat_replication")"
+echo "bench pg: standby $state" >&2
+[ "$state" = "standby1 sync" ] || { echo "bench pg: the standby is not synchronous" >&2; exit 1; }
+
+url="postgresql://postgres@127.0.0.1:$p_port,127.0.0.1:$s_port/postgres?target_session_attrs=read-write"
+rate() { python3 -c 'import json, sys; print(round(json.load(open(sys.argv[1]))["bets_per_s"]))' "$1"; }
+
+"$bench" --out "$out" --name pg-csv --agencies "$agencies" --bets "$bets" "$@" >"$out/pg-csv.txt"
+tail -n 1 "$out/pg-csv.txt" >&2
+"$bench" --out "$out" --name pg --agencies "$agencies" --bets "$bets" --server-env "STORAGE=$url" "$@" >"$out/pg.txt"
+tail -n 1 "$out/pg.txt" >&2
+stored="$(psql -tAc "SELECT count(*) FROM lottery.bets")"
+total=$((agencies * bets))
+[ "$stored" = "$total" ] || { echo "bench pg: the database holds $stored bets, expected $total" >&2; exit 1; }
+
+# The engine's ceiling: the same rows, one binary COPY and one COMMIT into
+# a table of the same shape (same keys and indexes), on the same pair.
+psql -c "COPY lottery.bets TO '$root/bets.copy' (FORMAT binary)"
+psql -c "CREATE SCHEMA bare; CREATE TABLE bare.bets (LIKE lottery.bets INCLUDING ALL); CHECKPOINT"
+start="$(date +%s.%N)"
+psql -c "COPY bare.bets FROM '$root/bets.copy' (FORMAT binary)"
+end="$(date +%s.%N)"
+copy_rate="$(python3 -c "print(round($total / ($end - $start)))")"
+csv_rate="$(rate "$out/pg-csv.json")"
+pg_rate="$(rate "$out/pg.json")"
+python3 - "$total" "$csv_rate" "$pg_rate" "$copy_rate" <<'PY'
+import sys
+total, csv, pg, copy = (int(x) for x in sys.argv[1:])
+print(f"bench pg: {total} bets, csv {csv} bets/s, postgres {pg} bets/s (sync standby), "
+      f"bare COPY {copy} bets/s, postgres/COPY {100 * pg / copy:.0f}% (targets: >= 500000 bets/s, >= 80%)")
+PY
