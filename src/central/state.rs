@@ -193,21 +193,21 @@ impl Central {
     /// answers the draw with what it holds; the lottery's own count stays
     /// if it cannot.
     fn read_drawn_winners(&mut self) {
-        match self.store.drawn_winners() {
-            None => {}
-            Some(Ok(winners)) => {
-                if !self.lottery.replace_winners(winners) {
-                    warn!(
-                        "action: leer_ganadores | result: success | detail: the store's winners differ from this run's count; the store's are announced"
-                    );
-                }
-            }
+        let winners = match self.store.drawn_winners() {
+            None => return,
+            Some(Ok(winners)) => winners,
             Some(Err(e)) => {
                 let e = e.to_string().replace('|', "/");
                 warn!(
                     "action: leer_ganadores | result: fail | error: {e} | detail: announcing the winners counted by this run"
                 );
+                return;
             }
+        };
+        if !self.lottery.replace_winners(winners) {
+            warn!(
+                "action: leer_ganadores | result: success | detail: the store's winners differ from this run's count; the store's are announced"
+            );
         }
     }
 

@@ -31,7 +31,7 @@
 //! stays one thread, blocked during a commit as it is during `fdatasync`.
 
 use std::fmt;
-use std::io::Write;
+use std::io::{self, Write};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,7 @@ use postgres::config::Host;
 use postgres::{Client, Config, NoTls};
 
 use super::seam::{CommitError, CommitStats, RecoveredAgency, Recovery, Store};
-use crate::bets::bet;
+use crate::bets::bet::{self, InvalidBet};
 use crate::wire::{BetFields, Bets, Date};
 
 /// The one lottery of a database (one lottery per deployment).
@@ -470,7 +470,19 @@ impl PgStore {
 }
 
 impl Store for PgStore {
-    fn stage_bets(&mut self, agency: u32, first: u32, bets: Bets<'_>, skip: usize) {
+    /// The bets are checked in a walk of their own before any is staged:
+    /// here the engine's COPY, not the central's walk, is the cost.
+    fn stage_bets(
+        &mut self,
+        agency: u32,
+        first: u32,
+        bets: Bets<'_>,
+        skip: usize,
+        today: Date,
+    ) -> Result<(), InvalidBet> {
+        for (index, b) in bets.iter().enumerate().skip(skip) {
+            bet::check(&b, today).map_err(|why| InvalidBet { index, why })?;
+        }
         let index = agency as usize - 1;
         let in_db = self.held.stored[index];
         for (i, b) in bets.iter().enumerate().skip(skip) {
@@ -491,6 +503,7 @@ impl Store for PgStore {
             self.staged_per_agency[index] += 1;
             self.staged_bets += 1;
         }
+        Ok(())
     }
 
     fn stage_close(&mut self, agency: u32, total: u32) {
@@ -833,7 +846,18 @@ pub fn export_csv(
             birthdate: bet::civil_from_days(days as i64),
             number: number as u16,
         };
-        super::csv::push_row(&mut line, agency as u32, &bet);
+        let latest = Date {
+            year: u16::MAX,
+            month: 12,
+            day: 31,
+        };
+        let checked = bet::check(&bet, latest).map_err(|why| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a stored bet of agency {agency} is not valid: {why}"),
+            )
+        })?;
+        super::csv::push_row(&mut line, agency as u32, &bet, checked);
         count += 1;
         if line.len() >= 1 << 16 {
             out.write_all(&line)?;
