@@ -420,19 +420,10 @@ impl PgStore {
     }
 
     /// Connects again after a failure, and re-reads what the database holds
-    /// (a commit that failed around `COMMIT` may have been kept). `Err` if
-    /// the staged group was staged against counts the database has passed.
-    fn reconnect(&mut self) -> Result<(), CommitError> {
-        if let Some(wait) = self.backoff.wait(Instant::now()) {
-            return Err(CommitError(
-                format!(
-                    "PostgreSQL at {} unavailable, next try in {} ms",
-                    self.location,
-                    wait.as_millis()
-                )
-                .into(),
-            ));
-        }
+    /// (a commit that failed around `COMMIT` may have been kept). Returns
+    /// whether the database has passed the counts this group was staged
+    /// against: then the group is refused, but the connection is good.
+    fn reconnect(&mut self) -> Result<bool, CommitError> {
         let mut client = self.config.connect(NoTls).map_err(|e| {
             CommitError(format!("cannot connect to {}: {}", self.location, describe(&e)).into())
         })?;
@@ -442,13 +433,50 @@ impl PgStore {
         let passed = held.stored != self.held.stored;
         self.held = held;
         self.client = Some(client);
-        if passed {
-            return Err(CommitError(
-                "the database kept a commit that was reported failed; this group is refused and \
-                 the agencies' retries store what is missing"
+        Ok(passed)
+    }
+
+    /// One try at the staged group: connected again first if the last try
+    /// failed and the backoff allows it.
+    fn try_commit(&mut self) -> Result<(), CommitError> {
+        if self.client.is_none() {
+            // Commits within the backoff are refused without a try, and do
+            // not push the next try further away.
+            if let Some(wait) = self.backoff.wait(Instant::now()) {
+                return Err(CommitError(
+                    format!(
+                        "PostgreSQL at {} unavailable, next try in {} ms",
+                        self.location,
+                        wait.as_millis()
+                    )
                     .into(),
+                ));
+            }
+            match self.reconnect() {
+                Err(e) => {
+                    self.backoff.failed(Instant::now());
+                    return Err(e);
+                }
+                Ok(true) => {
+                    return Err(CommitError(
+                        "the database kept a commit that was reported failed; this group is \
+                         refused and the agencies' retries store what is missing"
+                            .into(),
+                    ));
+                }
+                Ok(false) => {}
+            }
+        }
+        if let Err(e) = self.send() {
+            // Whatever the connection's state, start again from a new one
+            // and from what the database says it holds.
+            self.client = None;
+            self.backoff.failed(Instant::now());
+            return Err(CommitError(
+                format!("{}: {}", self.location, describe(&e)).into(),
             ));
         }
+        self.backoff.succeeded();
         Ok(())
     }
 
@@ -524,29 +552,13 @@ impl Store for PgStore {
             bets: self.staged_bets,
             closes: self.closes.0.len() as u64,
         };
-        let result = match self.client {
-            Some(_) => Ok(()),
-            None => self.reconnect(),
-        }
-        .and_then(|()| {
-            self.send()
-                .map_err(|e| CommitError(format!("{}: {}", self.location, describe(&e)).into()))
-        });
-        match &result {
-            Ok(()) => {
-                for &agency in &self.touched {
-                    let index = agency as usize - 1;
-                    self.held.stored[index] += self.staged_per_agency[index];
-                }
-                self.held.next_seq += self.staged_bets as i64;
-                self.backoff.succeeded();
+        let result = self.try_commit();
+        if result.is_ok() {
+            for &agency in &self.touched {
+                let index = agency as usize - 1;
+                self.held.stored[index] += self.staged_per_agency[index];
             }
-            Err(_) => {
-                // Whatever the connection's state, start again from a new
-                // one and from what the database says it holds.
-                self.client = None;
-                self.backoff.failed(Instant::now());
-            }
+            self.held.next_seq += self.staged_bets as i64;
         }
         self.clear_staged();
         result.map(|()| stats)
