@@ -303,6 +303,26 @@ impl Pg {
             std::thread::sleep(Duration::from_millis(10));
         }
         let _ = std::fs::remove_file(self.data.join("postmaster.pid"));
+        // A dead machine's sockets go with it; left here, the lock file
+        // would stop this server from starting again on its port.
+        let sockets = self.data.parent().unwrap();
+        for name in [
+            format!(".s.PGSQL.{}", self.port),
+            format!(".s.PGSQL.{}.lock", self.port),
+        ] {
+            let _ = std::fs::remove_file(sockets.join(name));
+        }
+    }
+
+    /// A promoted standby carries on alone: it inherited the primary's
+    /// `synchronous_standby_names` (`pg_basebackup` copies the settings),
+    /// and would otherwise wait at every commit for a standby that is gone.
+    fn alone(&self) {
+        let mut client = self.client();
+        client
+            .batch_execute("ALTER SYSTEM SET synchronous_standby_names = ''")
+            .unwrap();
+        client.batch_execute("SELECT pg_reload_conf()").unwrap();
     }
 
     /// The standby's WAL receiver.
@@ -676,6 +696,7 @@ fn a_failover_to_the_synchronous_standby_loses_no_acknowledged_bet_and_stores_no
     std::fs::remove_dir_all(&primary.data).unwrap();
     central.signal_and_wait("KILL", Duration::from_secs(10));
     standby.promote();
+    standby.alone();
     let held = standby.stored();
     let closed = standby.closed();
     let lost_at_cut = lost(&acked_at_cut, &held);
@@ -773,6 +794,7 @@ fn cut_with_the_standby_stopped(name: &str, sync: bool) -> Option<Control> {
     standby.kill();
     standby.start();
     standby.promote();
+    standby.alone();
     let held = standby.stored();
     drop(l);
     drivers.stop();
