@@ -241,14 +241,37 @@ fn walk_name(name: &[u8]) -> Result<u8, NameProblem> {
     Ok(classes)
 }
 
+/// A document is 1 to [`MAX_DOCUMENT`] ASCII digits, checked eight bytes
+/// at a time (the course's documents are eight digits: one word).
+#[inline(always)]
 fn check_document(document: &[u8]) -> Result<(), BetError> {
-    if document.is_empty()
-        || document.len() > MAX_DOCUMENT
-        || !document.iter().all(|&b| b.wrapping_sub(b'0') < 10)
-    {
+    if document.is_empty() || document.len() > MAX_DOCUMENT {
+        return Err(BetError::Document);
+    }
+    let mut words = document.chunks_exact(8);
+    let mut not_digits = 0u64;
+    for word in &mut words {
+        not_digits |= not_digits_in(u64::from_le_bytes(word.try_into().expect("a chunk of 8")));
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        // The tail padded with '0's, a digit, to a whole word.
+        let mut word = [b'0'; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        not_digits |= not_digits_in(u64::from_le_bytes(word));
+    }
+    if not_digits != 0 {
         return Err(BetError::Document);
     }
     Ok(())
+}
+
+/// Non-zero when some byte of `x` is not an ASCII digit: a byte from 0x80
+/// has its high bit; below '0', subtracting '0' sets it; above '9', adding
+/// 0x46 does (0x39 + 0x46 = 0x7f). A borrow or a carry across bytes starts
+/// only at a byte that is itself flagged, so the answer is exact.
+fn not_digits_in(x: u64) -> u64 {
+    (x | x.wrapping_sub(ONES * b'0' as u64) | x.wrapping_add(ONES * 0x46)) & HIGH
 }
 
 /// Whether `d` names a day that exists in the proleptic Gregorian calendar.
@@ -469,6 +492,26 @@ mod tests {
                         };
                         assert_eq!(check_name(name.as_bytes()), want, "{name:?}");
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_document_is_refused_for_any_byte_that_is_not_a_digit_wherever_it_sits() {
+        let plain = |d: &[u8]| {
+            !d.is_empty() && d.len() <= MAX_DOCUMENT && d.iter().all(|b| b.is_ascii_digit())
+        };
+        for len in 0..=MAX_DOCUMENT + 1 {
+            for at in 0..len.max(1) {
+                for byte in 0..=255u8 {
+                    // Digits around it that change from word to word, so
+                    // a borrow or a carry across bytes would show.
+                    let mut d: Vec<u8> = (0..len).map(|i| b'0' + (i * 7 % 10) as u8).collect();
+                    if len > 0 {
+                        d[at] = byte;
+                    }
+                    assert_eq!(check_document(&d).is_ok(), plain(&d), "{d:x?}");
                 }
             }
         }

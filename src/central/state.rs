@@ -16,7 +16,7 @@ use log::{debug, error, info, log_enabled, warn};
 use super::lottery::{DoneVerdict, Lottery};
 use crate::bets::bet::{self, InvalidBet};
 use crate::store::open::{self, OpenError, StoreSettings};
-use crate::store::seam::Store;
+use crate::store::seam::{BatchToStage, Store};
 use crate::wire::{Bets, Date};
 
 /// What this iteration staged, kept to be logged after its commit.
@@ -110,19 +110,22 @@ impl Central {
         bets: Bets<'_>,
         skip: usize,
     ) -> Result<u32, InvalidBet> {
-        // The store checks each bet as it writes it: one walk of its bytes.
-        self.store
-            .stage_bets(agency, first, bets, skip, self.today)?;
-        let winning = self.lottery.winning_number();
-        let staged = bets.iter().skip(skip);
-        let winners = staged.clone().filter(|b| b.number == winning);
-        self.lottery.stage_batch(
+        // The store checks each bet as it writes it, and picks the winners
+        // out in the same walk: one walk of its bytes.
+        let mut winners = Vec::new();
+        let batch = BatchToStage {
             agency,
-            (bets.len() - skip) as u32,
-            winners.map(|b| b.document),
-        );
+            first,
+            bets,
+            skip,
+            today: self.today,
+            winning: self.lottery.winning_number(),
+        };
+        self.store.stage_bets(batch, &mut winners)?;
+        self.lottery
+            .stage_batch(agency, (bets.len() - skip) as u32, winners.into_iter());
         if log_enabled!(log::Level::Debug) {
-            for b in staged {
+            for b in bets.iter().skip(skip) {
                 let document = String::from_utf8_lossy(b.document);
                 self.group.bets.push((document.into(), b.number));
             }

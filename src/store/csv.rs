@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 
 use log::{info, warn};
 
-use super::seam::{CommitError, CommitStats, RecoveredAgency, Recovery, Store};
+use super::seam::{BatchToStage, CommitError, CommitStats, RecoveredAgency, Recovery, Store};
 use crate::bets::bet::{self, Checked, InvalidBet};
-use crate::wire::{BetFields, BetText, Bets, Date};
+use crate::wire::{BetFields, BetText, Date};
 
 /// When the bets file and the journal are flushed to the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -314,26 +314,29 @@ impl Store for CsvStore {
     /// The rows go in the agency's order of arrival, which is its positions'
     /// order: the file needs no position column. Each bet is checked and
     /// written in the same walk; an invalid one takes the batch's rows back.
-    fn stage_bets(
+    fn stage_bets<'b>(
         &mut self,
-        agency: u32,
-        _first: u32,
-        bets: Bets<'_>,
-        skip: usize,
-        today: Date,
+        batch: BatchToStage<'b>,
+        winners: &mut Vec<&'b [u8]>,
     ) -> Result<(), InvalidBet> {
-        let mark = self.rows.len();
-        let agency_field = AgencyField::new(agency);
-        for (index, (b, text)) in bets.iter_text().enumerate().skip(skip) {
-            match bet::check(&b, today) {
-                Ok(checked) => push_frame_row(&mut self.rows, agency_field, &b, text, checked),
+        let (mark, winners_mark) = (self.rows.len(), winners.len());
+        let agency_field = AgencyField::new(batch.agency);
+        for (index, (b, text)) in batch.bets.iter_text().enumerate().skip(batch.skip) {
+            match bet::check(&b, batch.today) {
+                Ok(checked) => {
+                    push_frame_row(&mut self.rows, agency_field, &b, text, checked);
+                    if b.number == batch.winning {
+                        winners.push(b.document);
+                    }
+                }
                 Err(why) => {
                     self.rows.truncate(mark);
+                    winners.truncate(winners_mark);
                     return Err(InvalidBet { index, why });
                 }
             }
         }
-        self.staged_bets += (bets.len() - skip) as u64;
+        self.staged_bets += (batch.bets.len() - batch.skip) as u64;
         Ok(())
     }
 

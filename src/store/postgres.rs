@@ -35,13 +35,13 @@ use std::io::{self, Write};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use log::info;
+use log::{debug, info};
 use postgres::config::Host;
 use postgres::{Client, Config, NoTls};
 
-use super::seam::{CommitError, CommitStats, RecoveredAgency, Recovery, Store};
+use super::seam::{BatchToStage, CommitError, CommitStats, RecoveredAgency, Recovery, Store};
 use crate::bets::bet::{self, InvalidBet};
-use crate::wire::{BetFields, Bets, Date};
+use crate::wire::{BetFields, Date};
 
 /// The one lottery of a database (one lottery per deployment).
 const LOTTERY: i32 = 1;
@@ -237,7 +237,12 @@ pub fn location_of(config: &Config) -> String {
 
 /// Parses a `postgres://` or `postgresql://` connection string.
 pub fn parse_settings(url: &str) -> Result<Config, PgError> {
-    Config::from_str(url).map_err(|e| PgError::Settings { why: describe(&e) })
+    let mut config = Config::from_str(url).map_err(|e| PgError::Settings { why: describe(&e) })?;
+    // The engine's notices ("relation already exists, skipping" at each
+    // start) are not the operator's business: the crate's default logs them
+    // at INFO, among the central's own lines.
+    config.notice_callback(|notice| debug!("PostgreSQL notice: {}", notice.message()));
+    Ok(config)
 }
 
 /// When to try the database again after a failure: 100 ms, doubling up to
@@ -500,16 +505,30 @@ impl PgStore {
 impl Store for PgStore {
     /// The bets are checked in a walk of their own before any is staged:
     /// here the engine's COPY, not the central's walk, is the cost.
-    fn stage_bets(
+    fn stage_bets<'b>(
         &mut self,
-        agency: u32,
-        first: u32,
-        bets: Bets<'_>,
-        skip: usize,
-        today: Date,
+        batch: BatchToStage<'b>,
+        winners: &mut Vec<&'b [u8]>,
     ) -> Result<(), InvalidBet> {
+        let BatchToStage {
+            agency,
+            first,
+            bets,
+            skip,
+            today,
+            winning,
+        } = batch;
+        let winners_mark = winners.len();
         for (index, b) in bets.iter().enumerate().skip(skip) {
-            bet::check(&b, today).map_err(|why| InvalidBet { index, why })?;
+            if let Err(why) = bet::check(&b, today) {
+                winners.truncate(winners_mark);
+                return Err(InvalidBet { index, why });
+            }
+            // Every bet from `skip` counts in the central's lottery, those
+            // the database kept already as well.
+            if b.number == winning {
+                winners.push(b.document);
+            }
         }
         let index = agency as usize - 1;
         let in_db = self.held.stored[index];

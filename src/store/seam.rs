@@ -63,21 +63,34 @@ impl From<std::io::Error> for CommitError {
     }
 }
 
+/// A batch's bets as the central hands them to its store.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchToStage<'b> {
+    pub agency: u32,
+    /// The agency's bet number of the batch's first bet: the bet at index
+    /// `i` is the agency's bet `first + i`.
+    pub first: u32,
+    pub bets: Bets<'b>,
+    /// The bets before this index are stored already (a retried batch).
+    pub skip: usize,
+    /// The latest birthdate a bet may hold.
+    pub today: Date,
+    /// The number that wins the draw.
+    pub winning: u16,
+}
+
 /// Where the central's bets are kept: a group commit per loop iteration.
 pub trait Store {
-    /// Checks (with [`crate::bets::bet::check`], `today` the latest
-    /// birthdate) and stages the `bets` of `agency` from index `skip` on, in
-    /// one walk of each bet's bytes; the bet at index `i` of the batch is the
-    /// agency's bet number `first + i`. At the first invalid bet nothing of
-    /// the batch stays staged, and the error names it. (The caller checked
-    /// the bets before `skip`.)
-    fn stage_bets(
+    /// Checks (with [`crate::bets::bet::check`]) and stages the bets of
+    /// `batch` from index `skip` on, in one walk of each bet's bytes, and
+    /// pushes to `winners` the documents of those that hold the winning
+    /// number (the central's count of them needs no walk of its own). At the
+    /// first invalid bet nothing of the batch stays staged or in `winners`,
+    /// and the error names it. (The caller checked the bets before `skip`.)
+    fn stage_bets<'b>(
         &mut self,
-        agency: u32,
-        first: u32,
-        bets: Bets<'_>,
-        skip: usize,
-        today: Date,
+        batch: BatchToStage<'b>,
+        winners: &mut Vec<&'b [u8]>,
     ) -> Result<(), InvalidBet>;
 
     /// Stages the durable record that `agency` is closed with `total` bets.
