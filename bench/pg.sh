@@ -59,7 +59,12 @@ pg "$bin/pg_basebackup" -d "$conninfo" -D "$root/standby" -R -X stream >/dev/nul
 conf "$root/standby" "$s_port" "primary_conninfo = '$conninfo'"
 pg "$bin/pg_ctl" -D "$root/standby" -l "$root/standby.log" -w start >/dev/null
 psql() { pg "$bin/psql" -X -q -h 127.0.0.1 -p "$p_port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
-state="$(psql -tAc "SELECT application_name || ' ' || sync_state FROM pg_stat_replication")"
+# A standby that has just connected reports async until it has caught up.
+for _ in $(seq 1 300); do
+    state="$(psql -tAc "SELECT application_name || ' ' || sync_state FROM pg_stat_replication")"
+    [ "$state" = "standby1 sync" ] && break
+    sleep 0.1
+done
 echo "bench pg: standby $state" >&2
 [ "$state" = "standby1 sync" ] || { echo "bench pg: the standby is not synchronous" >&2; exit 1; }
 
