@@ -469,13 +469,15 @@ fn push_date_and_number(out: &mut Vec<u8>, bet: &BetFields<'_>) {
         100..=999 => 3,
         _ => 4,
     };
-    let number = [n0, n1, n2, n3];
-    let mut tail = [
-        b',', y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1, b',', 0, 0, 0, 0, 0, 0,
+    // The number's four digits and then CRLF as one word, its leading
+    // zeros shifted out (little-endian: the first byte is the lowest).
+    let number = u32::from_le_bytes([n0, n1, n2, n3]) >> (8 * (4 - digits));
+    let number_and_crlf =
+        u64::from(number) | (u64::from(u16::from_le_bytes(*b"\r\n")) << (8 * digits));
+    let [e0, e1, e2, e3, e4, e5, _, _] = number_and_crlf.to_le_bytes();
+    let tail = [
+        b',', y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1, b',', e0, e1, e2, e3, e4, e5,
     ];
-    tail[12..12 + digits].copy_from_slice(&number[4 - digits..]);
-    tail[12 + digits] = b'\r';
-    tail[13 + digits] = b'\n';
     let start = out.len();
     out.extend_from_slice(&tail);
     out.truncate(start + 14 + digits);
