@@ -52,6 +52,11 @@ pub struct Report {
     /// The ingest: from the first batch written to the last batch acknowledged.
     pub seconds: f64,
     pub bets_per_s: f64,
+    /// Bets per second from the ACK that brought the count to 10% of the
+    /// bets to the one that brought it to 90%: the rate with the pipeline
+    /// full, without its fill at the start and its drain at the end (a
+    /// fixed cost that weighs on a short run).
+    pub steady_bets_per_s: f64,
     pub mb_per_s: f64,
     pub ack_p50_us: u64,
     pub ack_p99_us: u64,
@@ -179,6 +184,7 @@ impl Report {
             window: shape.window,
             seconds,
             bets_per_s: bets as f64 / seconds,
+            steady_bets_per_s: steady_rate(&outcome.acks),
             mb_per_s: outcome.bytes_sent as f64 / 1e6 / seconds,
             ack_p50_us: hist.value_at_quantile(0.5),
             ack_p99_us: hist.value_at_quantile(0.99),
@@ -460,6 +466,28 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[at]
 }
 
+/// Bets per second between the ACKs that bring the acknowledged count to
+/// 10% and to 90% of all the bets (0 with too few ACKs to tell).
+pub fn steady_rate(acks: &[AckSample]) -> f64 {
+    let mut by_time: Vec<&AckSample> = acks.iter().collect();
+    by_time.sort_by_key(|a| a.at_us);
+    let total: u64 = by_time.iter().map(|a| u64::from(a.bets)).sum();
+    let (mut acked, mut from, mut to) = (0u64, None, None);
+    for a in by_time {
+        acked += u64::from(a.bets);
+        if from.is_none() && acked * 10 >= total {
+            from = Some((acked, a.at_us));
+        }
+        if to.is_none() && acked * 10 >= total * 9 {
+            to = Some((acked, a.at_us));
+        }
+    }
+    match (from, to) {
+        (Some((a0, t0)), Some((a1, t1))) if t1 > t0 => (a1 - a0) as f64 / ((t1 - t0) as f64 / 1e6),
+        _ => 0.0,
+    }
+}
+
 /// The ingest cut into about 100 slices (none shorter than 10 ms).
 pub fn timeline(acks: &[AckSample], seconds: f64) -> Vec<Interval> {
     let width_us = ((seconds * 1e6 / 100.0) as u64).max(10_000);
@@ -525,6 +553,30 @@ mod tests {
             winners: 3,
             draw_poll_wait: Duration::from_millis(4),
         }
+    }
+
+    #[test]
+    fn the_steady_rate_leaves_out_a_slow_start_and_a_slow_end() {
+        // 100 bets per ms in the middle; the first and last tenths ten
+        // times slower.
+        let mut acks = Vec::new();
+        let mut t = 0;
+        for i in 0..100u64 {
+            t += if !(10..90).contains(&i) {
+                10_000
+            } else {
+                1_000
+            };
+            acks.push(AckSample {
+                at_us: t,
+                latency_us: 1,
+                bets: 100,
+            });
+        }
+        let steady = steady_rate(&acks);
+        // From the 10th ACK (1,000 bets) to the 90th (9,000): 80 ms.
+        assert!((steady - 100_000.0).abs() < 1.0, "{steady}");
+        assert_eq!(steady_rate(&[]), 0.0);
     }
 
     #[test]
