@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh pg: bets/s with every ACK sent after a COMMIT that a
 # synchronous standby has flushed, beside the CSV figure and beside a bare
-# `COPY ... FROM STDIN (FORMAT binary)` of the same bets into the same
+# `COPY ... (FORMAT binary)` of the same bets, read by the primary from a
+# file of its own (no client, no network in the way), into the same
 # primary/standby pair in the same run (the engine's own ceiling).
 #
 # Starts its own primary and synchronous standby on loopback (Debian's
@@ -9,8 +10,8 @@
 # on, synchronous_standby_names naming the standby), data under a temporary
 # directory removed at the end. Usage: bench/pg.sh BENCH [lottery-bench options]
 #   PG_AGENCIES (default 100) x PG_BETS (default 20000) bets.
-# The last line:
-#   bench pg: N bets, csv X bets/s, postgres Y bets/s (sync standby), bare COPY Z bets/s, postgres/COPY R% (targets: >= 500000 bets/s, >= 80%)
+# Each of the three figures is the best of 3 runs. The last line:
+#   bench pg: N bets, best of 3: csv X bets/s, postgres Y bets/s (sync standby), bare COPY Z bets/s, postgres/COPY R% (targets: >= 500000 bets/s, >= 80%)
 set -euo pipefail
 
 bench="$1"
@@ -48,6 +49,10 @@ synchronous_commit = on
 fsync = on
 shared_buffers = 256MB
 max_wal_size = 4GB
+# The WAL writer flushes (and so lets the WAL sender stream) every 10 ms
+# instead of every 200: a COMMIT then waits for the last 10 ms of WAL to
+# reach the standby, not the last 200 (README.md: what the operator sets).
+wal_writer_delay = 10ms
 $3
 CONF
 }
@@ -69,29 +74,44 @@ echo "bench pg: standby $state" >&2
 [ "$state" = "standby1 sync" ] || { echo "bench pg: the standby is not synchronous" >&2; exit 1; }
 
 url="postgresql://postgres@127.0.0.1:$p_port,127.0.0.1:$s_port/postgres?target_session_attrs=read-write"
-rate() { python3 -c 'import json, sys; print(round(json.load(open(sys.argv[1]))["bets_per_s"]))' "$1"; }
 
-"$bench" --out "$out" --name pg-csv --agencies "$agencies" --bets "$bets" "$@" >"$out/pg-csv.txt"
-tail -n 1 "$out/pg-csv.txt" >&2
-"$bench" --out "$out" --name pg --agencies "$agencies" --bets "$bets" --server-env "STORAGE=$url" "$@" >"$out/pg.txt"
-tail -n 1 "$out/pg.txt" >&2
-stored="$(psql -tAc "SELECT count(*) FROM lottery.bets")"
+# Best of 3 of each, as the standard preset does: on a shared machine one
+# run of either swings by 20% or more with what the neighbours do.
+for run in 1 2 3; do
+    "$bench" --out "$out" --name "pg-csv-$run" --agencies "$agencies" --bets "$bets" "$@" >"$out/pg-csv-$run.txt"
+    tail -n 1 "$out/pg-csv-$run.txt" >&2
+done
 total=$((agencies * bets))
-[ "$stored" = "$total" ] || { echo "bench pg: the database holds $stored bets, expected $total" >&2; exit 1; }
+for run in 1 2 3; do
+    # Each run is a new lottery: the central makes its tables again.
+    psql -c "DROP SCHEMA IF EXISTS lottery CASCADE; CHECKPOINT"
+    "$bench" --out "$out" --name "pg-$run" --agencies "$agencies" --bets "$bets" --server-env "STORAGE=$url" "$@" >"$out/pg-$run.txt"
+    tail -n 1 "$out/pg-$run.txt" >&2
+    stored="$(psql -tAc "SELECT count(*) FROM lottery.bets")"
+    [ "$stored" = "$total" ] || { echo "bench pg: the database holds $stored bets, expected $total" >&2; exit 1; }
+done
 
 # The engine's ceiling: the same rows, one binary COPY and one COMMIT into
 # a table of the same shape (same keys and indexes), on the same pair.
 psql -c "COPY lottery.bets TO '$root/bets.copy' (FORMAT binary)"
-psql -c "CREATE SCHEMA bare; CREATE TABLE bare.bets (LIKE lottery.bets INCLUDING ALL); CHECKPOINT"
-start="$(date +%s.%N)"
-psql -c "COPY bare.bets FROM '$root/bets.copy' (FORMAT binary)"
-end="$(date +%s.%N)"
-copy_rate="$(python3 -c "print(round($total / ($end - $start)))")"
-csv_rate="$(rate "$out/pg-csv.json")"
-pg_rate="$(rate "$out/pg.json")"
+copy_rates=()
+for run in 1 2 3; do
+    psql -c "DROP SCHEMA IF EXISTS bare CASCADE; CREATE SCHEMA bare; CREATE TABLE bare.bets (LIKE lottery.bets INCLUDING ALL); CHECKPOINT"
+    start="$(date +%s.%N)"
+    psql -c "COPY bare.bets FROM '$root/bets.copy' (FORMAT binary)"
+    end="$(date +%s.%N)"
+    copy_rates+=("$(python3 -c "print(round($total / ($end - $start)))")")
+    echo "bench pg: bare COPY ${copy_rates[-1]} bets/s" >&2
+done
+best_rate() {
+    python3 -c 'import json, sys; print(round(max(json.load(open(f))["bets_per_s"] for f in sys.argv[1:])))' "$@"
+}
+csv_rate="$(best_rate "$out"/pg-csv-[123].json)"
+pg_rate="$(best_rate "$out"/pg-[123].json)"
+copy_rate="$(printf '%s\n' "${copy_rates[@]}" | sort -n | tail -n 1)"
 python3 - "$total" "$csv_rate" "$pg_rate" "$copy_rate" <<'PY'
 import sys
 total, csv, pg, copy = (int(x) for x in sys.argv[1:])
-print(f"bench pg: {total} bets, csv {csv} bets/s, postgres {pg} bets/s (sync standby), "
+print(f"bench pg: {total} bets, best of 3: csv {csv} bets/s, postgres {pg} bets/s (sync standby), "
       f"bare COPY {copy} bets/s, postgres/COPY {100 * pg / copy:.0f}% (targets: >= 500000 bets/s, >= 80%)")
 PY
