@@ -7,9 +7,12 @@
 //! - [`postgres`]: the bets in PostgreSQL (`STORAGE=postgres://...`): one
 //!   transaction per group commit (binary `COPY` and the closes), recovery
 //!   from the database, `lottery-export` back to `bets.csv`.
+//! - [`pg_sessions`]: a PostgreSQL group split into two transactions on two
+//!   connections, committed at once (two backends load it in parallel).
 //! - [`open`]: which backend the settings name, opened and recovered.
 
 pub mod csv;
 pub mod open;
+pub mod pg_sessions;
 pub mod postgres;
 pub mod seam;

@@ -60,9 +60,8 @@ pub fn open(
             Ok((Box::new(store), recovery))
         }
         StoreSettings::Postgres { url } => {
-            let config = super::postgres::parse_settings(url).map_err(OpenError::Postgres)?;
             let (store, recovery) =
-                PgStore::open(config, agencies, winning_number).map_err(OpenError::Postgres)?;
+                PgStore::open(url, agencies, winning_number).map_err(OpenError::Postgres)?;
             Ok((Box::new(store), recovery))
         }
     }

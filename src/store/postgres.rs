@@ -39,6 +39,7 @@ use log::{debug, info};
 use postgres::config::Host;
 use postgres::{Client, Config, NoTls};
 
+use super::pg_sessions::{Sessions, SessionsError, Split};
 use super::seam::{BatchToStage, CommitError, CommitStats, RecoveredAgency, Recovery, Store};
 use crate::bets::bet::{self, InvalidBet};
 use crate::wire::{BetFields, Date};
@@ -111,11 +112,6 @@ const COPY_BETS: &str = "COPY lottery.bets (lottery, agency, position, seq, firs
 
 const INSERT_CLOSES: &str = "INSERT INTO lottery.closed_agencies (lottery, agency, total) \
      SELECT $1, a, t FROM unnest($2::integer[], $3::bigint[]) AS c(a, t) ON CONFLICT DO NOTHING";
-
-/// The binary `COPY` header: signature, flags, header extension length.
-const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
-/// The binary `COPY` trailer: a tuple of -1 fields.
-const COPY_TRAILER: &[u8] = &[0xff, 0xff];
 
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's date epoch.
 const PG_EPOCH_DAYS: i64 = 10_957;
@@ -205,6 +201,13 @@ pub fn describe(e: &postgres::Error) -> String {
     };
     // The log lines keep one shape: `|` only between pairs.
     text.replace('|', "/")
+}
+
+fn describe_sessions(e: &SessionsError) -> String {
+    match e {
+        SessionsError::Runtime(e) => format!("cannot start the sessions' runtime: {e}"),
+        SessionsError::Postgres(e) => describe(e),
+    }
 }
 
 /// The connection string as the log lines show it: no password, no `|`.
@@ -338,21 +341,25 @@ struct Held {
 
 pub struct PgStore {
     config: Config,
+    /// The same settings, for the sessions the commits run on.
+    sessions_config: tokio_postgres::Config,
     location: String,
-    /// `None` after a failure, until a commit reconnects.
+    /// For the recovery and the reads; `None` after a failure, until a
+    /// commit reconnects.
     client: Option<Client>,
+    /// The commits' connections; `None` with `client`.
+    sessions: Option<Sessions>,
     agencies: u32,
     winning_number: u16,
     /// What the database holds, as of the last commit or recovery: a bet
     /// below its agency's count is in the database and is not staged again.
     held: Held,
-    /// The staged bets, as the tuples of a binary `COPY` (header included).
-    copy: Vec<u8>,
+    /// The staged bets and closes, split for the sessions.
+    split: Split,
     staged_bets: u64,
     /// Bets staged per agency, and the agencies in it.
     staged_per_agency: Vec<u32>,
     touched: Vec<u32>,
-    closes: (Vec<i32>, Vec<i64>),
     backoff: Backoff,
 }
 
@@ -370,10 +377,13 @@ impl PgStore {
     /// `target_session_attrs=read-write`), makes the tables if missing,
     /// checks they are this central's, and recovers what they hold.
     pub fn open(
-        config: Config,
+        url: &str,
         agencies: u32,
         winning_number: u16,
     ) -> Result<(PgStore, Recovery), PgError> {
+        let config = parse_settings(url)?;
+        let sessions_config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| PgError::Settings { why: describe(&e) })?;
         let location = location_of(&config);
         let mut client = config.connect(NoTls).map_err(|e| PgError::Connect {
             location: location.clone(),
@@ -395,19 +405,24 @@ impl PgStore {
             .map_err(query)?;
         check_lottery(&mut client, &location, agencies, winning_number)?;
         let (held, recovery) = recover(&mut client, &location, agencies, winning_number)?;
+        let sessions = Sessions::connect(&sessions_config).map_err(|e| PgError::Connect {
+            location: location.clone(),
+            why: describe_sessions(&e),
+        })?;
         Ok((
             PgStore {
                 config,
+                sessions_config,
                 location,
                 client: Some(client),
+                sessions: Some(sessions),
                 agencies,
                 winning_number,
                 held,
-                copy: Vec::with_capacity(1 << 16),
+                split: Split::new(agencies),
                 staged_bets: 0,
                 staged_per_agency: vec![0; agencies as usize],
                 touched: Vec::new(),
-                closes: (Vec::new(), Vec::new()),
                 backoff: Backoff::default(),
             },
             recovery,
@@ -415,13 +430,11 @@ impl PgStore {
     }
 
     fn clear_staged(&mut self) {
-        self.copy.clear();
+        self.split.clear();
         self.staged_bets = 0;
         for agency in self.touched.drain(..) {
             self.staged_per_agency[agency as usize - 1] = 0;
         }
-        self.closes.0.clear();
-        self.closes.1.clear();
     }
 
     /// Connects again after a failure, and re-reads what the database holds
@@ -435,9 +448,20 @@ impl PgStore {
         let held = read_held(&mut client, self.agencies).map_err(|e| {
             CommitError(format!("cannot read {}: {}", self.location, describe(&e)).into())
         })?;
+        let sessions = Sessions::connect(&self.sessions_config).map_err(|e| {
+            CommitError(
+                format!(
+                    "cannot connect to {}: {}",
+                    self.location,
+                    describe_sessions(&e)
+                )
+                .into(),
+            )
+        })?;
         let passed = held.stored != self.held.stored;
         self.held = held;
         self.client = Some(client);
+        self.sessions = Some(sessions);
         Ok(passed)
     }
 
@@ -473,9 +497,11 @@ impl PgStore {
             }
         }
         if let Err(e) = self.send() {
-            // Whatever the connection's state, start again from a new one
-            // and from what the database says it holds.
+            // Whatever the connections' state (a share may have committed),
+            // start again from new ones and from what the database says it
+            // holds.
             self.client = None;
+            self.sessions = None;
             self.backoff.failed(Instant::now());
             return Err(CommitError(
                 format!("{}: {}", self.location, describe(&e)).into(),
@@ -486,19 +512,8 @@ impl PgStore {
     }
 
     fn send(&mut self) -> Result<(), postgres::Error> {
-        let client = self.client.as_mut().expect("connected");
-        let mut tx = client.transaction()?;
-        if self.staged_bets > 0 {
-            self.copy.extend_from_slice(COPY_TRAILER);
-            let mut writer = tx.copy_in(COPY_BETS)?;
-            // A write error is the connection's: `finish` reports it.
-            let _ = writer.write_all(&self.copy);
-            writer.finish()?;
-        }
-        if !self.closes.0.is_empty() {
-            tx.execute(INSERT_CLOSES, &[&LOTTERY, &self.closes.0, &self.closes.1])?;
-        }
-        tx.commit()
+        let sessions = self.sessions.as_mut().expect("connected");
+        sessions.commit(&mut self.split, COPY_BETS, INSERT_CLOSES, LOTTERY)
     }
 }
 
@@ -539,11 +554,10 @@ impl Store for PgStore {
                 // Kept by a commit reported failed: in the database already.
                 continue;
             }
-            if self.copy.is_empty() {
-                self.copy.extend_from_slice(COPY_HEADER);
-            }
             let seq = self.held.next_seq + self.staged_bets as i64;
-            push_copy_row(&mut self.copy, agency, position, seq, &b);
+            self.split.push_row(agency, |copy| {
+                push_copy_row(copy, agency, position, seq, &b)
+            });
             if self.staged_per_agency[index] == 0 {
                 self.touched.push(agency);
             }
@@ -553,9 +567,9 @@ impl Store for PgStore {
         Ok(())
     }
 
+    /// Beside the agency's bets of this group, in the same transaction.
     fn stage_close(&mut self, agency: u32, total: u32) {
-        self.closes.0.push(agency as i32);
-        self.closes.1.push(total as i64);
+        self.split.push_close(agency, total);
     }
 
     fn staged_bets(&self) -> u64 {
@@ -563,13 +577,18 @@ impl Store for PgStore {
     }
 
     fn has_staged(&self) -> bool {
-        self.staged_bets > 0 || !self.closes.0.is_empty()
+        self.staged_bets > 0 || self.split.has_closes()
     }
 
     fn commit(&mut self) -> Result<CommitStats, CommitError> {
         let stats = CommitStats {
             bets: self.staged_bets,
-            closes: self.closes.0.len() as u64,
+            closes: self
+                .split
+                .shares()
+                .iter()
+                .map(|s| s.closes().len() as u64)
+                .sum(),
         };
         let result = self.try_commit();
         if result.is_ok() {
