@@ -4,9 +4,10 @@
 //!
 //! The same contract as [`super::csv`]: a loop iteration's bets are
 //! *staged* in memory (already encoded as the rows of a binary `COPY`), and
-//! [`Store::commit`] sends them in one transaction, `COPY lottery.bets FROM
-//! STDIN (FORMAT binary)` and then the iteration's closes, and returns `Ok`
-//! only once `COMMIT` has returned: with `synchronous_commit = on` and a
+//! [`Store::commit`] sends them as two transactions at once (split by
+//! agency, [`super::pg_sessions`]), each `COPY lottery.bets FROM STDIN
+//! (FORMAT binary)` and then its closes, and returns `Ok` only once both
+//! `COMMIT`s have returned: with `synchronous_commit = on` and a
 //! synchronous standby, that is once the standby has the WAL on its disk.
 //!
 //! The tables live in the schema `lottery`, created if missing:
@@ -26,9 +27,11 @@
 //! with `ON CONFLICT DO NOTHING`. Nothing is stored twice (the primary key
 //! would refuse it anyway) and nothing acknowledged is missing.
 //!
-//! The `postgres` crate is synchronous: each call runs `tokio-postgres` on
-//! a current-thread runtime on the calling thread, so the central's loop
-//! stays one thread, blocked during a commit as it is during `fdatasync`.
+//! The open, the recovery and the reads use the synchronous `postgres`
+//! crate, the commits `tokio-postgres` sessions on a current-thread runtime
+//! that runs only inside a commit: either way on the calling thread, so the
+//! central's loop stays one thread, blocked during a commit as it is during
+//! `fdatasync`.
 
 use std::fmt;
 use std::io::{self, Write};
