@@ -80,7 +80,7 @@ url="postgresql://postgres@127.0.0.1:$p_port,127.0.0.1:$s_port/postgres?target_s
 
 total=$((agencies * bets))
 bare_table() {
-    psql -c "DROP SCHEMA IF EXISTS bare CASCADE; CREATE SCHEMA bare; CREATE TABLE bare.bets (LIKE lottery.bets INCLUDING ALL); CHECKPOINT" 2>/dev/null
+    psql -c "SET client_min_messages = warning; DROP SCHEMA IF EXISTS bare CASCADE; CREATE SCHEMA bare; CREATE TABLE bare.bets (LIKE lottery.bets INCLUDING ALL); CHECKPOINT"
 }
 rate_since() { python3 -c "import sys, time; print(round($total / (time.time() - float(sys.argv[1]))))" "$1"; }
 copy_rates=()
@@ -94,7 +94,7 @@ for run in 1 2 3; do
     tail -n 1 "$out/pg-csv-$run.txt" >&2
 
     # Each run is a new lottery: the central makes its tables again.
-    psql -c "DROP SCHEMA IF EXISTS lottery CASCADE; CHECKPOINT" 2>/dev/null
+    psql -c "SET client_min_messages = warning; DROP SCHEMA IF EXISTS lottery CASCADE; CHECKPOINT"
     "$bench" --out "$out" --name "pg-$run" --agencies "$agencies" --bets "$bets" --server-env "STORAGE=$url" "$@" >"$out/pg-$run.txt"
     tail -n 1 "$out/pg-$run.txt" >&2
     stored="$(psql -tAc "SELECT count(*) FROM lottery.bets")"
