@@ -20,6 +20,9 @@
 //!   nothing lost; a commit the database kept though it was reported
 //!   failed is not stored twice; `lottery-export` writes the `bets.csv` of
 //!   a CSV run of the same commits byte for byte.
+//! - A group split over two sessions (`store::pg_sessions`) whose one share
+//!   the engine refuses is reported failed, whether that share is the
+//!   first or the second, though the other share committed.
 //!
 //! The servers run with `fsync = off`: the cuts are SIGKILLs, which leave
 //! the kernel's page cache intact, so what these tests check is the
@@ -40,6 +43,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lottery::bets::bet::Bet;
+use lottery::store::pg_sessions::{Sessions, Split};
 use lottery::wire::ErrorCode;
 use postgres::{Client, NoTls};
 use util::{
@@ -1134,4 +1138,59 @@ fn lottery_export_writes_the_bets_csv_of_a_csv_run_of_the_same_commits_byte_for_
     assert_eq!(exported.len(), written.len());
     assert!(exported == written, "lottery-export differs from bets.csv");
     assert_eq!(winners(&db.addr(), 3), winners(&csv.addr(), 3));
+}
+
+/// One tuple `(agency, position)` of a binary `COPY` of two integers.
+fn push_pair(out: &mut Vec<u8>, agency: u32, position: u32) {
+    out.extend_from_slice(&2i16.to_be_bytes());
+    for value in [agency, position] {
+        out.extend_from_slice(&4i32.to_be_bytes());
+        out.extend_from_slice(&value.to_be_bytes());
+    }
+}
+
+#[test]
+fn a_group_whose_one_share_the_engine_refuses_is_reported_failed_whichever_share_it_is() {
+    let Some(bin) = pg_bin("one share refused") else {
+        return;
+    };
+    let root = PgRoot::new("one-share");
+    let pg = Pg::primary(&bin, &root, "primary", None);
+    // The engine refuses agency 2's rows and takes agency 1's.
+    pg.client()
+        .batch_execute(
+            "CREATE TABLE shares (agency integer NOT NULL CHECK (agency <> 2), \
+             position integer NOT NULL)",
+        )
+        .unwrap();
+    let config: tokio_postgres::Config = pg.url().parse().unwrap();
+    let copy = "COPY shares (agency, position) FROM STDIN (FORMAT binary)";
+    // No close is staged, so this is never sent.
+    let closes = "SELECT $1::integer, $2::integer[], $3::bigint[]";
+    // The first agency of a group takes share 0 and the second share 1: the
+    // refused rows are in the first share, then in the second.
+    for (round, first) in [1u32, 2].into_iter().enumerate() {
+        let mut sessions = Sessions::connect(&config).unwrap();
+        let mut split = Split::new(2);
+        for agency in [first, 3 - first] {
+            split.push_row(agency, |out| push_pair(out, agency, round as u32));
+        }
+        assert!(split.shares().iter().all(|s| s.rows() == 1));
+        let committed = sessions.commit(&mut split, copy, closes, 1);
+        assert!(
+            committed.is_err(),
+            "agency {} first: a group with a refused share was reported committed",
+            first
+        );
+    }
+    // Each time the other share went through: the store re-reads what the
+    // database holds after a failed group (a_commit_the_database_kept_...).
+    let held: Vec<(i32, i64)> = pg
+        .client()
+        .query("SELECT agency, count(*) FROM shares GROUP BY agency", &[])
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(held, vec![(1, 2)]);
 }
