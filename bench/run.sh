@@ -98,6 +98,8 @@ runs = []
 for run in (1, 2, 3):
     text = open(f"{out}/conn-{run}.txt").read()
     m = re.search(r"for \d+ parked ([0-9.]+) ms; the central's draw->last winner ([0-9.]+) ms", text)
+    if m is None:
+        sys.exit(f"bench conn: no floor line in {out}/conn-{run}.txt")
     runs.append((float(m.group(1)), float(m.group(2))))
 rss = max(json.load(open(f"{out}/conn-{run}.json"))["server_parked_rss_mb"] for run in (1, 2, 3))
 floor = min(f for f, _ in runs)
