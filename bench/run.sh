@@ -134,7 +134,8 @@ PY
         # number of runs, so the best-of favours none, and the sizes take
         # turns (1 M, 10 M, 50 M, then again) so a busy minute falls on
         # every size alike. The median of each size is printed beside it.
-        for run in 1 2 3 4 5; do
+        rounds=5
+        for run in $(seq "$rounds"); do
             for size in 1000:1m 10000:10m 50000:50m; do
                 bets="${size%%:*}"
                 name="scale-${size##*:}"
@@ -144,22 +145,22 @@ PY
         # Two figures per size: bets/s over the whole ingest, and steady
         # bets/s (from 10% to 90% of the ACKs, without the pipeline's fill
         # and drain, a fixed cost that weighs on the short 1 M run).
-        python3 - "$out" <<'PY'
+        python3 - "$out" "$rounds" <<'PY'
 import json, sys
-out = sys.argv[1]
+out, rounds = sys.argv[1], int(sys.argv[2])
 sizes = ("1m", "10m", "50m")
-runs = {s: [json.load(open(f"{out}/scale-{s}-{run}.json")) for run in (1, 2, 3, 4, 5)] for s in sizes}
+runs = {s: [json.load(open(f"{out}/scale-{s}-{run}.json")) for run in range(1, rounds + 1)] for s in sizes}
 rates = [max(r["bets_per_s"] for r in runs[s]) for s in sizes]
-medians = [sorted(r["bets_per_s"] for r in runs[s])[2] for s in sizes]
+medians = [sorted(r["bets_per_s"] for r in runs[s])[rounds // 2] for s in sizes]
 steady = [max(r["steady_bets_per_s"] for r in runs[s]) for s in sizes]
 spread = lambda r: 100 * (max(r) - min(r)) / max(r)
 for s in sizes:
     print(f"scale-{s}: runs " + ", ".join(f"{r['bets_per_s']:.0f}" for r in runs[s]) + " bets/s")
-print("scale: bets/s, best of 5, " + ", ".join(f"{r:.0f}" for r in rates) + f" from 1 M to 50 M bets: spread {spread(rates):.1f}% (target: within 15%)")
-print("scale: bets/s, median of 5, " + ", ".join(f"{r:.0f}" for r in medians) + f": spread {spread(medians):.1f}%")
-print("scale: steady bets/s (10% to 90% of the ACKs), best of 5, " + ", ".join(f"{r:.0f}" for r in steady) + f": spread {spread(steady):.1f}%")
+print(f"scale: bets/s, best of {rounds}, " + ", ".join(f"{r:.0f}" for r in rates) + f" from 1 M to 50 M bets: spread {spread(rates):.1f}% (target: within 15%)")
+print(f"scale: bets/s, median of {rounds}, " + ", ".join(f"{r:.0f}" for r in medians) + f": spread {spread(medians):.1f}%")
+print(f"scale: steady bets/s (10% to 90% of the ACKs), best of {rounds}, " + ", ".join(f"{r:.0f}" for r in steady) + f": spread {spread(steady):.1f}%")
 last = runs["50m"][-1]
-print(f"bench scale: 50000000 bets, best of 5 {rates[-1]:.0f} bets/s, 1 M to 50 M spread {spread(rates):.1f}% (target: within 15%), rss {last['server_peak_rss_mb']:.1f} MB")
+print(f"bench scale: 50000000 bets, best of {rounds} {rates[-1]:.0f} bets/s, 1 M to 50 M spread {spread(rates):.1f}% (target: within 15%), rss {last['server_peak_rss_mb']:.1f} MB")
 PY
         ;;
 esac
