@@ -337,6 +337,10 @@ pub fn run(
         if run.last_done_sent.is_some() {
             run.draw_poll_wait += waiting.elapsed();
         }
+        // Every ready agency's replies are read (and each ACK stamped)
+        // before any of them writes: an ACK read after the writes of the
+        // agencies ahead of it in this wake-up would be stamped late by the
+        // bench's own work, not the central's.
         for event in events.iter() {
             let i = event.token().0;
             if i >= agencies {
@@ -346,7 +350,12 @@ pub fn run(
             if event.is_readable() || closing {
                 run.receive(i, closing)?;
             }
-            run.flush(i)?;
+        }
+        for event in events.iter() {
+            let i = event.token().0;
+            if i < agencies {
+                run.flush(i)?;
+            }
         }
         if run.ingest_end.is_some() && !ingest_reported {
             on_milestone(Milestone::IngestEnd);
