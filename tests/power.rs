@@ -636,6 +636,74 @@ fn the_files_the_central_creates_survive_a_power_cut_right_after_the_first_ack()
 }
 
 #[test]
+fn rows_written_ahead_of_a_commit_whose_fdatasync_fails_leave_the_disk_and_a_retry_stores_them_once()
+ {
+    use lottery::store::csv::{CsvStore, SyncPolicy};
+    use lottery::wire::BetFields;
+    let Some(disk) = Disk::mount("power-ahead-fails") else {
+        return;
+    };
+    let (bets_csv, journal) = (disk.mnt.join("bets.csv"), disk.mnt.join("bets.csv.journal"));
+    let (mut store, _) = CsvStore::open(&bets_csv, &journal, 1, 7574, SyncPolicy::Always).unwrap();
+    // 20,000 rows are some 900 kB: several chunks of write ahead.
+    let bets = stream(1, 20_000);
+    let stage = |store: &mut CsvStore, bets: &[Bet]| {
+        for b in bets {
+            let r = b.as_ref();
+            let fields = BetFields {
+                first_name: r.first_name.as_bytes(),
+                last_name: r.last_name.as_bytes(),
+                document: r.document.as_bytes(),
+                birthdate: r.birthdate,
+                number: r.number,
+            };
+            store.stage_bet(1, &fields);
+        }
+    };
+    stage(&mut store, &bets[..100]);
+    store.commit().unwrap();
+    let committed = std::fs::read(&bets_csv).unwrap();
+    stage(&mut store, &bets[100..]);
+    let ahead = std::fs::metadata(&bets_csv).unwrap().len();
+    assert!(
+        ahead > committed.len() as u64 + 200_000,
+        "the staged rows went to the file before the commit ({ahead} bytes, {} committed)",
+        committed.len()
+    );
+    disk.fs.fail_next_fsync(libc::EIO);
+    assert!(
+        store.commit().is_err(),
+        "the failed fdatasync fails the commit"
+    );
+    assert_eq!(
+        std::fs::read(&bets_csv).unwrap(),
+        committed,
+        "nothing of the failed group on the file, not even the rows written ahead"
+    );
+    stage(&mut store, &bets[100..]);
+    store.commit().unwrap();
+    drop(store);
+    disk.fs.cut();
+    let (rows, torn) = read_complete_rows(&disk.backing.join("bets.csv"));
+    let c = compare_rows(&rows, &[rows_of(&bets)]);
+    util::report(format_args!(
+        "power, write ahead then a failed fdatasync: {ahead} bytes on the file before the commit, cut back to {}; after the retry and a cut: {} rows for {} committed | lost: {} | duplicated: {} | torn bytes: {torn}",
+        committed.len(),
+        rows.len(),
+        bets.len(),
+        c.lost,
+        c.duplicated
+    ));
+    assert_eq!(
+        (c.lost, c.duplicated, c.foreign, torn),
+        (0, 0, 0, 0),
+        "{c:?}"
+    );
+    assert_eq!(rows.len(), bets.len());
+    disk.remove();
+}
+
+#[test]
 fn a_failed_fdatasync_acknowledges_nothing_of_its_group_leaves_no_torn_row_and_the_central_serves_on()
  {
     let Some(disk) = Disk::mount("power-fsync-fails") else {
