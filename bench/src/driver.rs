@@ -65,6 +65,12 @@ pub enum Milestone {
     IngestEnd,
     /// Every agency but the last is parked; the last DONE goes next.
     AllParked,
+    /// The last DONE's ACK is read: the draw is done and the wake-up of
+    /// the parked agencies begins.
+    LastDoneAcked,
+    /// Every agency has read its whole WINNERS, before any connection is
+    /// closed (the closes are the central's work after the wake-up).
+    AllAnswered,
 }
 
 /// One acknowledged batch.
@@ -323,6 +329,7 @@ pub fn run(
     }
     let mut last_progress = Instant::now();
     let mut ingest_reported = false;
+    let mut last_ack_reported = false;
     while run.finished < agencies {
         let now = Instant::now();
         if now > deadline {
@@ -362,6 +369,10 @@ pub fn run(
             ingest_reported = true;
         }
         run.maybe_release_last(&mut on_milestone)?;
+        if run.last_done_acked.is_some() && !last_ack_reported {
+            on_milestone(Milestone::LastDoneAcked);
+            last_ack_reported = true;
+        }
         if let Some(bar) = progress
             && last_progress.elapsed() >= Duration::from_millis(100)
         {
@@ -374,6 +385,7 @@ pub fn run(
             last_progress = Instant::now();
         }
     }
+    on_milestone(Milestone::AllAnswered);
     if let Some(bar) = progress {
         bar.set_position(run.acked_bets);
     }

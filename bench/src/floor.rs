@@ -17,6 +17,8 @@ use anyhow::{Context, Result, ensure};
 use lottery::wire;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::procfs::{self, Sched};
+
 /// What the floor measured.
 #[derive(Clone, Copy, Debug)]
 pub struct Floor {
@@ -25,6 +27,10 @@ pub struct Floor {
     pub written: Duration,
     /// From the first write to the last frame read whole.
     pub all_read: Duration,
+    /// The scheduler's counters of the writing and the reading thread,
+    /// from the first write to their last.
+    pub writer: Option<Sched>,
+    pub reader: Option<Sched>,
 }
 
 impl Floor {
@@ -74,18 +80,24 @@ pub fn measure(sockets: usize) -> Result<Floor> {
     let reader_start = Arc::clone(&start);
     let reading = std::thread::spawn(move || read_all(readers, frame_len, &reader_start));
     start.wait();
+    let before = procfs::sched_of_this_thread();
     let t0 = Instant::now();
     for w in &mut writers {
         w.write_all(&frame).context("floor: writing")?;
     }
     let written = t0.elapsed();
-    let done = reading
+    let writer = before
+        .zip(procfs::sched_of_this_thread())
+        .map(|(a, b)| a.until(&b));
+    let (done, reader) = reading
         .join()
         .map_err(|_| anyhow::anyhow!("floor: the reader panicked"))??;
     Ok(Floor {
         sockets,
         written,
         all_read: done.saturating_duration_since(t0),
+        writer,
+        reader,
     })
 }
 
@@ -94,7 +106,7 @@ fn read_all(
     mut readers: Vec<mio::net::TcpStream>,
     frame_len: usize,
     start: &Barrier,
-) -> io::Result<Instant> {
+) -> io::Result<(Instant, Option<Sched>)> {
     let mut poll = Poll::new()?;
     for (i, r) in readers.iter_mut().enumerate() {
         poll.registry().register(r, Token(i), Interest::READABLE)?;
@@ -104,6 +116,7 @@ fn read_all(
     let mut events = Events::with_capacity(1024);
     let mut buf = [0u8; 4096];
     start.wait();
+    let before = procfs::sched_of_this_thread();
     while left > 0 {
         poll.poll(&mut events, Some(Duration::from_secs(10)))?;
         if events.is_empty() {
@@ -128,7 +141,11 @@ fn read_all(
             }
         }
     }
-    Ok(Instant::now())
+    let done = Instant::now();
+    let sched = before
+        .zip(procfs::sched_of_this_thread())
+        .map(|(a, b)| a.until(&b));
+    Ok((done, sched))
 }
 
 #[cfg(test)]

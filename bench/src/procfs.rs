@@ -45,6 +45,61 @@ fn parse_stat_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// What the scheduler says of one thread: CPU time it ran, time it sat
+/// runnable waiting for a CPU (`/proc/.../schedstat`, in ns), and its
+/// voluntary and involuntary context switches (`status`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sched {
+    pub ran_ns: u64,
+    pub waited_ns: u64,
+    pub voluntary: u64,
+    pub involuntary: u64,
+}
+
+impl Sched {
+    /// What happened between `self` and a later reading.
+    pub fn until(&self, later: &Sched) -> Sched {
+        Sched {
+            ran_ns: later.ran_ns.saturating_sub(self.ran_ns),
+            waited_ns: later.waited_ns.saturating_sub(self.waited_ns),
+            voluntary: later.voluntary.saturating_sub(self.voluntary),
+            involuntary: later.involuntary.saturating_sub(self.involuntary),
+        }
+    }
+}
+
+/// The scheduler's counters of process `pid`'s main thread.
+pub fn sched(pid: u32) -> Option<Sched> {
+    sched_at(&format!("/proc/{pid}"))
+}
+
+/// The scheduler's counters of the calling thread.
+pub fn sched_of_this_thread() -> Option<Sched> {
+    sched_at("/proc/thread-self")
+}
+
+fn sched_at(dir: &str) -> Option<Sched> {
+    let stat = fs::read_to_string(format!("{dir}/schedstat")).ok()?;
+    let status = fs::read_to_string(format!("{dir}/status")).ok()?;
+    parse_sched(&stat, &status)
+}
+
+fn parse_sched(schedstat: &str, status: &str) -> Option<Sched> {
+    let mut fields = schedstat.split_whitespace();
+    let ran_ns = fields.next()?.parse().ok()?;
+    let waited_ns = fields.next()?.parse().ok()?;
+    let count = |key: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..].trim().parse().ok()
+    };
+    Some(Sched {
+        ran_ns,
+        waited_ns,
+        voluntary: count("voluntary_ctxt_switches:")?,
+        involuntary: count("nonvoluntary_ctxt_switches:")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +116,36 @@ mod tests {
     fn cpu_ticks_are_counted_after_a_name_with_spaces_and_parentheses() {
         let stat = "1234 (a (weird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 100 0 0";
         assert_eq!(parse_stat_ticks(stat), Some(300));
+    }
+
+    #[test]
+    fn scheduler_counters_are_read_from_schedstat_and_status() {
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\n";
+        let sched = parse_sched("1500 250 7\n", status).unwrap();
+        assert_eq!(
+            sched,
+            Sched {
+                ran_ns: 1500,
+                waited_ns: 250,
+                voluntary: 12,
+                involuntary: 3
+            }
+        );
+        let later = Sched {
+            ran_ns: 2000,
+            waited_ns: 300,
+            voluntary: 15,
+            involuntary: 3,
+        };
+        assert_eq!(
+            sched.until(&later),
+            Sched {
+                ran_ns: 500,
+                waited_ns: 50,
+                voluntary: 3,
+                involuntary: 0
+            }
+        );
     }
 
     #[test]

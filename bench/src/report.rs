@@ -26,6 +26,16 @@ pub struct RunCosts {
     /// The bench's own CPU time over the same span: near a whole core, the
     /// bench and not the central would be what limits the figures.
     pub bench_cpu_seconds: Option<f64>,
+    /// The scheduler's counters of the central's thread and of the bench's
+    /// from every agency parked to the last WINNERS read: the wake-up.
+    #[serde(skip)]
+    pub draw_central: Option<crate::procfs::Sched>,
+    #[serde(skip)]
+    pub draw_bench: Option<crate::procfs::Sched>,
+    #[serde(skip)]
+    pub wakeup_central: Option<crate::procfs::Sched>,
+    #[serde(skip)]
+    pub wakeup_bench: Option<crate::procfs::Sched>,
 }
 
 /// One slice of the ingest, for the chart.

@@ -303,14 +303,14 @@ fn play_one(
         if args.no_chart { "" } else { ", .svg and .png" }
     );
     if args.floor {
-        print_floor(agencies as usize - 1, report.draw_to_last_winner_ms)?;
+        print_floor(agencies as usize - 1, report.draw_to_last_winner_ms, &cost)?;
     }
     Ok(report)
 }
 
 /// Times the floor on as many socket pairs as the open-files limit allows
 /// (up to `parked`), and prints the central's wake-up as a ratio to it.
-fn print_floor(parked: usize, central_ms: f64) -> Result<()> {
+fn print_floor(parked: usize, central_ms: f64, cost: &RunCosts) -> Result<()> {
     let limit = lottery::support::limits::raise_open_files(2 * parked as u64 + 64)?;
     let sockets = parked.min((limit.saturating_sub(64) / 2) as usize).max(1);
     let floor = floor::measure(sockets)?;
@@ -321,6 +321,32 @@ fn print_floor(parked: usize, central_ms: f64) -> Result<()> {
         floor.all_read.as_secs_f64() * 1000.0,
         floor.per_socket_us(),
         central_ms / floor_ms
+    );
+    let show = |s: Option<procfs::Sched>| {
+        s.map_or("unknown".to_string(), |s| {
+            format!(
+                "ran {:.1} ms, runnable and waiting {:.1} ms, {} voluntary and {} involuntary switches",
+                s.ran_ns as f64 / 1e6,
+                s.waited_ns as f64 / 1e6,
+                s.voluntary,
+                s.involuntary
+            )
+        })
+    };
+    println!(
+        "last DONE sched: the central {}; the bench {}",
+        show(cost.draw_central),
+        show(cost.draw_bench)
+    );
+    println!(
+        "wake-up sched: the central {}; the bench {}",
+        show(cost.wakeup_central),
+        show(cost.wakeup_bench)
+    );
+    println!(
+        "floor sched: the writer {}; the reader {}",
+        show(floor.writer),
+        show(floor.reader)
     );
     Ok(())
 }
@@ -410,6 +436,9 @@ fn play(
     let (central_before, bench_before) = (central_cpu(), procfs::cpu_seconds(me));
     let mut at_ingest_end = (None, None);
     let mut parked_rss_kb = None;
+    let mut parked_sched = (None, None);
+    let mut acked_sched = (None, None);
+    let mut answered_sched = (None, None);
     let started = Instant::now();
     let mut ingest_wall = Duration::ZERO;
     let outcome = driver::run(
@@ -421,9 +450,21 @@ fn play(
                 at_ingest_end = (central_cpu(), procfs::cpu_seconds(me));
                 ingest_wall = started.elapsed();
             }
-            Milestone::AllParked => parked_rss_kb = pid.and_then(procfs::rss_kb),
+            Milestone::AllParked => {
+                parked_rss_kb = pid.and_then(procfs::rss_kb);
+                parked_sched = (pid.and_then(procfs::sched), procfs::sched_of_this_thread());
+            }
+            Milestone::LastDoneAcked => {
+                acked_sched = (pid.and_then(procfs::sched), procfs::sched_of_this_thread());
+            }
+            Milestone::AllAnswered => {
+                answered_sched = (pid.and_then(procfs::sched), procfs::sched_of_this_thread());
+            }
         },
     )?;
+    let since_parked = |before: Option<procfs::Sched>, after: Option<procfs::Sched>| {
+        before.zip(after).map(|(a, b)| a.until(&b))
+    };
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
@@ -433,6 +474,10 @@ fn play(
         parked_rss_kb,
         cpu_seconds: spent(central_before, at_ingest_end.0),
         bench_cpu_seconds: spent(bench_before, at_ingest_end.1),
+        draw_central: since_parked(parked_sched.0, acked_sched.0),
+        draw_bench: since_parked(parked_sched.1, acked_sched.1),
+        wakeup_central: since_parked(acked_sched.0, answered_sched.0),
+        wakeup_bench: since_parked(acked_sched.1, answered_sched.1),
     };
     // CPU shares are of the connect and ingest phases, when both sides work
     // flat out; the settle time and the draw would only dilute them.
