@@ -14,7 +14,9 @@
 //!    (or turned into `ERROR STORAGE` if the disk refused); if the commit
 //!    ran the draw, every parked request is unparked;
 //! 6. write replies to the sockets; bytes the socket does not take wait for
-//!    WRITABLE, which is asked for only then.
+//!    WRITABLE, which is asked for only then. A request the draw unparked is
+//!    answered here, as its connection's turn to write comes: its WINNERS
+//!    follow the ACK of the DONE that ran the draw in the same pass.
 //!
 //! Unparking queues the connection, so the frames buffered behind its parked
 //! request are decoded at step 3 of the next iteration, which does not wait.
@@ -74,8 +76,8 @@ pub struct Server {
     tls: Option<TlsSetup>,
     close_log: CloseLog,
     now: Instant,
-    /// When the draw unparked requests, and how many: the next iteration
-    /// answers them and logs how long that took.
+    /// When the draw unparked requests, and how many: the flush of the same
+    /// iteration answers them and logs how long that took.
     waking: Option<(Instant, usize)>,
 }
 
@@ -165,7 +167,6 @@ impl Server {
             if let Some(signal) = stop {
                 return shutdown::run(self.into_parts(), signal);
             }
-            let waking = self.waking.take();
             self.drive_ready();
             if self.now >= next_tick {
                 self.central.refresh_today();
@@ -179,7 +180,7 @@ impl Server {
             self.expire_deadlines();
             self.commit();
             self.flush_touched();
-            parking::log_woken(waking);
+            parking::log_woken(self.waking.take());
         }
     }
 
@@ -333,7 +334,6 @@ impl Server {
     fn commit(&mut self) {
         let (connections, schedule) = (&mut self.connections, &mut self.schedule);
         let (central, parking) = (&mut self.central, &mut self.parking);
-        // `waking` was taken at the top of this iteration.
         self.waking = commit_group(central, connections, parking, schedule, self.now);
     }
 
@@ -353,10 +353,33 @@ impl Server {
         let mut keys = std::mem::take(&mut self.flushing);
         self.schedule.take_touched(&mut self.connections, &mut keys);
         for &key in &keys {
+            self.answer_unparked(key);
             self.flush(key);
         }
         keys.clear();
         self.flushing = keys;
+    }
+
+    /// Encodes the WINNERS of a request the draw unparked this iteration, so
+    /// that they go out in this flush. Answering them in the next iteration
+    /// instead would sweep all the woken connections once more (a poll, a
+    /// drive, a settle) before the first of them is written, while the
+    /// agencies wait. Only with nothing held: held replies wait for a commit
+    /// (here, none is: this iteration's commit settled them all).
+    fn answer_unparked(&mut self, key: usize) {
+        let conn = &mut self.connections[key];
+        if !matches!(conn.stage(), Stage::Answering { .. }) || !conn.replies().is_empty() {
+            return;
+        }
+        while let Stage::Answering { agency, next } = conn.stage() {
+            if conn.output_blocked() {
+                break;
+            }
+            let next = requests::answer_winners(&self.central, &mut conn.requests(0), agency, next);
+            conn.set_stage(next.map_or(Stage::Receiving, |next| Stage::Answering { agency, next }));
+        }
+        // Not durable: WINNERS go out as they are whatever a commit did.
+        conn.settle(true);
     }
 
     /// Writes a connection's output, asks for WRITABLE only when bytes are

@@ -340,6 +340,43 @@ fn a_long_winner_list_spans_several_frames() {
 }
 
 #[test]
+fn a_long_winner_list_parked_before_the_draw_arrives_whole_with_what_was_sent_behind_it() {
+    // More WINNERS bytes than a connection's output may hold at once: the
+    // answer to a parked request goes out over several writes, and the
+    // request pipelined behind it is answered after its last frame.
+    let dir = temp_dir("long-parked");
+    let central = Central::start(&dir, 2, &[]);
+    let mut agency1 = central.connect();
+    let bets: Vec<Bet> = (0..3000)
+        .map(|i| bet("A", &format!("{i:016}"), 7574))
+        .collect();
+    let mut sent = 0;
+    for chunk in bets.chunks(200) {
+        agency1.send(&batch(1, sent, chunk));
+        sent += chunk.len() as u32;
+        assert_ack(&agency1.recv(), 1, sent);
+    }
+    let mut asked = done(1, sent);
+    asked.extend(get_winners(1, true));
+    asked.extend(done(1, sent));
+    agency1.send(&asked);
+    assert_ack(&agency1.recv(), 1, sent);
+    agency1.set_timeout(Duration::from_millis(300));
+    assert!(agency1.try_recv().is_none(), "no answer before the draw");
+
+    let mut agency2 = central.connect();
+    close_agencies(&mut agency2, [2]);
+    agency1.set_timeout(Duration::from_secs(5));
+    let (total, docs) = recv_winners(&mut agency1, 1);
+    assert_eq!(total, 3000);
+    assert_eq!(
+        docs,
+        bets.iter().map(|b| b.document.clone()).collect::<Vec<_>>()
+    );
+    assert_ack(&agency1.recv(), 1, sent);
+}
+
+#[test]
 fn garbage_gets_an_error_and_a_close_while_another_agency_finishes() {
     let dir = temp_dir("garbage");
     let central = Central::start(&dir, 1, &[]);
