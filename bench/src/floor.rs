@@ -17,6 +17,7 @@ use anyhow::{Context, Result, ensure};
 use lottery::wire;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::cpus;
 use crate::procfs::{self, Sched};
 
 /// What the floor measured.
@@ -31,6 +32,8 @@ pub struct Floor {
     /// from the first write to their last.
     pub writer: Option<Sched>,
     pub reader: Option<Sched>,
+    /// The host's steal from the first write to the last frame read, in ms.
+    pub steal_ms: Option<f64>,
 }
 
 impl Floor {
@@ -59,8 +62,10 @@ fn frame() -> Vec<u8> {
 }
 
 /// Measures the floor on `sockets` socket pairs (each pair is two descriptors:
-/// the caller makes sure the open-files limit allows them).
-pub fn measure(sockets: usize) -> Result<Floor> {
+/// the caller makes sure the open-files limit allows them). With `pin`, the
+/// writer and the reader each get a CPU of their own, as
+/// [`crate::cpus`] gives the central and the agencies during the wake-up.
+pub fn measure(sockets: usize, pin: bool) -> Result<Floor> {
     ensure!(sockets > 0, "the floor needs at least one socket");
     let listener = TcpListener::bind("127.0.0.1:0").context("floor: binding")?;
     let addr = listener.local_addr()?;
@@ -71,6 +76,9 @@ pub fn measure(sockets: usize) -> Result<Floor> {
         let (writer, _) = listener.accept().context("floor: accepting")?;
         writer.set_nodelay(true)?;
         reader.set_nonblocking(true)?;
+        // As the bench's agencies once they ask (see `driver`): ACKs at
+        // once, none left to a delayed-ACK timer.
+        rustix::net::sockopt::set_tcp_quickack(&reader, true)?;
         readers.push(mio::net::TcpStream::from_std(reader));
         writers.push(writer);
     }
@@ -78,9 +86,21 @@ pub fn measure(sockets: usize) -> Result<Floor> {
     let frame_len = frame.len();
     let start = Arc::new(Barrier::new(2));
     let reader_start = Arc::clone(&start);
-    let reading = std::thread::spawn(move || read_all(readers, frame_len, &reader_start));
+    let pinned = if pin {
+        cpus::pin_apart(None).context("floor: pinning the writer")?
+    } else {
+        None
+    };
+    let reader_cpu = pinned.as_ref().map(|p| p.spare);
+    let reading = std::thread::spawn(move || {
+        if let Some(cpu) = reader_cpu {
+            cpus::pin_this_thread(cpu)?;
+        }
+        read_all(readers, frame_len, &reader_start)
+    });
     start.wait();
     let before = procfs::sched_of_this_thread();
+    let steal_before = procfs::steal_ms();
     let t0 = Instant::now();
     for w in &mut writers {
         w.write_all(&frame).context("floor: writing")?;
@@ -92,12 +112,17 @@ pub fn measure(sockets: usize) -> Result<Floor> {
     let (done, reader) = reading
         .join()
         .map_err(|_| anyhow::anyhow!("floor: the reader panicked"))??;
+    let steal_ms = steal_before.zip(procfs::steal_ms()).map(|(a, b)| b - a);
+    if let Some(pinned) = pinned {
+        pinned.restore().context("floor: unpinning the writer")?;
+    }
     Ok(Floor {
         sockets,
         written,
         all_read: done.saturating_duration_since(t0),
         writer,
         reader,
+        steal_ms,
     })
 }
 
@@ -154,7 +179,7 @@ mod tests {
 
     #[test]
     fn the_floor_reads_one_whole_frame_on_every_socket() {
-        let floor = measure(8).unwrap();
+        let floor = measure(8, true).unwrap();
         assert_eq!(floor.sockets, 8);
         assert!(floor.total() >= floor.written && floor.total() >= floor.all_read);
         assert!(floor.per_socket_us() > 0.0);

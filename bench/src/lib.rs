@@ -20,6 +20,7 @@
 pub mod agency_file;
 pub mod central;
 pub mod chart;
+pub mod cpus;
 pub mod driver;
 pub mod floor;
 pub mod mtls;

@@ -26,8 +26,9 @@ pub struct RunCosts {
     /// The bench's own CPU time over the same span: near a whole core, the
     /// bench and not the central would be what limits the figures.
     pub bench_cpu_seconds: Option<f64>,
-    /// The scheduler's counters of the central's thread and of the bench's
-    /// from every agency parked to the last WINNERS read: the wake-up.
+    /// The scheduler's counters of the central's thread and of the bench's,
+    /// from every agency parked to the last DONE's ACK (the draw) and from
+    /// there to the last WINNERS read (the wake-up).
     #[serde(skip)]
     pub draw_central: Option<crate::procfs::Sched>,
     #[serde(skip)]
@@ -36,6 +37,9 @@ pub struct RunCosts {
     pub wakeup_central: Option<crate::procfs::Sched>,
     #[serde(skip)]
     pub wakeup_bench: Option<crate::procfs::Sched>,
+    /// The host's steal over the wake-up, in ms ([`crate::procfs::steal_ms`]).
+    #[serde(skip)]
+    pub wakeup_steal_ms: Option<f64>,
 }
 
 /// One slice of the ingest, for the chart.
@@ -611,6 +615,7 @@ mod tests {
             parked_rss_kb: None,
             cpu_seconds: Some(1.0),
             bench_cpu_seconds: Some(2.0),
+            ..RunCosts::default()
         };
         let r = Report::new(&shape, &outcome(acks), &cost, Some(200_000));
         assert_eq!(r.bets, 200_000);

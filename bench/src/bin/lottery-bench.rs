@@ -25,12 +25,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lottery_bench::agency_file::{EXPECTED_WINNERS, read_expected_winners};
 use lottery_bench::central::{Central, CentralOptions, CentralTls, count_rows};
 use lottery_bench::driver::{self, DriverOptions, Milestone};
-use lottery_bench::floor;
 use lottery_bench::mtls::{TlsAgencies, TlsSetup};
 use lottery_bench::report::{Report, RunCosts, RunShape, TransportComparison};
 use lottery_bench::synth::{DEFAULT_WINNING_NUMBER, Synth, WinnerPlan};
 use lottery_bench::workload::{Workload, count_agency_files};
 use lottery_bench::{chart, procfs};
+use lottery_bench::{cpus, floor};
 
 /// Plays K agencies x B bets against a lottery central and measures it.
 #[derive(Parser, Debug)]
@@ -115,6 +115,13 @@ struct Args {
     /// (`lottery_bench::floor`) and print the central's wake-up against it.
     #[arg(long)]
     floor: bool,
+    /// Leave the scheduler to place the central and the agencies during the
+    /// draw and the floor. By default, from the moment every agency but the
+    /// last is parked until all are answered, the central gets one CPU and
+    /// the agencies another, and the floor's writer and reader likewise
+    /// (`lottery_bench::cpus` says why).
+    #[arg(long)]
+    no_pin: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -303,17 +310,22 @@ fn play_one(
         if args.no_chart { "" } else { ", .svg and .png" }
     );
     if args.floor {
-        print_floor(agencies as usize - 1, report.draw_to_last_winner_ms, &cost)?;
+        print_floor(
+            agencies as usize - 1,
+            report.draw_to_last_winner_ms,
+            &cost,
+            !args.no_pin,
+        )?;
     }
     Ok(report)
 }
 
 /// Times the floor on as many socket pairs as the open-files limit allows
 /// (up to `parked`), and prints the central's wake-up as a ratio to it.
-fn print_floor(parked: usize, central_ms: f64, cost: &RunCosts) -> Result<()> {
+fn print_floor(parked: usize, central_ms: f64, cost: &RunCosts, pin: bool) -> Result<()> {
     let limit = lottery::support::limits::raise_open_files(2 * parked as u64 + 64)?;
     let sockets = parked.min((limit.saturating_sub(64) / 2) as usize).max(1);
-    let floor = floor::measure(sockets)?;
+    let floor = floor::measure(sockets, pin)?;
     let floor_ms = floor.ms_for(parked);
     println!(
         "floor: {sockets} sockets, one WINNERS frame each: written in {:.1} ms, all read in {:.1} ms ({:.1} us a socket); for {parked} parked {floor_ms:.1} ms; the central's draw->last winner {central_ms:.1} ms = {:.2}x the floor",
@@ -347,6 +359,12 @@ fn print_floor(parked: usize, central_ms: f64, cost: &RunCosts) -> Result<()> {
         "floor sched: the writer {}; the reader {}",
         show(floor.writer),
         show(floor.reader)
+    );
+    let steal = |ms: Option<f64>| ms.map_or("unknown".to_string(), |ms| format!("{ms:.0} ms"));
+    println!(
+        "host steal (all CPUs, to the tick): during the wake-up {}, during the floor {}",
+        steal(cost.wakeup_steal_ms),
+        steal(floor.steal_ms)
     );
     Ok(())
 }
@@ -439,6 +457,8 @@ fn play(
     let mut parked_sched = (None, None);
     let mut acked_sched = (None, None);
     let mut answered_sched = (None, None);
+    let mut pinned = None;
+    let mut steal = (None, None);
     let started = Instant::now();
     let mut ingest_wall = Duration::ZERO;
     let outcome = driver::run(
@@ -452,16 +472,32 @@ fn play(
             }
             Milestone::AllParked => {
                 parked_rss_kb = pid.and_then(procfs::rss_kb);
+                if !args.no_pin && pid.is_some() {
+                    pinned = Some(cpus::pin_apart(pid));
+                }
                 parked_sched = (pid.and_then(procfs::sched), procfs::sched_of_this_thread());
             }
             Milestone::LastDoneAcked => {
                 acked_sched = (pid.and_then(procfs::sched), procfs::sched_of_this_thread());
+                steal.0 = procfs::steal_ms();
             }
             Milestone::AllAnswered => {
                 answered_sched = (pid.and_then(procfs::sched), procfs::sched_of_this_thread());
+                steal.1 = procfs::steal_ms();
             }
         },
-    )?;
+    );
+    match pinned {
+        Some(Ok(Some(pinned))) => pinned
+            .restore()
+            .context("unpinning the central and the agencies")?,
+        // The draw ran unpinned; said, so its figure is read as such.
+        Some(Err(e)) => {
+            eprintln!("the central and the agencies were not pinned to CPUs of their own: {e}")
+        }
+        Some(Ok(None)) | None => {}
+    }
+    let outcome = outcome?;
     let since_parked = |before: Option<procfs::Sched>, after: Option<procfs::Sched>| {
         before.zip(after).map(|(a, b)| a.until(&b))
     };
@@ -478,6 +514,7 @@ fn play(
         draw_bench: since_parked(parked_sched.1, acked_sched.1),
         wakeup_central: since_parked(acked_sched.0, answered_sched.0),
         wakeup_bench: since_parked(acked_sched.1, answered_sched.1),
+        wakeup_steal_ms: spent(steal.0, steal.1),
     };
     // CPU shares are of the connect and ingest phases, when both sides work
     // flat out; the settle time and the draw would only dilute them.
