@@ -88,7 +88,11 @@ print(line)
         # --floor: then a bare loop writes one frame to as many sockets, the
         # kernel's floor for the wake-up, and the central's is printed as a
         # ratio to it. Best of 3 of each, as in the other presets: on this
-        # VM the floor alone moves from about 105 to 175 ms between runs.
+        # VM the floor alone moves from about 105 to 175 ms between runs on
+        # a quiet host, and far more when the host takes CPU time away (the
+        # steal, printed per run). From the last parked agency on, the
+        # central and the agencies each have a CPU, as the floor's writer and
+        # reader do (--no-pin leaves them to the scheduler; bench/README.md).
         for run in 1 2 3; do
             "$bench" --out "$out" --name "conn-$run" --agencies 10000 --bets 100 --floor "$@" | tee "$out/conn-$run.txt"
         done
@@ -96,17 +100,24 @@ print(line)
 import json, re, sys
 out = sys.argv[1]
 runs = []
+steals = []
 for run in (1, 2, 3):
     text = open(f"{out}/conn-{run}.txt").read()
     m = re.search(r"for \d+ parked ([0-9.]+) ms; the central's draw->last winner ([0-9.]+) ms", text)
     if m is None:
         sys.exit(f"bench conn: no floor line in {out}/conn-{run}.txt")
     runs.append((float(m.group(1)), float(m.group(2))))
+    s = re.search(r"during the wake-up (\S+ ms|unknown), during the floor (\S+ ms|unknown)", text)
+    steals.append(f"{s.group(1)} / {s.group(2)}" if s else "unknown")
 rss = max(json.load(open(f"{out}/conn-{run}.json"))["server_parked_rss_mb"] for run in (1, 2, 3))
 floor = min(f for f, _ in runs)
 central = min(c for _, c in runs)
 print("conn: each run, the central's draw->last winner / the floor: "
       + ", ".join(f"{c:.1f} / {f:.1f} ms = {c / f:.2f}x" for f, c in runs))
+# Time the host took from this machine's CPUs shows up in either figure as
+# if the central or the kernel had spent it: a run with much of it measured
+# the host.
+print("conn: each run, the host's steal during the wake-up / the floor: " + ", ".join(steals))
 print(f"bench conn: best of 3: draw->last winner {central:.1f} ms, floor {floor:.1f} ms, "
       f"{central / floor:.2f}x the floor (target: <= 1.15x), rss all parked {rss:.1f} MB (target: < 150 MB)")
 PY
