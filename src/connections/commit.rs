@@ -37,8 +37,9 @@ pub fn commit_group(
     if !outcome.drew {
         return None;
     }
-    // Every parked request is answered in the next iteration, with the
-    // frames buffered behind it decoded after it.
+    // Every parked request is answered in this iteration's flush (the
+    // loop's `answer_unparked`), the frames buffered behind it decoded in
+    // the next iteration.
     let parked = parking.unpark_all(connections, Wake::Drawn, false, now, schedule);
     Some((Instant::now(), parked))
 }
