@@ -267,15 +267,7 @@ impl Server {
                 }
                 Stage::Closing => break,
                 Stage::Answering { agency, next } => {
-                    let next = requests::answer_winners(
-                        &self.central,
-                        &mut conn.requests(used),
-                        agency,
-                        next,
-                    );
-                    conn.set_stage(
-                        next.map_or(Stage::Receiving, |next| Stage::Answering { agency, next }),
-                    );
+                    answer_more(&self.central, conn, used, agency, next);
                     continue;
                 }
                 Stage::Receiving => {
@@ -375,8 +367,7 @@ impl Server {
             if conn.output_blocked() {
                 break;
             }
-            let next = requests::answer_winners(&self.central, &mut conn.requests(0), agency, next);
-            conn.set_stage(next.map_or(Stage::Receiving, |next| Stage::Answering { agency, next }));
+            answer_more(&self.central, conn, 0, agency, next);
         }
         // Not durable: WINNERS go out as they are whatever a commit did.
         conn.settle(true);
@@ -418,4 +409,12 @@ impl Server {
         conn.deregister(self.poll.registry());
         conn.log_closed();
     }
+}
+
+/// Encodes the next WINNERS frames of an answer under way (as many as the
+/// output may hold) and moves the connection's stage on: still answering
+/// from where it stopped, or back to receiving once the last frame is out.
+fn answer_more(central: &Central, conn: &mut Connection, used: usize, agency: u32, next: usize) {
+    let next = requests::answer_winners(central, &mut conn.requests(used), agency, next);
+    conn.set_stage(next.map_or(Stage::Receiving, |next| Stage::Answering { agency, next }));
 }

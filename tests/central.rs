@@ -90,6 +90,21 @@ fn recv_winners(peer: &mut Peer, agency: u32) -> (u32, Vec<String>) {
     }
 }
 
+/// Stores `n` winning bets for `agency` in batches of 200, each ACK checked;
+/// returns them.
+fn store_winning_bets(peer: &mut Peer, agency: u32, n: usize) -> Vec<Bet> {
+    let bets: Vec<Bet> = (0..n)
+        .map(|i| bet("A", &format!("{i:016}"), 7574))
+        .collect();
+    let mut sent = 0;
+    for chunk in bets.chunks(200) {
+        peer.send(&batch(agency, sent, chunk));
+        sent += chunk.len() as u32;
+        assert_ack(&peer.recv(), agency, sent);
+    }
+    bets
+}
+
 /// Closes `agencies` with no bets (except those listed as already sent).
 fn close_agencies(peer: &mut Peer, agencies: impl IntoIterator<Item = u32>) {
     for agency in agencies {
@@ -319,15 +334,8 @@ fn a_long_winner_list_spans_several_frames() {
     let dir = temp_dir("long-winners");
     let central = Central::start(&dir, 1, &[]);
     let mut peer = central.connect();
-    let bets: Vec<Bet> = (0..3000)
-        .map(|i| bet("A", &format!("{i:016}"), 7574))
-        .collect();
-    let mut sent = 0;
-    for chunk in bets.chunks(200) {
-        peer.send(&batch(1, sent, chunk));
-        sent += chunk.len() as u32;
-        assert_ack(&peer.recv(), 1, sent);
-    }
+    let bets = store_winning_bets(&mut peer, 1, 3000);
+    let sent = bets.len() as u32;
     peer.send(&done(1, sent));
     assert_ack(&peer.recv(), 1, sent);
     peer.send(&get_winners(1, false));
@@ -347,15 +355,8 @@ fn a_long_winner_list_parked_before_the_draw_arrives_whole_with_what_was_sent_be
     let dir = temp_dir("long-parked");
     let central = Central::start(&dir, 2, &[]);
     let mut agency1 = central.connect();
-    let bets: Vec<Bet> = (0..3000)
-        .map(|i| bet("A", &format!("{i:016}"), 7574))
-        .collect();
-    let mut sent = 0;
-    for chunk in bets.chunks(200) {
-        agency1.send(&batch(1, sent, chunk));
-        sent += chunk.len() as u32;
-        assert_ack(&agency1.recv(), 1, sent);
-    }
+    let bets = store_winning_bets(&mut agency1, 1, 3000);
+    let sent = bets.len() as u32;
     let mut asked = done(1, sent);
     asked.extend(get_winners(1, true));
     asked.extend(done(1, sent));

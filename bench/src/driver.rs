@@ -531,9 +531,9 @@ impl Run<'_> {
             rustix::net::sockopt::set_tcp_quickack(session.stream.socket(), true).with_context(
                 || format!("agency {}: TCP_QUICKACK", self.workload.agencies[i].agency),
             )?;
-        }
-        if session.asked && !was_asked && !self.is_last(i) {
-            self.parked += 1;
+            if !self.is_last(i) {
+                self.parked += 1;
+            }
         }
         Ok(())
     }

@@ -109,13 +109,13 @@ pub fn measure(sockets: usize, pin: bool) -> Result<Floor> {
     let writer = before
         .zip(procfs::sched_of_this_thread())
         .map(|(a, b)| a.until(&b));
-    let (done, reader) = reading
-        .join()
-        .map_err(|_| anyhow::anyhow!("floor: the reader panicked"))??;
+    let read = reading.join();
     let steal_ms = steal_before.zip(procfs::steal_ms()).map(|(a, b)| b - a);
+    // Unpinned whatever the reader did: the bench goes on after the floor.
     if let Some(pinned) = pinned {
         pinned.restore().context("floor: unpinning the writer")?;
     }
+    let (done, reader) = read.map_err(|_| anyhow::anyhow!("floor: the reader panicked"))??;
     Ok(Floor {
         sockets,
         written,
