@@ -345,32 +345,42 @@ impl Server {
         let mut keys = std::mem::take(&mut self.flushing);
         self.schedule.take_touched(&mut self.connections, &mut keys);
         for &key in &keys {
-            self.answer_unparked(key);
-            self.flush(key);
+            if self.answer_unparked(key) {
+                self.flush(key);
+            }
         }
         keys.clear();
         self.flushing = keys;
     }
 
-    /// Encodes the WINNERS of a request the draw unparked this iteration, so
+    /// Sends the WINNERS of a request the draw unparked this iteration, so
     /// that they go out in this flush. Answering them in the next iteration
     /// instead would sweep all the woken connections once more (a poll, a
     /// drive, a settle) before the first of them is written, while the
-    /// agencies wait. Only with nothing held: held replies wait for a commit
-    /// (here, none is: this iteration's commit settled them all).
-    fn answer_unparked(&mut self, key: usize) {
+    /// agencies wait. The frames were encoded when the agency closed and go
+    /// to the socket from there, behind any output already waiting. Only
+    /// with nothing held: held replies wait for a commit (here, none is:
+    /// this iteration's commit settled them all). Returns `false` if the
+    /// connection was lost.
+    fn answer_unparked(&mut self, key: usize) -> bool {
         let conn = &mut self.connections[key];
-        if !matches!(conn.stage(), Stage::Answering { .. }) || !conn.replies().is_empty() {
-            return;
+        if !conn.replies().is_empty() {
+            return true;
         }
         while let Stage::Answering { agency, next } = conn.stage() {
             if conn.output_blocked() {
                 break;
             }
-            answer_more(&self.central, conn, 0, agency, next);
+            let pending = conn.pending_output();
+            let (frames, next) =
+                requests::next_winners(&self.central, conn.request_log(), agency, next, pending);
+            conn.set_stage(next.map_or(Stage::Receiving, |next| Stage::Answering { agency, next }));
+            if let Err(e) = conn.send(&frames, self.now) {
+                self.lost(key, &e);
+                return false;
+            }
         }
-        // Not durable: WINNERS go out as they are whatever a commit did.
-        conn.settle(true);
+        true
     }
 
     /// Writes a connection's output, asks for WRITABLE only when bytes are

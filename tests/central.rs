@@ -378,6 +378,36 @@ fn a_long_winner_list_parked_before_the_draw_arrives_whole_with_what_was_sent_be
 }
 
 #[test]
+fn a_parked_agency_that_reads_late_gets_its_whole_answer_once_its_socket_takes_it() {
+    // About 1 MB of WINNERS, far more than the sockets between the two
+    // hold: the draw's write stops at a full socket, the rest waits in the
+    // central's output and goes out as the agency reads, in order, whole.
+    let dir = temp_dir("late-reader");
+    let central = Central::start(&dir, 2, &[]);
+    let mut agency1 = central.connect();
+    let bets = store_winning_bets(&mut agency1, 1, 60_000);
+    let sent = bets.len() as u32;
+    let mut asked = done(1, sent);
+    asked.extend(get_winners(1, true));
+    asked.extend(done(1, sent));
+    agency1.send(&asked);
+    assert_ack(&agency1.recv(), 1, sent);
+
+    let mut agency2 = central.connect();
+    close_agencies(&mut agency2, [2]);
+    // Not reading while the central writes the answer.
+    std::thread::sleep(Duration::from_millis(500));
+    agency1.set_timeout(Duration::from_secs(10));
+    let (total, docs) = recv_winners(&mut agency1, 1);
+    assert_eq!(total, 60_000);
+    assert_eq!(
+        docs,
+        bets.iter().map(|b| b.document.clone()).collect::<Vec<_>>()
+    );
+    assert_ack(&agency1.recv(), 1, sent);
+}
+
+#[test]
 fn garbage_gets_an_error_and_a_close_while_another_agency_finishes() {
     let dir = temp_dir("garbage");
     let central = Central::start(&dir, 1, &[]);

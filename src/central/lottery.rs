@@ -13,6 +13,7 @@
 //! is the winning number), so the draw itself costs nothing however many
 //! bets there are.
 
+use super::answers::Answers;
 use crate::store::seam::RecoveredAgency;
 use crate::wire::ErrorCode;
 
@@ -73,6 +74,8 @@ pub struct Lottery {
     /// Closed agencies, staged closes included.
     closed_with_staged: u32,
     drawn: bool,
+    /// The WINNERS frames of each durably closed agency.
+    answers: Answers,
 }
 
 impl Lottery {
@@ -85,6 +88,7 @@ impl Lottery {
             durable_closed: 0,
             closed_with_staged: 0,
             drawn: false,
+            answers: Answers::new(agencies as usize),
         }
     }
 
@@ -105,6 +109,12 @@ impl Lottery {
             .collect();
         let durable_closed = agencies.iter().filter(|a| a.durable_closed).count() as u32;
         let drawn = durable_closed == agencies.len() as u32;
+        let mut answers = Answers::new(agencies.len());
+        for (index, a) in agencies.iter().enumerate() {
+            if a.durable_closed {
+                answers.record(index, &a.winners);
+            }
+        }
         Lottery {
             agencies,
             staged: Vec::new(),
@@ -112,6 +122,7 @@ impl Lottery {
             durable_closed,
             closed_with_staged: durable_closed,
             drawn,
+            answers,
         }
     }
 
@@ -151,6 +162,12 @@ impl Lottery {
     /// The agency's durable winners, in stored order.
     pub fn winners(&self, agency: u32) -> Option<&[Box<str>]> {
         self.agency(agency).map(|a| &a.winners[..a.durable_winners])
+    }
+
+    /// The WINNERS frames that answer the agency's GET_WINNERS, once its
+    /// close is durable: its durable winners, encoded when it closed.
+    pub fn answer(&self, agency: u32) -> Option<&[u8]> {
+        self.answers.get((agency as usize).checked_sub(1)?)
     }
 
     /// Whether `agency` is one this central expects; else the error to answer.
@@ -280,6 +297,8 @@ impl Lottery {
             if a.closed && !a.durable_closed {
                 a.durable_closed = true;
                 self.durable_closed += 1;
+                // Final now: a closed agency stores no more bets.
+                self.answers.record(index, &a.winners);
             }
         }
         if !self.drawn && self.durable_closed == self.expected() {
@@ -294,11 +313,14 @@ impl Lottery {
     /// the same as the lottery's own.
     pub fn replace_winners(&mut self, winners: Vec<Vec<Box<str>>>) -> bool {
         let mut same = winners.len() == self.agencies.len();
-        for (a, w) in self.agencies.iter_mut().zip(winners) {
+        for (index, (a, w)) in self.agencies.iter_mut().zip(winners).enumerate() {
             if a.winners[..a.durable_winners] != w[..] {
                 same = false;
                 a.winners = w;
                 a.durable_winners = a.winners.len();
+                if a.durable_closed {
+                    self.answers.record(index, &a.winners);
+                }
             }
         }
         same
@@ -512,5 +534,70 @@ mod tests {
         );
         assert!(!l.drawn());
         assert_eq!(l.check_batch(1, 3, 1), BatchVerdict::Store { skip: 0 });
+    }
+
+    /// The documents of the agency's answer, frame after frame.
+    fn answered(l: &Lottery, agency: u32) -> Option<Vec<String>> {
+        let mut bytes = l.answer(agency)?;
+        let mut documents = Vec::new();
+        while let Some((frame, n)) = crate::wire::decode(bytes).unwrap() {
+            let crate::wire::Frame::Winners { documents: d, .. } = frame else {
+                panic!("not WINNERS: {frame:?}");
+            };
+            documents.extend(d.iter().map(str::to_owned));
+            bytes = &bytes[n..];
+        }
+        Some(documents)
+    }
+
+    #[test]
+    fn an_agency_is_answered_with_its_winners_only_once_its_close_is_durable() {
+        let mut l = Lottery::new(2, 7574);
+        stage(&mut l, 1, &[7574, 1, 7574]);
+        l.commit();
+        assert_eq!(answered(&l, 1), None, "open: more bets may win");
+        assert_eq!(l.done(1, 3), DoneVerdict::Close);
+        assert_eq!(answered(&l, 1), None, "the close is only staged");
+        l.rollback();
+        assert_eq!(answered(&l, 1), None);
+        assert_eq!(l.done(1, 3), DoneVerdict::Close);
+        l.commit();
+        assert_eq!(answered(&l, 1), Some(vec!["0".into(), "2".into()]));
+        assert_eq!(answered(&l, 2), None);
+        assert_eq!(answered(&l, 3), None, "no such agency");
+        assert_eq!(answered(&l, 0), None, "no such agency");
+    }
+
+    #[test]
+    fn winners_read_back_from_the_store_are_what_the_agencies_are_answered() {
+        let mut l = Lottery::new(2, 7574);
+        stage(&mut l, 1, &[7574, 1]);
+        l.done(1, 2);
+        l.done(2, 0);
+        assert!(l.commit());
+        assert!(!l.replace_winners(vec![vec!["0".into()], vec!["9".into()]]));
+        assert_eq!(answered(&l, 1), Some(vec!["0".into()]));
+        assert_eq!(answered(&l, 2), Some(vec!["9".into()]));
+    }
+
+    #[test]
+    fn a_recovered_closed_agency_is_answered_with_its_recovered_winners() {
+        let l = Lottery::recovered(
+            vec![
+                RecoveredAgency {
+                    stored: 3,
+                    closed: true,
+                    winners: vec!["7".into()],
+                },
+                RecoveredAgency {
+                    stored: 1,
+                    closed: false,
+                    winners: vec![],
+                },
+            ],
+            7574,
+        );
+        assert_eq!(answered(&l, 1), Some(vec!["7".into()]));
+        assert_eq!(answered(&l, 2), None);
     }
 }

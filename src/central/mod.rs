@@ -2,6 +2,8 @@
 //! answers to requests, unit-tested without a network.
 //!
 //! - [`lottery`]: stored counts, closed agencies, winners, the draw (pure state).
+//! - [`answers`]: each closed agency's WINNERS frames, encoded once when it
+//!   closes, for the draw to hand out ready-made (pure).
 //! - [`state`]: the lottery, the store (behind [`crate::store::seam::Store`]),
 //!   today's date and the commit group: the central's state apart from its sockets.
 //! - [`requests`]: what BATCH, DONE and GET_WINNERS are answered (the
@@ -9,6 +11,7 @@
 //! - [`replies`]: a connection's replies held until the group commit, turned
 //!   into `ERROR STORAGE` if it fails (pure).
 
+pub mod answers;
 pub mod lottery;
 pub mod replies;
 pub mod requests;

@@ -22,11 +22,13 @@
 //! [`RequestLog`], so a peer repeating a request cannot grow the log without
 //! bound.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use log::{info, warn};
 
 use crate::bets::bet::{self, InvalidBet};
+use crate::central::answers::encode_answer;
 use crate::central::lottery::{BatchVerdict, DoneVerdict, Refusal};
 use crate::central::replies::Replies;
 use crate::central::state::Central;
@@ -355,38 +357,63 @@ pub fn not_ready(central: &Central, replies: &mut Replies) {
     }
 }
 
-/// Pushes WINNERS frames for `agency` from document `next` on while the
-/// connection's output stays below [`OUTPUT_HIGH_WATER`]. Returns where to
-/// go on from, or `None` once the frame with `last = 1` is pushed.
+/// Pushes the next WINNERS frames for `agency` (from byte `next` of its
+/// answer on) while the connection's output stays below
+/// [`OUTPUT_HIGH_WATER`]. Returns where to go on from, or `None` once the
+/// frame with `last = 1` is pushed.
 pub fn answer_winners(
     central: &Central,
     conn: &mut Requests<'_>,
     agency: u32,
-    mut next: usize,
+    next: usize,
 ) -> Option<usize> {
-    let (log, replies) = (&mut *conn.log, &mut *conn.replies);
-    let winners = central.lottery().winners(agency).unwrap_or_default();
-    let total = winners.len();
-    loop {
-        let rest = &winners[next..];
-        let n = wire::winners_frame_split(rest);
-        let last = next + n == total;
-        replies.push(false, |out| {
-            wire::encode_winners(out, agency, total as u32, last, &rest[..n])
-        });
-        next += n;
-        if last {
-            if log.line() {
-                info!(
-                    "action: ganadores_enviados | result: success | agencia: {agency} | cant_ganadores: {total}"
-                );
-            }
-            return None;
+    let pending = conn.unsent + conn.replies.len();
+    let (frames, next) = next_winners(central, conn.log, agency, next, pending);
+    conn.replies
+        .push(false, |out| out.extend_from_slice(&frames));
+    next
+}
+
+/// The next WINNERS frames for `agency`, from byte `next` of its answer
+/// on: whole frames, as many as fit beside `pending` output bytes under
+/// [`OUTPUT_HIGH_WATER`] (at least one). Returns them and where to go on
+/// from, or `None` when they end with the frame marked `last` (logged then).
+pub fn next_winners<'c>(
+    central: &'c Central,
+    log: &mut RequestLog,
+    agency: u32,
+    next: usize,
+    pending: usize,
+) -> (Cow<'c, [u8]>, Option<usize>) {
+    let lottery = central.lottery();
+    // Encoded when the agency closed; every agency has closed by the draw,
+    // so this encodes here only if that ever stopped being so.
+    let answer: Cow<'c, [u8]> = match lottery.answer(agency) {
+        Some(answer) => Cow::Borrowed(answer),
+        None => {
+            let mut answer = Vec::new();
+            let winners = lottery.winners(agency).unwrap_or_default();
+            encode_answer(&mut answer, agency, winners);
+            Cow::Owned(answer)
         }
-        if conn.unsent + replies.len() >= OUTPUT_HIGH_WATER {
-            return Some(next);
-        }
+    };
+    let rest = &answer[next.min(answer.len())..];
+    let n = wire::whole_frames(rest, OUTPUT_HIGH_WATER.saturating_sub(pending));
+    let frames = match &answer {
+        Cow::Borrowed(answer) => Cow::Borrowed(&answer[next..next + n]),
+        Cow::Owned(_) => Cow::Owned(rest[..n].to_vec()),
+    };
+    if next + n < answer.len() {
+        return (frames, Some(next + n));
     }
+    if log.line() {
+        // The count is looked up only when the line is written.
+        info!(
+            "action: ganadores_enviados | result: success | agencia: {agency} | cant_ganadores: {}",
+            lottery.winners(agency).map_or(0, <[_]>::len)
+        );
+    }
+    (frames, None)
 }
 
 #[cfg(test)]

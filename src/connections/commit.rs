@@ -40,6 +40,6 @@ pub fn commit_group(
     // Every parked request is answered in this iteration's flush (the
     // loop's `answer_unparked`), the frames buffered behind it decoded in
     // the next iteration.
-    let parked = parking.unpark_all(connections, Wake::Drawn, false, now, schedule);
+    let parked = parking.wake_drawn(connections, schedule);
     Some((Instant::now(), parked))
 }

@@ -52,7 +52,8 @@ pub enum Stage {
         wait: bool,
         slot: usize,
     },
-    /// Sending an agency's winners, a frame at a time as the socket takes them.
+    /// Sending an agency's winners, a frame at a time as the socket takes
+    /// them; `next` is where the rest starts in its answer's bytes.
     Answering { agency: u32, next: usize },
     /// An error that ends the connection was queued: send what is owed, then close.
     Closing,
@@ -343,6 +344,30 @@ impl Connection {
                 flushed => return flushed,
             }
         }
+    }
+
+    /// Sends `frames` after whatever output waits: straight to the
+    /// transport when nothing does (no copy into the output buffer, for
+    /// bytes encoded elsewhere, such as an agency's answer), and whatever
+    /// the socket does not take is kept as output, to be written as usual.
+    pub fn send(&mut self, frames: &[u8], now: Instant) -> io::Result<()> {
+        let mut sent = 0;
+        if self.out_sent == self.out.len() {
+            while sent < frames.len() {
+                match self.transport.write(&frames[sent..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        sent += n;
+                        self.last_progress = now;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.out.extend_from_slice(&frames[sent..]);
+        Ok(())
     }
 
     /// Whether output is waiting for the socket (the transport's included).

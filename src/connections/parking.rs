@@ -1,7 +1,8 @@
 //! Parked GET_WINNERS requests (as Redis' `blocked.c`): the parked list,
 //! one [`Parking::park`] and one [`Parking::unpark`], used for every way a
-//! request leaves it: its timeout, the NOT_READY deferred behind a commit
-//! that failed, the draw, and shutdown.
+//! request leaves it alone: its timeout, the NOT_READY deferred behind a
+//! commit that failed, and shutdown. The draw wakes them all at once
+//! ([`Parking::wake_drawn`]): one pass, then the list is emptied whole.
 //!
 //! Invariants: a connection is in the list exactly while its stage is
 //! `Parked` (its `slot` is its place here), and counted for its agency,
@@ -32,8 +33,6 @@ use crate::wire::{self, ErrorCode};
 /// Why a parked request is answered now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wake {
-    /// The draw happened: stream its winners.
-    Drawn,
     /// Parked for the whole park timeout: NOT_READY as of now.
     TimedOut { done: u32, expected: u32 },
     /// A wait=0 request behind a commit that failed: the NOT_READY it
@@ -134,7 +133,6 @@ impl Parking {
         };
         self.leave(agency, slot);
         match wake {
-            Wake::Drawn => conn.set_stage(Stage::Answering { agency, next: 0 }),
             Wake::TimedOut { done, expected } => {
                 debug!(
                     "action: estacionar_pedido | result: success | agencia: {agency} | respuesta: NOT_READY"
@@ -184,6 +182,28 @@ impl Parking {
             self.unpark(key, conn, wake, now, schedule);
             woken += 1;
         }
+        woken
+    }
+
+    /// The draw happened: every parked request is to be answered with its
+    /// agency's winners. One pass over the parked list, which is then
+    /// emptied at once (no request is left parked, for any agency); returns
+    /// how many were woken.
+    pub fn wake_drawn(
+        &mut self,
+        connections: &mut Slab<Connection>,
+        schedule: &mut Schedule,
+    ) -> usize {
+        for (_, &key) in &self.parked {
+            let conn = &mut connections[key];
+            if let Stage::Parked { agency, .. } = conn.stage() {
+                conn.set_stage(Stage::Answering { agency, next: 0 });
+                schedule.wake(key, conn);
+            }
+        }
+        let woken = self.parked.len();
+        self.parked.clear();
+        self.per_agency.clear();
         woken
     }
 

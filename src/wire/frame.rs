@@ -267,6 +267,22 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
     Ok(Some((frame, end)))
 }
 
+/// The length of the longest run of whole frames at the start of `frames`
+/// (bytes the encoder wrote) that fits in `limit` bytes, but at least its
+/// first frame: how a stream of ready frames is cut into pieces for a
+/// bounded output without splitting a frame between them.
+pub fn whole_frames(frames: &[u8], limit: usize) -> usize {
+    let mut end = 0;
+    while let Some(len) = frames.get(end..end + 2) {
+        let size = 2 + u16::from_be_bytes([len[0], len[1]]) as usize;
+        if end > 0 && end + size > limit {
+            break;
+        }
+        end += size;
+    }
+    end.min(frames.len())
+}
+
 fn decode_body(kind: u8, body: &[u8]) -> Result<Frame<'_>, WireError> {
     let mut r = Reader::new(body);
     let frame = match kind {
@@ -400,5 +416,24 @@ impl<'a> Reader<'a> {
             1 => Ok(true),
             _ => Err(WireError::Malformed(why)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{encode_ack, encode_winners};
+
+    #[test]
+    fn whole_frames_cuts_only_between_frames() {
+        let mut frames = Vec::new();
+        encode_ack(&mut frames, 1, 2);
+        let ack = frames.len();
+        encode_winners(&mut frames, 1, 1, true, &["30111222"]);
+        assert_eq!(whole_frames(&frames, frames.len()), frames.len());
+        assert_eq!(whole_frames(&frames, frames.len() - 1), ack);
+        assert_eq!(whole_frames(&frames, ack), ack);
+        assert_eq!(whole_frames(&frames[ack..], 0), frames.len() - ack);
+        assert_eq!(whole_frames(&[], 100), 0);
     }
 }
