@@ -347,6 +347,33 @@ fn a_long_winner_list_spans_several_frames() {
     );
 }
 
+/// Agency 1 of a two-agency central stores `winners` winning bets, then
+/// sends DONE, a GET_WINNERS that parks, and DONE again behind it; returns
+/// its connection (the first DONE acknowledged) and the bets.
+fn park_behind_done(central: &Central, winners: usize) -> (Peer, Vec<Bet>) {
+    let mut agency1 = central.connect();
+    let bets = store_winning_bets(&mut agency1, 1, winners);
+    let sent = bets.len() as u32;
+    let mut asked = done(1, sent);
+    asked.extend(get_winners(1, true));
+    asked.extend(done(1, sent));
+    agency1.send(&asked);
+    assert_ack(&agency1.recv(), 1, sent);
+    (agency1, bets)
+}
+
+/// The parked request's answer arrives whole, every winner in stored
+/// order, and then the ACK of the DONE pipelined behind it.
+fn assert_answered_whole(agency1: &mut Peer, bets: &[Bet]) {
+    let (total, docs) = recv_winners(agency1, 1);
+    assert_eq!(total, bets.len() as u32);
+    assert_eq!(
+        docs,
+        bets.iter().map(|b| b.document.clone()).collect::<Vec<_>>()
+    );
+    assert_ack(&agency1.recv(), 1, bets.len() as u32);
+}
+
 #[test]
 fn a_long_winner_list_parked_before_the_draw_arrives_whole_with_what_was_sent_behind_it() {
     // More WINNERS bytes than a connection's output may hold at once: the
@@ -354,27 +381,14 @@ fn a_long_winner_list_parked_before_the_draw_arrives_whole_with_what_was_sent_be
     // request pipelined behind it is answered after its last frame.
     let dir = temp_dir("long-parked");
     let central = Central::start(&dir, 2, &[]);
-    let mut agency1 = central.connect();
-    let bets = store_winning_bets(&mut agency1, 1, 3000);
-    let sent = bets.len() as u32;
-    let mut asked = done(1, sent);
-    asked.extend(get_winners(1, true));
-    asked.extend(done(1, sent));
-    agency1.send(&asked);
-    assert_ack(&agency1.recv(), 1, sent);
+    let (mut agency1, bets) = park_behind_done(&central, 3000);
     agency1.set_timeout(Duration::from_millis(300));
     assert!(agency1.try_recv().is_none(), "no answer before the draw");
 
     let mut agency2 = central.connect();
     close_agencies(&mut agency2, [2]);
     agency1.set_timeout(Duration::from_secs(5));
-    let (total, docs) = recv_winners(&mut agency1, 1);
-    assert_eq!(total, 3000);
-    assert_eq!(
-        docs,
-        bets.iter().map(|b| b.document.clone()).collect::<Vec<_>>()
-    );
-    assert_ack(&agency1.recv(), 1, sent);
+    assert_answered_whole(&mut agency1, &bets);
 }
 
 #[test]
@@ -384,27 +398,14 @@ fn a_parked_agency_that_reads_late_gets_its_whole_answer_once_its_socket_takes_i
     // central's output and goes out as the agency reads, in order, whole.
     let dir = temp_dir("late-reader");
     let central = Central::start(&dir, 2, &[]);
-    let mut agency1 = central.connect();
-    let bets = store_winning_bets(&mut agency1, 1, 60_000);
-    let sent = bets.len() as u32;
-    let mut asked = done(1, sent);
-    asked.extend(get_winners(1, true));
-    asked.extend(done(1, sent));
-    agency1.send(&asked);
-    assert_ack(&agency1.recv(), 1, sent);
+    let (mut agency1, bets) = park_behind_done(&central, 60_000);
 
     let mut agency2 = central.connect();
     close_agencies(&mut agency2, [2]);
     // Not reading while the central writes the answer.
     std::thread::sleep(Duration::from_millis(500));
     agency1.set_timeout(Duration::from_secs(10));
-    let (total, docs) = recv_winners(&mut agency1, 1);
-    assert_eq!(total, 60_000);
-    assert_eq!(
-        docs,
-        bets.iter().map(|b| b.document.clone()).collect::<Vec<_>>()
-    );
-    assert_ack(&agency1.recv(), 1, sent);
+    assert_answered_whole(&mut agency1, &bets);
 }
 
 #[test]

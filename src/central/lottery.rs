@@ -11,7 +11,8 @@
 //!
 //! The winners are collected as bets are stored (a bet wins when its number
 //! is the winning number), so the draw itself costs nothing however many
-//! bets there are.
+//! bets there are; each agency's answer, its WINNERS frames, is encoded
+//! once when its close is durable ([`Answers`]).
 
 use super::answers::Answers;
 use crate::store::seam::RecoveredAgency;

@@ -397,14 +397,14 @@ pub fn next_winners<'c>(
             Cow::Owned(answer)
         }
     };
-    let rest = &answer[next.min(answer.len())..];
-    let n = wire::whole_frames(rest, OUTPUT_HIGH_WATER.saturating_sub(pending));
-    let frames = match &answer {
-        Cow::Borrowed(answer) => Cow::Borrowed(&answer[next..next + n]),
-        Cow::Owned(_) => Cow::Owned(rest[..n].to_vec()),
+    let n = wire::whole_frames(&answer[next..], OUTPUT_HIGH_WATER.saturating_sub(pending));
+    let (end, len) = (next + n, answer.len());
+    let frames = match answer {
+        Cow::Borrowed(answer) => Cow::Borrowed(&answer[next..end]),
+        Cow::Owned(answer) => Cow::Owned(answer[next..end].to_vec()),
     };
-    if next + n < answer.len() {
-        return (frames, Some(next + n));
+    if end < len {
+        return (frames, Some(end));
     }
     if log.line() {
         // The count is looked up only when the line is written.

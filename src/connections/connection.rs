@@ -321,17 +321,13 @@ impl Connection {
     /// Writes as much output as the socket takes. `Ok(true)` when all of
     /// it went, and all the transport holds (TLS records, a handshake's).
     pub fn write(&mut self, now: Instant) -> io::Result<bool> {
-        while self.out_sent < self.out.len() {
-            match self.transport.write(&self.out[self.out_sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out_sent += n;
-                    self.last_progress = now;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+        let sent = write_until_blocked(&mut self.transport, &self.out[self.out_sent..])?;
+        if sent > 0 {
+            self.out_sent += sent;
+            self.last_progress = now;
+        }
+        if self.out_sent < self.out.len() {
+            return Ok(false);
         }
         self.out.clear();
         self.out_sent = 0;
@@ -353,17 +349,9 @@ impl Connection {
     pub fn send(&mut self, frames: &[u8], now: Instant) -> io::Result<()> {
         let mut sent = 0;
         if self.out_sent == self.out.len() {
-            while sent < frames.len() {
-                match self.transport.write(&frames[sent..]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        sent += n;
-                        self.last_progress = now;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
+            sent = write_until_blocked(&mut self.transport, frames)?;
+            if sent > 0 {
+                self.last_progress = now;
             }
         }
         self.out.extend_from_slice(&frames[sent..]);
@@ -418,4 +406,20 @@ impl Connection {
             debug!("action: cerrar_conexion | result: success | peer: {peer}");
         }
     }
+}
+
+/// Writes `bytes` to the transport until it has taken them all or would
+/// block; returns how many it took.
+fn write_until_blocked(transport: &mut Transport, bytes: &[u8]) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match transport.write(&bytes[sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
 }
