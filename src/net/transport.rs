@@ -181,6 +181,14 @@ impl Transport {
         }
     }
 
+    /// Whether a read that returned less than it asked for has emptied the
+    /// socket. True of a TCP socket under edge-triggered epoll (more bytes
+    /// raise a new edge); not of TLS, whose session may hold plaintext or
+    /// have read only part of what the socket holds.
+    pub fn short_read_drains(&self) -> bool {
+        matches!(self, Transport::Plain(_))
+    }
+
     /// Takes what it can of `buf` and pushes it towards the socket:
     /// `WouldBlock` when it took nothing because the socket is full.
     pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
