@@ -47,6 +47,8 @@ use crate::wire;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
+/// The store's waker: a commit under way on its thread is over.
+const STORE: Token = Token(usize::MAX - 3);
 /// How often the date is refreshed and a stalled accept retried.
 const TICK: Duration = Duration::from_millis(50);
 /// Reads one connection may do per iteration before others get their turn.
@@ -87,9 +89,12 @@ impl Server {
     pub fn bind(config: Config) -> Result<Server, StartError> {
         info!("action: config | result: success | {}", config.describe());
         let tls = TlsSetup::new(config.tls.as_ref(), config.agencies).map_err(StartError::Tls)?;
-        let central = Central::open(&config.store(), config.agencies, config.winning_number)
+        let mut central = Central::open(&config.store(), config.agencies, config.winning_number)
             .map_err(StartError::Storage)?;
         let poll = Poll::new().map_err(StartError::Io)?;
+        central
+            .register(poll.registry(), STORE)
+            .map_err(StartError::Io)?;
         let acceptor = Acceptor::bind(&config.listen(), poll.registry(), LISTENER)
             .map_err(StartError::Listen)?;
         let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(StartError::Io)?;
@@ -150,6 +155,8 @@ impl Server {
                 match event.token() {
                     LISTENER => self.accept(),
                     SIGNALS => stop = stop.or(self.signals.pending().next()),
+                    // The commit step below takes the outcome.
+                    STORE => {}
                     Token(key) => {
                         if let Some(conn) = self.connections.get_mut(key) {
                             if event.is_read_closed() || event.is_error() {
@@ -178,7 +185,9 @@ impl Server {
                 next_tick = self.now + TICK;
             }
             self.expire_deadlines();
-            self.commit();
+            if let Some(fatal) = self.commit() {
+                return Err(io::Error::other(fatal));
+            }
             self.flush_touched();
             parking::log_woken(self.waking.take());
         }
@@ -229,7 +238,7 @@ impl Server {
         for _ in 0..READS_PER_TURN {
             self.process(key);
             let conn = &mut self.connections[key];
-            if conn.reading_paused() || !conn.may_read() {
+            if conn.reading_paused() || !conn.may_read() || conn.is_deferred() {
                 break;
             }
             match conn.read(&mut self.scratch) {
@@ -241,7 +250,11 @@ impl Server {
             break;
         }
         let conn = &mut self.connections[key];
-        if conn.may_read() && !conn.output_blocked() && conn.stage() == Stage::Receiving {
+        if conn.may_read()
+            && !conn.output_blocked()
+            && conn.stage() == Stage::Receiving
+            && !conn.is_deferred()
+        {
             // The turn ended with bytes still in the socket.
             self.schedule.enqueue(key, conn);
         }
@@ -274,6 +287,14 @@ impl Server {
                     let mut r = conn.requests(used);
                     match wire::decode(r.input) {
                         Ok(None) => break,
+                        Ok(Some((frame, _)))
+                            if self.central.commit_under_way() && stages(&frame) =>
+                        {
+                            // Nothing is staged while a commit is under way:
+                            // the request waits, undecoded, for its outcome.
+                            self.schedule.defer(key, conn);
+                            break;
+                        }
                         Ok(Some((frame, n))) => {
                             used += n;
                             let verdict = requests::handle(frame, &mut self.central, &mut r);
@@ -322,11 +343,15 @@ impl Server {
     }
 
     /// The group commit: this iteration's bets and closes made durable with
-    /// one sync, then the replies held for it settled.
-    fn commit(&mut self) {
+    /// one sync (or handed to the store's thread, whose outcome a later
+    /// iteration takes), then the replies held for it settled. Returns the
+    /// error if the store can no longer keep what was acknowledged.
+    fn commit(&mut self) -> Option<String> {
         let (connections, schedule) = (&mut self.connections, &mut self.schedule);
         let (central, parking) = (&mut self.central, &mut self.parking);
-        self.waking = commit_group(central, connections, parking, schedule, self.now);
+        let settled = commit_group(central, connections, parking, schedule, self.now);
+        self.waking = settled.woken;
+        settled.fatal
     }
 
     fn into_parts(self) -> shutdown::Parts {
@@ -419,6 +444,12 @@ impl Server {
         conn.deregister(self.poll.registry());
         conn.log_closed();
     }
+}
+
+/// Whether a request stages bets or a close (so waits while a commit is
+/// under way).
+fn stages(frame: &wire::Frame<'_>) -> bool {
+    matches!(frame, wire::Frame::Batch { .. } | wire::Frame::Done { .. })
 }
 
 /// Encodes the next WINNERS frames of an answer under way (as many as the

@@ -1,7 +1,10 @@
 //! SIGTERM or SIGINT: stop accepting, answer parked requests with
-//! `SHUTTING_DOWN`, commit what is staged, send what is owed (for at most
-//! [`SHUTDOWN_FLUSH`]), close every connection, then sync and close the
-//! files, logging each resource as it closes.
+//! `SHUTTING_DOWN`, commit what is staged (a commit under way on the
+//! store's thread is waited for at most [`SHUTDOWN_COMMIT_WAIT`], then
+//! given up: its batches answered `ERROR STORAGE`, never acknowledged),
+//! send what is owed (for at most [`SHUTDOWN_FLUSH`]), close every
+//! connection, then sync and close the files, logging each resource as it
+//! closes.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -12,7 +15,7 @@ use signal_hook::consts::SIGTERM;
 use slab::Slab;
 
 use crate::central::state::Central;
-use crate::connections::commit::commit_group;
+use crate::connections::commit::{self, commit_group};
 use crate::connections::connection::Connection;
 use crate::connections::parking::{Parking, Wake};
 use crate::connections::schedule::Schedule;
@@ -20,6 +23,9 @@ use crate::net::accept::Acceptor;
 
 /// How long shutdown keeps writing what is owed to slow readers.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
+/// How long shutdown waits for a commit under way on the store's thread.
+/// With [`SHUTDOWN_FLUSH`], well within `docker stop`'s 10 s grace.
+pub const SHUTDOWN_COMMIT_WAIT: Duration = Duration::from_secs(3);
 
 /// What the loop hands over when a signal stops it.
 pub struct Parts {
@@ -48,13 +54,30 @@ pub fn run(mut server: Parts, signal: i32) -> io::Result<()> {
         now,
         &mut server.schedule,
     );
-    commit_group(
-        &mut server.central,
-        &mut server.connections,
-        &mut server.parking,
-        &mut server.schedule,
-        now,
-    );
+    if server.central.commit_under_way() {
+        let outcome = match server.central.wait_commit(SHUTDOWN_COMMIT_WAIT) {
+            Some(outcome) => outcome,
+            None => server.central.abandon_commit(),
+        };
+        server.schedule.touch_committing(&mut server.connections);
+        commit::settle(
+            outcome,
+            &server.central,
+            &mut server.connections,
+            &mut server.parking,
+            &mut server.schedule,
+            now,
+        );
+        // Requests deferred behind it are not taken: their connections close.
+    } else {
+        commit_group(
+            &mut server.central,
+            &mut server.connections,
+            &mut server.parking,
+            &mut server.schedule,
+            now,
+        );
+    }
     let keys: Vec<usize> = server.connections.iter().map(|(k, _)| k).collect();
     let deadline = Instant::now() + SHUTDOWN_FLUSH;
     let mut events = Events::with_capacity(1024);

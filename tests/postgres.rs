@@ -34,6 +34,7 @@
 mod util;
 
 use std::collections::VecDeque;
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -1169,14 +1170,19 @@ fn a_group_whose_one_share_the_engine_refuses_is_reported_failed_whichever_share
     let closes = "SELECT $1::integer, $2::integer[], $3::bigint[]";
     // The first agency of a group takes share 0 and the second share 1: the
     // refused rows are in the first share, then in the second.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     for (round, first) in [1u32, 2].into_iter().enumerate() {
-        let mut sessions = Sessions::connect(&config).unwrap();
+        let mut sessions = runtime.block_on(Sessions::connect(&config)).unwrap();
         let mut split = Split::new(2);
         for agency in [first, 3 - first] {
-            split.push_row(agency, |out| push_pair(out, agency, round as u32));
+            // Position 0: no bet before it to check for.
+            split.push_row(agency, 0, |out| push_pair(out, agency, round as u32));
         }
         assert!(split.shares().iter().all(|s| s.rows() == 1));
-        let committed = sessions.commit(&mut split, copy, closes, 1);
+        let committed = runtime.block_on(sessions.commit(&mut split, copy, closes, 1));
         assert!(
             committed.is_err(),
             "agency {} first: a group with a refused share was reported committed",
@@ -1193,4 +1199,273 @@ fn a_group_whose_one_share_the_engine_refuses_is_reported_failed_whichever_share
         .map(|row| (row.get(0), row.get(1)))
         .collect();
     assert_eq!(held, vec![(1, 2)]);
+}
+
+// ---------------------------------------------------------------------------
+// The loop never waits for the database, and never acknowledges past a
+// database that was set back.
+
+/// Stops (SIGSTOP) or resumes (SIGCONT) every process of a server.
+fn freeze(pg: &Pg, sig: i32) {
+    for (pid, _) in pg.processes() {
+        signal(pid, sig);
+    }
+}
+
+/// Waits until one of the primary's sessions waits for its synchronous
+/// standby (`wait_event = 'SyncRep'`): a commit is under way and stuck.
+fn wait_for_sync_rep(primary: &Pg) {
+    let mut client = primary.client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no commit waits for the standby");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls the central's log for `needle`, at most `within`.
+fn wait_for_log(central: &Central, needle: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let logs = central.logs();
+        if logs.contains(needle) {
+            return logs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{needle}` in the central's log: {logs}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_stalled_synchronous_standby_holds_only_the_waiting_group_and_sigterm_still_ends_the_central() {
+    let Some(bin) = pg_bin("stall") else {
+        return;
+    };
+    let root = PgRoot::new("stall");
+    let primary = Pg::primary(&bin, &root, "primary", Some("standby1"));
+    let standby = Pg::standby(&bin, &root, "standby1", &primary);
+    let dir = temp_dir("pg-stall");
+    let mut central = Central::start(&dir, 3, &[("STORAGE", &primary.url())]);
+    let bets = stream(1, 200);
+    let mut agency1 = central.connect();
+    agency1.send(&batch_frame(1, 0, &bets[..100]));
+    assert_eq!(ack_of(&mut agency1), Ok(100));
+
+    freeze(&standby, libc::SIGSTOP);
+    agency1.send(&batch_frame(1, 100, &bets[100..]));
+    wait_for_sync_rep(&primary);
+    // While that commit waits, the central serves everyone else: a new
+    // connection is accepted, a read answered, a stranger refused.
+    let answered_within = Duration::from_secs(1);
+    let mut agency2 = central.connect();
+    agency2.set_timeout(answered_within);
+    let asked = Instant::now();
+    agency2.send(&get_winners_frame(2, false));
+    let reply = agency2.try_recv();
+    let waited = asked.elapsed();
+    assert_eq!(
+        reply.map(|f| f.kind),
+        Some(lottery::wire::kind::NOT_READY),
+        "GET_WINNERS(agency 2, wait=0) not answered within {answered_within:?} while a commit waits: {}",
+        central.logs()
+    );
+    let mut stranger = central.connect();
+    stranger.set_timeout(answered_within);
+    stranger.send(&get_winners_frame(99, false));
+    let refusal = stranger.try_recv().and_then(|f| f.error());
+    assert_eq!(
+        refusal.map(|(code, _)| code),
+        Some(ErrorCode::UnknownAgency as u8)
+    );
+    // The stall is logged once, with its likely cause.
+    let logs = wait_for_log(&central, "error: COMMIT_STALLED", Duration::from_secs(10));
+    let stalled: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("COMMIT_STALLED"))
+        .collect();
+    assert_eq!(stalled.len(), 1, "{logs}");
+    assert!(
+        stalled[0].contains("action: guardar_apuestas | result: fail")
+            && stalled[0].contains("synchronous replication")
+            && stalled[0].contains("standby1"),
+        "{}",
+        stalled[0]
+    );
+    // The waiting group is not acknowledged.
+    agency1.set_timeout(Duration::from_millis(200));
+    assert_eq!(
+        agency1.try_recv(),
+        None,
+        "an ACK while the standby is stopped"
+    );
+
+    let asked = Instant::now();
+    let status = central.signal_and_wait("TERM", Duration::from_secs(8));
+    let exited_in = asked.elapsed();
+    assert!(status.success(), "{status}: {}", central.logs());
+    agency1.set_timeout(Duration::from_secs(5));
+    if let Some(f) = agency1.try_recv() {
+        assert_eq!(
+            f.error().map(|(code, _)| code),
+            Some(ErrorCode::Storage as u8),
+            "the group under way at SIGTERM is answered ERROR STORAGE, never ACKed"
+        );
+    }
+    freeze(&standby, libc::SIGCONT);
+    util::report(format_args!(
+        "postgres stall: GET_WINNERS answered in {} ms while a commit waited; SIGTERM ended the central in {} ms",
+        waited.as_millis(),
+        exited_in.as_millis()
+    ));
+    // After the thaw everything acknowledged is there, and a new central
+    // goes on from it.
+    assert!(primary.stored()[0] >= 100);
+    let again = temp_dir("pg-stall-again");
+    let central = Central::start(&again, 3, &[("STORAGE", &primary.url())]);
+    let mut agency1 = central.connect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        agency1.send(&batch_frame(1, 100, &bets[100..]));
+        match ack_of(&mut agency1) {
+            Ok(stored) => {
+                assert_eq!(stored, 200);
+                break;
+            }
+            Err((code, _)) => assert_eq!(code, ErrorCode::Storage as u8),
+        }
+        assert!(Instant::now() < deadline, "{}", central.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(primary.stored()[0], 200);
+}
+
+/// A central on a lone primary with agency 1's bets `0..200` acknowledged.
+fn set_back_setup(name: &str) -> Option<(PgRoot, Pg, Central, Peer, Vec<Bet>)> {
+    let bin = pg_bin(name)?;
+    let root = PgRoot::new(name);
+    let pg = Pg::primary(&bin, &root, "primary", None);
+    let dir = temp_dir(&format!("pg-{name}"));
+    let central = Central::start(&dir, 2, &[("STORAGE", &pg.url())]);
+    let bets = stream(1, 300);
+    let mut peer = central.connect();
+    peer.send(&batch_frame(1, 0, &bets[..100]));
+    assert_eq!(ack_of(&mut peer), Ok(100));
+    peer.send(&batch_frame(1, 100, &bets[100..200]));
+    assert_eq!(ack_of(&mut peer), Ok(200));
+    Some((root, pg, central, peer, bets))
+}
+
+/// Sends `frame` until the central stops; panics on any ACK.
+fn never_acked_until_it_stops(central: &mut Central, peer: &mut Peer, frame: &[u8]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        peer.set_timeout(Duration::from_secs(5));
+        let _ = peer.stream.write_all(frame);
+        match peer.try_recv() {
+            Some(f) => {
+                assert_eq!(
+                    f.ack(),
+                    None,
+                    "acknowledged after the database was set back: {}",
+                    central.logs()
+                );
+            }
+            None => {
+                *peer = match TcpStream::connect(central.addr()) {
+                    Ok(stream) => Peer { stream },
+                    Err(_) => break,
+                };
+            }
+        }
+        if !central.is_running() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the central goes on after the database was set back: {}",
+            central.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = central.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{}", central.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "{status}: {}", central.logs());
+    let logs = central.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("action: guardar_apuestas | result: fail")
+                && l.contains("acknowledges nothing more")),
+        "{logs}"
+    );
+    logs
+}
+
+#[test]
+fn a_batch_after_the_database_lost_acknowledged_bets_is_never_acked_and_the_central_stops() {
+    let Some((_root, pg, mut central, mut peer, bets)) = set_back_setup("set-back-batch") else {
+        return;
+    };
+    pg.client()
+        .batch_execute("DELETE FROM lottery.bets WHERE agency = 1 AND position >= 150")
+        .unwrap();
+    let logs =
+        never_acked_until_it_stops(&mut central, &mut peer, &batch_frame(1, 200, &bets[200..]));
+    assert!(logs.contains("does not hold bet 199 of agency 1"), "{logs}");
+    assert_eq!(pg.stored()[0], 150, "nothing written past the hole");
+}
+
+#[test]
+fn a_done_after_the_database_lost_acknowledged_bets_is_never_acked_and_the_central_stops() {
+    let Some((_root, pg, mut central, mut peer, _)) = set_back_setup("set-back-done") else {
+        return;
+    };
+    pg.client()
+        .batch_execute("DELETE FROM lottery.bets WHERE agency = 1 AND position >= 150")
+        .unwrap();
+    never_acked_until_it_stops(&mut central, &mut peer, &done_frame(1, 200));
+    assert_eq!(pg.closed(), vec![false; AGENCIES]);
+}
+
+#[test]
+fn a_database_found_set_back_at_a_reconnect_stops_the_central_and_nothing_more_is_acked() {
+    let Some((_root, pg, mut central, mut peer, bets)) = set_back_setup("set-back-reconnect")
+    else {
+        return;
+    };
+    let mut client = pg.client();
+    client
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        )
+        .unwrap();
+    client
+        .batch_execute("DELETE FROM lottery.bets WHERE agency = 1 AND position >= 150")
+        .unwrap();
+    let logs =
+        never_acked_until_it_stops(&mut central, &mut peer, &batch_frame(1, 200, &bets[200..]));
+    assert!(
+        logs.contains("was set back: agency 1 has 150 bets where 200 were stored"),
+        "{logs}"
+    );
+    assert_eq!(pg.stored()[0], 150, "nothing written past the hole");
 }

@@ -60,6 +60,12 @@ impl Replies {
         self.bytes.len()
     }
 
+    /// Whether a reply depends on the commit: an ACK, an error counting
+    /// staged bets, or an answer with a fallback.
+    pub fn depends_on_commit(&self) -> bool {
+        !self.durable.is_empty()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }

@@ -557,7 +557,10 @@ mod tests {
         }
 
         fn commit(&mut self) -> bool {
-            let outcome = self.central.commit();
+            let outcome = self
+                .central
+                .start_commit()
+                .expect("the CSV store commits at once");
             assert!(outcome.committed);
             outcome.drew
         }

@@ -5,18 +5,22 @@
 //! Requests change it through the `stage_*` methods: each change goes to the
 //! lottery (so the next request of the same iteration sees it), to the
 //! store's buffers, and to the [`Group`], which remembers what to log once
-//! [`Central::commit`] says whether the disk took it. Invariant: everything
-//! staged since the last commit is in all three, and one commit settles all
-//! three (the held replies are settled by the loop with the same outcome).
+//! the commit says whether the store took it. Invariant: everything staged
+//! since the last commit is in all three, and one commit settles all three
+//! (the held replies are settled by the loop with the same outcome). A
+//! commit is started ([`Central::start_commit`]) and, for a store that
+//! commits on a thread of its own, finished later
+//! ([`Central::finish_commit`]); nothing is staged in between.
 
 use std::io;
+use std::time::Duration;
 
 use log::{debug, error, info, log_enabled, warn};
 
 use super::lottery::{DoneVerdict, Lottery};
 use crate::bets::bet::{self, InvalidBet};
 use crate::store::open::{self, OpenError, StoreSettings};
-use crate::store::seam::{BatchToStage, Store};
+use crate::store::seam::{BatchToStage, CommitError, CommitStats, Started, Store};
 use crate::wire::{Bets, Date};
 
 /// What this iteration staged, kept to be logged after its commit.
@@ -32,12 +36,15 @@ struct Group {
 }
 
 /// How a commit went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Commit {
     /// The disk took the group: its held replies may go out as they are.
     pub committed: bool,
     /// This commit closed the last agency: the draw happened.
     pub drew: bool,
+    /// The store can no longer keep what was acknowledged: the central
+    /// must stop (the error, as logged).
+    pub fatal: Option<String>,
 }
 
 pub struct Central {
@@ -48,6 +55,8 @@ pub struct Central {
     /// Commits failed in a row: the first is logged `result: fail`, the
     /// rest only at DEBUG, and the commit that ends the incident says so.
     failed_commits: u64,
+    /// A commit is under way on the store's thread.
+    under_way: bool,
 }
 
 impl Central {
@@ -74,6 +83,7 @@ impl Central {
             today: bet::today(),
             group: Group::default(),
             failed_commits: 0,
+            under_way: false,
         })
     }
 
@@ -146,37 +156,111 @@ impl Central {
         verdict
     }
 
-    /// The group commit: one write and one sync for everything staged, then
-    /// the lottery commits or rolls back, and the group is logged.
-    pub fn commit(&mut self) -> Commit {
-        let committed = if self.store.has_staged() {
-            match self.store.commit() {
-                Ok(_) => {
-                    if self.failed_commits > 0 {
-                        info!(
-                            "action: guardar_apuestas | result: success | reconectado: {} | commits_fallidos: {}",
-                            self.store.location(),
-                            self.failed_commits
-                        );
-                        self.failed_commits = 0;
-                    }
-                    true
+    /// Starts the group commit of everything staged: a store that commits
+    /// on this thread (CSV: one write and one sync) has finished it when
+    /// this returns `Some`; otherwise the outcome comes from
+    /// [`Central::finish_commit`] once the store's waker fires, and nothing
+    /// is staged until then.
+    pub fn start_commit(&mut self) -> Option<Commit> {
+        if !self.store.has_staged() {
+            // Nothing to make durable (retries and read-only answers): the
+            // group is settled as committed, and says nothing of the store.
+            let drew = self.lottery.commit();
+            self.log_group(true);
+            return Some(Commit {
+                committed: true,
+                drew,
+                fatal: None,
+            });
+        }
+        match self.store.start_commit(self.lottery.draw_pending()) {
+            Started::Done(finished) => Some(self.settle(finished.result, finished.winners)),
+            Started::Pending => {
+                self.under_way = true;
+                None
+            }
+        }
+    }
+
+    /// Whether a commit is under way: nothing may be staged until it is over.
+    pub fn commit_under_way(&self) -> bool {
+        self.under_way
+    }
+
+    /// The outcome of the commit under way, once the store has it.
+    pub fn finish_commit(&mut self) -> Option<Commit> {
+        let finished = self.store.finish_commit()?;
+        self.under_way = false;
+        Some(self.settle(finished.result, finished.winners))
+    }
+
+    /// Waits at most `timeout` for the commit under way (shutdown only).
+    pub fn wait_commit(&mut self, timeout: Duration) -> Option<Commit> {
+        let finished = self.store.wait_commit(timeout)?;
+        self.under_way = false;
+        Some(self.settle(finished.result, finished.winners))
+    }
+
+    /// Gives up on the commit under way (shutdown): its outcome is
+    /// unknown, so it is settled as failed, and nothing of it acknowledged.
+    pub fn abandon_commit(&mut self) -> Commit {
+        self.under_way = false;
+        error!(
+            "action: guardar_apuestas | result: fail | error: shutdown with a commit under way | {} | detail: its outcome is unknown and nothing of it was acknowledged",
+            self.store.location()
+        );
+        self.lottery.rollback();
+        self.log_group(false);
+        Commit {
+            committed: false,
+            drew: false,
+            fatal: None,
+        }
+    }
+
+    /// Registers the store's waker, for a store whose commits finish on a
+    /// thread of its own.
+    pub fn register(&mut self, registry: &mio::Registry, token: mio::Token) -> io::Result<()> {
+        self.store.register(registry, token)
+    }
+
+    /// A commit is over: the lottery commits or rolls back, and the group
+    /// is logged.
+    fn settle(
+        &mut self,
+        result: Result<CommitStats, CommitError>,
+        winners: Option<Result<Vec<Vec<Box<str>>>, CommitError>>,
+    ) -> Commit {
+        let mut fatal = None;
+        let committed = match result {
+            Ok(_) => {
+                if self.failed_commits > 0 {
+                    info!(
+                        "action: guardar_apuestas | result: success | reconectado: {} | commits_fallidos: {}",
+                        self.store.location(),
+                        self.failed_commits
+                    );
+                    self.failed_commits = 0;
                 }
-                Err(e) => {
+                true
+            }
+            Err(e) => {
+                let text = e.to_string().replace('|', "/");
+                if e.fatal {
+                    error!(
+                        "action: guardar_apuestas | result: fail | error: {text} | detail: the central stops and acknowledges nothing more"
+                    );
+                    fatal = Some(text);
+                } else if self.failed_commits == 0 {
                     // Once per incident: an unreachable store fails every
                     // commit until it is back.
-                    let e = e.to_string().replace('|', "/");
-                    if self.failed_commits == 0 {
-                        error!("action: guardar_apuestas | result: fail | error: {e}");
-                    } else {
-                        debug!("action: guardar_apuestas | result: fail | error: {e}");
-                    }
-                    self.failed_commits += 1;
-                    false
+                    error!("action: guardar_apuestas | result: fail | error: {text}");
+                } else {
+                    debug!("action: guardar_apuestas | result: fail | error: {text}");
                 }
+                self.failed_commits += 1;
+                false
             }
-        } else {
-            true
         };
         let drew = if committed {
             self.lottery.commit()
@@ -186,17 +270,21 @@ impl Central {
         };
         self.log_group(committed);
         if drew {
-            self.read_drawn_winners();
+            self.announce_drawn_winners(winners);
             info!("action: sorteo | result: success");
         }
-        Commit { committed, drew }
+        Commit {
+            committed,
+            drew,
+            fatal,
+        }
     }
 
-    /// A store that reads the winners back with one query (PostgreSQL)
-    /// answers the draw with what it holds; the lottery's own count stays
-    /// if it cannot.
-    fn read_drawn_winners(&mut self) {
-        let winners = match self.store.drawn_winners() {
+    /// A store that read the winners back with the draw's commit
+    /// (PostgreSQL) answers the draw with what it holds; the lottery's own
+    /// count stays if it could not.
+    fn announce_drawn_winners(&mut self, winners: Option<Result<Vec<Vec<Box<str>>>, CommitError>>) {
+        let winners = match winners {
             None => return,
             Some(Ok(winners)) => winners,
             Some(Err(e)) => {

@@ -112,6 +112,11 @@ pub(crate) struct Marks {
     pub queued: bool,
     /// In this iteration's touched list.
     pub touched: bool,
+    /// Its held replies wait for a commit still under way.
+    pub committing: bool,
+    /// Its next request stages bets or a close, and waits for the commit
+    /// under way to be over.
+    pub deferred: bool,
     /// When its one idle deadline entry is due, if it has one.
     pub idle_timer: Option<Instant>,
 }
@@ -168,6 +173,12 @@ impl Connection {
 
     pub fn set_stage(&mut self, stage: Stage) {
         self.stage = stage;
+    }
+
+    /// Its next request waits for the commit under way (see
+    /// [`crate::connections::schedule::Schedule::defer`]).
+    pub fn is_deferred(&self) -> bool {
+        self.marks.deferred
     }
 
     pub fn is_parked(&self) -> bool {
@@ -254,8 +265,12 @@ impl Connection {
         self.replies.len() + self.unsent()
     }
 
-    /// The peer hung up and every whole request it sent is answered and sent.
+    /// The peer hung up and every whole request it sent is answered and
+    /// sent (no reply still held for a commit under way).
     pub fn finished(&self) -> bool {
+        if !self.replies.is_empty() {
+            return false;
+        }
         match self.stage {
             Stage::Closing => true,
             Stage::Receiving => {

@@ -1,13 +1,15 @@
 //! Which connections the loop visits: the ready queue (drive without
 //! waiting for an event), the touched list (this iteration's held replies,
-//! settled by the commit and then written), and their deadlines.
+//! settled by the commit and then written), the committing list (replies
+//! held for a commit still under way), the deferred list (a bet or close
+//! to stage once that commit is over), and their deadlines.
 //!
 //! Entries name a connection by slab key and id, so an entry left behind by
 //! a closed connection never reaches the one that reuses its key. Only this
 //! module writes a connection's [`Marks`](crate::connections::connection::Marks), so they
-//! say exactly whether it is listed: a connection is queued once and touched
-//! once per iteration however often it is asked for, and has at most one
-//! idle deadline in the heap. A TLS connection gets one handshake deadline
+//! say exactly whether it is listed: a connection is queued once, touched
+//! once per iteration, committing and deferred once, however often it is
+//! asked for, and has at most one idle deadline in the heap. A TLS connection gets one handshake deadline
 //! when it is admitted; it closes the connection only if the handshake is
 //! still not complete then.
 
@@ -24,6 +26,8 @@ use crate::support::log_budget::LogBudget;
 pub struct Schedule {
     ready: VecDeque<(usize, u64)>,
     touched: Vec<(usize, u64)>,
+    committing: Vec<(usize, u64)>,
+    deferred: Vec<(usize, u64)>,
     deadlines: Deadlines,
     idle_timeout: Duration,
     /// Lines about idle closes: one per connection, so a crowd is budgeted.
@@ -36,6 +40,8 @@ impl Schedule {
         Schedule {
             ready: VecDeque::new(),
             touched: Vec::new(),
+            committing: Vec::new(),
+            deferred: Vec::new(),
             deadlines: Deadlines::default(),
             idle_timeout,
             idle_log: LogBudget::default(),
@@ -213,11 +219,64 @@ impl Schedule {
     }
 
     /// Settles the replies the touched connections hold, as the commit went
-    /// (they stay listed: the flush takes them).
+    /// (they stay listed: the flush takes them). Those committing keep
+    /// theirs held: a commit still under way decides them.
     pub fn settle_touched(&self, connections: &mut Slab<Connection>, committed: bool) {
         for &(key, id) in &self.touched {
-            if let Some(conn) = connections.get_mut(key).filter(|c| c.id() == id) {
+            if let Some(conn) = connections.get_mut(key).filter(|c| c.id() == id)
+                && !conn.marks.committing
+            {
                 conn.settle(committed);
+            }
+        }
+    }
+
+    /// A commit was started and is under way: the touched connections whose
+    /// replies depend on it become committing (held until it is over); the
+    /// others' replies depend on nothing staged and are settled now.
+    pub fn hold_for_commit(&mut self, connections: &mut Slab<Connection>) {
+        for &(key, id) in &self.touched {
+            let Some(conn) = connections.get_mut(key).filter(|c| c.id() == id) else {
+                continue;
+            };
+            if conn.replies().depends_on_commit() {
+                if !conn.marks.committing {
+                    conn.marks.committing = true;
+                    self.committing.push((key, id));
+                }
+            } else {
+                conn.settle(true);
+            }
+        }
+    }
+
+    /// The commit under way is over: its connections are touched again, no
+    /// longer committing, for the commit's outcome to settle them and the
+    /// flush to write them.
+    pub fn touch_committing(&mut self, connections: &mut Slab<Connection>) {
+        for (key, id) in std::mem::take(&mut self.committing) {
+            if let Some(conn) = connections.get_mut(key).filter(|c| c.id() == id) {
+                conn.marks.committing = false;
+                self.touch(key, conn);
+            }
+        }
+    }
+
+    /// Lists a connection whose next request stages bets or a close while a
+    /// commit is under way: it is not driven until [`Schedule::undefer`].
+    pub fn defer(&mut self, key: usize, conn: &mut Connection) {
+        if !conn.marks.deferred {
+            conn.marks.deferred = true;
+            self.deferred.push((key, conn.id()));
+        }
+    }
+
+    /// The commit is over: every deferred connection is driven again.
+    pub fn undefer(&mut self, connections: &mut Slab<Connection>) {
+        for (key, id) in std::mem::take(&mut self.deferred) {
+            if let Some(conn) = connections.get_mut(key).filter(|c| c.id() == id) {
+                conn.marks.deferred = false;
+                self.enqueue(key, conn);
             }
         }
     }

@@ -4,15 +4,21 @@
 //!   (stage, commit the group, what is durable, recover), and its contract.
 //! - [`csv`]: the embedded default, the course's `bets.csv` and a journal of
 //!   DONEs: group commit with `fdatasync`, recovery of a torn tail.
-//! - [`postgres`]: the bets in PostgreSQL (`STORAGE=postgres://...`): one
-//!   transaction per group commit (binary `COPY` and the closes), recovery
-//!   from the database, `lottery-export` back to `bets.csv`.
+//! - [`postgres`]: the bets in PostgreSQL (`STORAGE=postgres://...`): the
+//!   loop's side (the staged group), the connection settings,
+//!   `lottery-export` back to `bets.csv`.
+//! - [`pg_worker`]: the PostgreSQL store's thread, which does all the
+//!   talking to the database, so the loop never waits for it.
 //! - [`pg_sessions`]: a PostgreSQL group split into two transactions on two
 //!   connections, committed at once (two backends load it in parallel).
+//! - [`pg_schema`]: the PostgreSQL tables, made and checked, and the reads
+//!   of what they hold.
 //! - [`open`]: which backend the settings name, opened and recovered.
 
 pub mod csv;
 pub mod open;
+pub mod pg_schema;
 pub mod pg_sessions;
+pub mod pg_worker;
 pub mod postgres;
 pub mod seam;

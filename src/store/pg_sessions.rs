@@ -2,11 +2,11 @@
 //! sessions that run the two halves at once.
 //!
 //! One binary `COPY` is parsed, indexed and logged by one backend of the
-//! engine, one core: on the bench's primary/standby pair one COPY loaded
-//! 335-454 k rows a second and two at once 481-603 k (bench/pg.sh). So a
-//! group is two *shares*, each one transaction (its rows' `COPY`, its
-//! closes, `COMMIT`) on a connection of its own, both in flight together,
-//! and the group is durable when both have committed.
+//! engine, one core; two at once load more (bench/README.md, PostgreSQL).
+//! So a group is two *shares*, each one transaction (its rows' `COPY`, the
+//! check that its rows follow what the database holds, its closes,
+//! `COMMIT`) on a connection of its own, both in flight together, and the
+//! group is durable when both have committed.
 //!
 //! The split keeps the store's contract (`super::seam`). An agency's bets of
 //! a group and its close all go to one share: a share that commits and one
@@ -16,23 +16,28 @@
 //! it): the store re-reads what the database holds, and the agencies'
 //! retries store only what is missing.
 //!
-//! The sessions are tokio-postgres clients on a current-thread runtime of
-//! their own that runs only inside [`Sessions::commit`]: the central's loop
-//! stays one thread, blocked during a commit as it is during `fdatasync`.
-
-use std::io;
+//! Each share checks, before it commits, that the bet before its first row
+//! of each agency (and the last bet a close counts) is in the database: a
+//! database set back behind the central's back (rows deleted, a restore, a
+//! lagging standby promoted) would otherwise take rows past a hole, and
+//! every ACK after it would promise bets that are not there. A share that
+//! finds a hole rolls back and says so ([`CommitFailure::Hole`]).
+//!
+//! The sessions are tokio-postgres clients driven by the runtime of the
+//! store's thread (`super::pg_worker`), never by the central's loop.
 
 use bytes::Bytes;
 use futures_util::SinkExt;
 use log::debug;
-use tokio::runtime::{Builder, Runtime};
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
-/// Transactions a group is split into. Two: on the bench's two cores
-/// (which also run the standby's replay, the central and its agencies)
-/// three and four sessions did no better, within the runs' noise
+/// Transactions a group is split into: more did no better on the bench
 /// (bench/README.md, PostgreSQL).
 pub const SESSIONS: usize = 2;
+
+/// The bets a share's check finds missing: `(agency, position)` pairs.
+const CHECK_FOLLOWS: &str = "SELECT c.a, c.p FROM unnest($2::integer[], $3::bigint[]) AS c(a, p) \
+     WHERE NOT EXISTS (SELECT 1 FROM lottery.bets b WHERE b.lottery = $1 AND b.agency = c.a AND b.position = c.p) LIMIT 1";
 
 /// The binary `COPY` header: signature, flags, header extension length.
 const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -50,6 +55,10 @@ pub struct Share {
     rows: u64,
     /// Agencies and totals of the closes.
     closes: (Vec<i32>, Vec<i64>),
+    /// Agencies and positions of bets that must be in the database before
+    /// this share commits: the one before each agency's first row of the
+    /// group, and the last one each close counts.
+    follows: (Vec<i32>, Vec<i64>),
 }
 
 impl Share {
@@ -61,8 +70,18 @@ impl Share {
         &self.closes.0
     }
 
+    /// The totals of [`Share::closes`], in the same order.
+    pub fn totals(&self) -> &[i64] {
+        &self.closes.1
+    }
+
     fn is_empty(&self) -> bool {
         self.rows == 0 && self.closes.0.is_empty()
+    }
+
+    fn must_hold(&mut self, agency: u32, position: u32) {
+        self.follows.0.push(agency as i32);
+        self.follows.1.push(i64::from(position));
     }
 }
 
@@ -74,6 +93,8 @@ pub struct Split {
     share_of: Vec<u8>,
     /// The agencies given a share, to forget at [`Split::clear`].
     assigned: Vec<u32>,
+    /// Per agency: a row of it is in this group.
+    has_rows: Vec<bool>,
 }
 
 impl Split {
@@ -82,6 +103,7 @@ impl Split {
             shares: Default::default(),
             share_of: vec![UNASSIGNED; agencies as usize],
             assigned: Vec::new(),
+            has_rows: vec![false; agencies as usize],
         }
     }
 
@@ -99,10 +121,14 @@ impl Split {
         &mut self.shares[*slot as usize]
     }
 
-    /// Appends a row of `agency`, written by `write` as one tuple of the
-    /// binary `COPY`.
-    pub fn push_row(&mut self, agency: u32, write: impl FnOnce(&mut Vec<u8>)) {
+    /// Appends the row of `agency`'s bet at `position`, written by `write`
+    /// as one tuple of the binary `COPY`.
+    pub fn push_row(&mut self, agency: u32, position: u32, write: impl FnOnce(&mut Vec<u8>)) {
+        let first_of_agency = !std::mem::replace(&mut self.has_rows[agency as usize - 1], true);
         let share = self.share_for(agency);
+        if first_of_agency && position > 0 {
+            share.must_hold(agency, position - 1);
+        }
         if share.copy.is_empty() {
             share.copy.extend_from_slice(COPY_HEADER);
         }
@@ -115,6 +141,9 @@ impl Split {
         let share = self.share_for(agency);
         share.closes.0.push(agency as i32);
         share.closes.1.push(i64::from(total));
+        if total > 0 {
+            share.must_hold(agency, total - 1);
+        }
     }
 
     pub fn has_closes(&self) -> bool {
@@ -131,88 +160,109 @@ impl Split {
             share.rows = 0;
             share.closes.0.clear();
             share.closes.1.clear();
+            share.follows.0.clear();
+            share.follows.1.clear();
         }
         for agency in self.assigned.drain(..) {
             self.share_of[agency as usize - 1] = UNASSIGNED;
+            self.has_rows[agency as usize - 1] = false;
         }
     }
 }
 
-/// Why the sessions could not be opened.
+/// Why a group's commit failed.
 #[derive(Debug)]
-pub enum SessionsError {
-    Runtime(io::Error),
+pub enum CommitFailure {
+    /// The engine or the connection said no (the group may still have been
+    /// kept in part: see the module's notes).
     Postgres(tokio_postgres::Error),
+    /// A bet the group follows is not in the database: it was set back
+    /// behind the central's back. Nothing of that share was committed.
+    Hole { agency: i32, position: i64 },
+}
+
+impl From<tokio_postgres::Error> for CommitFailure {
+    fn from(e: tokio_postgres::Error) -> CommitFailure {
+        CommitFailure::Postgres(e)
+    }
 }
 
 /// The [`SESSIONS`] connections a group's shares are committed on.
 pub struct Sessions {
-    runtime: Runtime,
     clients: Vec<Client>,
+    /// Each session's backend process id, to find what its commit waits
+    /// for in `pg_stat_activity`.
+    pids: Vec<i32>,
 }
 
 impl Sessions {
     /// Opens the connections (each to the read-write server, where the
-    /// settings say `target_session_attrs=read-write`).
-    pub fn connect(config: &Config) -> Result<Sessions, SessionsError> {
-        let runtime = Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(SessionsError::Runtime)?;
-        let clients = runtime
-            .block_on(async {
-                let mut clients = Vec::with_capacity(SESSIONS);
-                for _ in 0..SESSIONS {
-                    let (client, mut connection) = config.connect(NoTls).await?;
-                    // Runs whenever the runtime does (inside a commit). An
-                    // error ends it; the client's next call reports it.
-                    tokio::spawn(async move {
-                        while let Some(Ok(message)) =
-                            futures_util::future::poll_fn(|cx| connection.poll_message(cx)).await
-                        {
-                            if let AsyncMessage::Notice(notice) = message {
-                                debug!("PostgreSQL notice: {}", notice.message());
-                            }
-                        }
-                    });
-                    clients.push(client);
-                }
-                Ok(clients)
-            })
-            .map_err(SessionsError::Postgres)?;
-        Ok(Sessions { runtime, clients })
+    /// settings say `target_session_attrs=read-write`), their drivers
+    /// spawned on the current tokio runtime.
+    pub async fn connect(config: &Config) -> Result<Sessions, tokio_postgres::Error> {
+        let mut clients = Vec::with_capacity(SESSIONS);
+        let mut pids = Vec::with_capacity(SESSIONS);
+        for _ in 0..SESSIONS {
+            let client = connect(config).await?;
+            let pid: i32 = client
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await?
+                .get(0);
+            clients.push(client);
+            pids.push(pid);
+        }
+        Ok(Sessions { clients, pids })
+    }
+
+    pub fn pids(&self) -> &[i32] {
+        &self.pids
     }
 
     /// Commits every share of `split`, each in its own transaction, all at
     /// once; `Ok` once every one of them has committed. On `Err` some
     /// shares may have committed (see the module's notes).
-    pub fn commit(
+    pub async fn commit(
         &mut self,
         split: &mut Split,
         copy_bets: &str,
         insert_closes: &str,
         lottery: i32,
-    ) -> Result<(), tokio_postgres::Error> {
+    ) -> Result<(), CommitFailure> {
         let commits = self
             .clients
             .iter_mut()
             .zip(split.shares.iter_mut())
             .map(|(client, share)| commit_share(client, share, copy_bets, insert_closes, lottery));
-        let results = self
-            .runtime
-            .block_on(futures_util::future::join_all(commits));
+        let results = futures_util::future::join_all(commits).await;
         results.into_iter().collect()
     }
 }
 
-/// One share's transaction: its `COPY`, its closes, `COMMIT`.
+/// One client, its connection driven by a task of the current runtime that
+/// logs the server's notices at DEBUG and ends with the connection.
+pub async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        while let Some(Ok(message)) =
+            futures_util::future::poll_fn(|cx| connection.poll_message(cx)).await
+        {
+            if let AsyncMessage::Notice(notice) = message {
+                debug!("PostgreSQL notice: {}", notice.message());
+            }
+        }
+    });
+    Ok(client)
+}
+
+/// One share's transaction: its `COPY`, the check that its rows follow
+/// what the database holds, its closes, `COMMIT`.
 async fn commit_share(
     client: &mut Client,
     share: &mut Share,
     copy_bets: &str,
     insert_closes: &str,
     lottery: i32,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<(), CommitFailure> {
     if share.is_empty() {
         return Ok(());
     }
@@ -224,11 +274,27 @@ async fn commit_share(
         sink.send(Bytes::copy_from_slice(&share.copy)).await?;
         sink.finish().await?;
     }
+    if !share.follows.0.is_empty() {
+        let missing = tx
+            .query_opt(
+                CHECK_FOLLOWS,
+                &[&lottery, &share.follows.0, &share.follows.1],
+            )
+            .await?;
+        if let Some(row) = missing {
+            // Dropped, the transaction rolls back.
+            return Err(CommitFailure::Hole {
+                agency: row.get(0),
+                position: row.get(1),
+            });
+        }
+    }
     if !share.closes.0.is_empty() {
         tx.execute(insert_closes, &[&lottery, &share.closes.0, &share.closes.1])
             .await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -248,12 +314,12 @@ mod tests {
     #[test]
     fn an_agencys_bets_and_its_close_go_to_one_share() {
         let mut split = Split::new(3);
-        split.push_row(1, row);
-        split.push_row(2, row);
-        split.push_row(1, row);
-        split.push_row(1, row);
+        split.push_row(1, 1, row);
+        split.push_row(2, 1, row);
+        split.push_row(1, 1, row);
+        split.push_row(1, 1, row);
         split.push_close(1, 3);
-        split.push_row(2, row);
+        split.push_row(2, 1, row);
         split.push_close(2, 2);
         let rows: Vec<u64> = split.shares().iter().map(Share::rows).collect();
         // Agency 1 took the first share (both empty), agency 2 the other.
@@ -266,11 +332,11 @@ mod tests {
     fn a_new_agency_goes_to_the_share_with_fewer_rows() {
         let mut split = Split::new(4);
         for _ in 0..5 {
-            split.push_row(1, row);
+            split.push_row(1, 1, row);
         }
-        split.push_row(2, row);
-        split.push_row(3, row);
-        split.push_row(4, row);
+        split.push_row(2, 1, row);
+        split.push_row(3, 1, row);
+        split.push_row(4, 1, row);
         let rows: Vec<u64> = split.shares().iter().map(Share::rows).collect();
         assert_eq!(rows, vec![5, 3]);
     }
@@ -278,9 +344,9 @@ mod tests {
     #[test]
     fn each_share_with_rows_is_one_copy_with_one_header() {
         let mut split = Split::new(2);
-        split.push_row(1, row);
-        split.push_row(1, row);
-        split.push_row(2, row);
+        split.push_row(1, 1, row);
+        split.push_row(1, 1, row);
+        split.push_row(2, 1, row);
         for share in split.shares() {
             assert!(share.copy.starts_with(COPY_HEADER));
             assert_eq!(share.copy.len(), COPY_HEADER.len() + share.rows as usize);
@@ -290,15 +356,41 @@ mod tests {
     #[test]
     fn a_cleared_split_forgets_the_agencies_shares() {
         let mut split = Split::new(2);
-        split.push_row(1, row);
-        split.push_row(1, row);
+        split.push_row(1, 1, row);
+        split.push_row(1, 1, row);
         split.clear();
         assert!(split.shares().iter().all(Share::is_empty));
         assert!(!split.has_closes());
         // Agency 2 first now: it takes share 0, agency 1 the other.
-        split.push_row(2, row);
+        split.push_row(2, 1, row);
         split.push_close(1, 2);
         assert_eq!(share_holding(&split, 1), vec![1]);
+    }
+
+    #[test]
+    fn a_share_checks_the_bet_before_each_agencys_first_row_and_the_last_a_close_counts() {
+        let mut split = Split::new(3);
+        split.push_row(1, 0, row);
+        split.push_row(1, 1, row);
+        split.push_row(2, 7, row);
+        split.push_row(2, 8, row);
+        split.push_close(2, 9);
+        split.push_close(3, 0);
+        let follows: Vec<(i32, i64)> = split
+            .shares()
+            .iter()
+            .flat_map(|s| s.follows.0.iter().copied().zip(s.follows.1.iter().copied()))
+            .collect();
+        // Agency 1 starts at 0 (nothing before it), agency 3 closes empty.
+        assert_eq!(follows, vec![(2, 6), (2, 8)]);
+        split.clear();
+        split.push_row(2, 9, row);
+        let follows: Vec<i64> = split
+            .shares()
+            .iter()
+            .flat_map(|s| s.follows.1.clone())
+            .collect();
+        assert_eq!(follows, vec![8], "a cleared split checks anew");
     }
 
     #[test]

@@ -4,124 +4,69 @@
 //!
 //! The same contract as [`super::csv`]: a loop iteration's bets are
 //! *staged* in memory (already encoded as the rows of a binary `COPY`), and
-//! [`Store::commit`] sends them as two transactions at once (split by
-//! agency, [`super::pg_sessions`]), each `COPY lottery.bets FROM STDIN
-//! (FORMAT binary)` and then its closes, and returns `Ok` only once both
-//! `COMMIT`s have returned: with `synchronous_commit = on` and a
-//! synchronous standby, that is once the standby has the WAL on its disk.
+//! a commit sends them as two transactions at once (split by agency,
+//! [`super::pg_sessions`]), each `COPY lottery.bets FROM STDIN (FORMAT
+//! binary)` and then its closes, and succeeds only once both `COMMIT`s have
+//! returned: with `synchronous_commit = on` and a synchronous standby, that
+//! is once the standby has the WAL on its disk.
 //!
-//! The tables live in the schema `lottery`, created if missing:
-//! `lottery.lottery` (the one lottery of the database: its id, how many
-//! agencies, the winning number), `lottery.bets` (the course's fields plus
-//! agency, position and `seq`, the bet's place in the order the central
-//! stored them, which `lottery-export` writes `bets.csv` in), primary key
-//! `(lottery, agency, position)`, and `lottery.closed_agencies`. A table of
-//! another shape, or a lottery made for another number of agencies, is an
-//! error at open: nothing is mixed in.
+//! The loop only stages; the store's thread ([`super::pg_worker`]) does all
+//! the talking to the database, so [`Store::start_commit`] hands the group
+//! over and answers [`Started::Pending`], and the loop takes the outcome
+//! when the thread wakes it. The tables and the reads are
+//! [`super::pg_schema`]'s.
 //!
 //! A commit whose connection breaks around `COMMIT` is ambiguous: the
 //! engine may have kept it. The central then rolls its counts back and the
 //! agencies send those bets again, so the store keeps, per agency, the
-//! count the database holds, re-reads it from the database after every
-//! failure, and stages only the bets at or past it; closes are inserted
-//! with `ON CONFLICT DO NOTHING`. Nothing is stored twice (the primary key
-//! would refuse it anyway) and nothing acknowledged is missing.
+//! count the database holds, has it re-read after every failure, and stages
+//! only the bets at or past it; closes are inserted with `ON CONFLICT DO
+//! NOTHING`. Nothing is stored twice (the primary key would refuse it
+//! anyway) and nothing acknowledged is missing: a database found holding
+//! less than was acknowledged stops the central ([`CommitError::fatal`]).
 //!
-//! The open, the recovery and the reads use the synchronous `postgres`
-//! crate, the commits `tokio-postgres` sessions on a current-thread runtime
-//! that runs only inside a commit: either way on the calling thread, so the
-//! central's loop stays one thread, blocked during a commit as it is during
-//! `fdatasync`.
+//! A connection string that names no timeouts gets bounded ones
+//! ([`with_timeouts`]): a database host that is gone costs a try seconds,
+//! not the kernel's minutes of SYN retries.
 
 use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use log::{debug, info};
 use postgres::config::Host;
 use postgres::{Client, Config, NoTls};
 
-use super::pg_sessions::{Sessions, SessionsError, Split};
-use super::seam::{BatchToStage, CommitError, CommitStats, RecoveredAgency, Recovery, Store};
+use super::pg_schema::{self, Held};
+use super::pg_sessions::Split;
+use super::pg_worker::{Job, Worker};
+use super::seam::{BatchToStage, CommitError, Finished, Recovery, Started, Store};
 use crate::bets::bet::{self, InvalidBet};
 use crate::wire::{BetFields, Date};
 
 /// The one lottery of a database (one lottery per deployment).
-const LOTTERY: i32 = 1;
+pub const LOTTERY: i32 = 1;
 
-/// The tables this store makes, as `information_schema.columns` lists them.
-const TABLES: &[(&str, &[(&str, &str)])] = &[
-    (
-        "lottery",
-        &[
-            ("id", "integer"),
-            ("agencies", "integer"),
-            ("winning_number", "smallint"),
-        ],
-    ),
-    (
-        "bets",
-        &[
-            ("lottery", "integer"),
-            ("agency", "integer"),
-            ("position", "bigint"),
-            ("seq", "bigint"),
-            ("first_name", "text"),
-            ("last_name", "text"),
-            ("document", "text"),
-            ("birthdate", "date"),
-            ("number", "smallint"),
-        ],
-    ),
-    (
-        "closed_agencies",
-        &[
-            ("lottery", "integer"),
-            ("agency", "integer"),
-            ("total", "bigint"),
-        ],
-    ),
-];
+pub const COPY_BETS: &str = "COPY lottery.bets (lottery, agency, position, seq, first_name, last_name, document, birthdate, number) FROM STDIN (FORMAT binary)";
 
-const CREATE: &str = "
-CREATE SCHEMA IF NOT EXISTS lottery;
-CREATE TABLE IF NOT EXISTS lottery.lottery (
-    id integer PRIMARY KEY,
-    agencies integer NOT NULL,
-    winning_number smallint NOT NULL
-);
-CREATE TABLE IF NOT EXISTS lottery.bets (
-    lottery integer NOT NULL,
-    agency integer NOT NULL,
-    position bigint NOT NULL,
-    seq bigint NOT NULL,
-    first_name text NOT NULL,
-    last_name text NOT NULL,
-    document text NOT NULL,
-    birthdate date NOT NULL,
-    number smallint NOT NULL,
-    PRIMARY KEY (lottery, agency, position)
-);
-CREATE TABLE IF NOT EXISTS lottery.closed_agencies (
-    lottery integer NOT NULL,
-    agency integer NOT NULL,
-    total bigint NOT NULL,
-    PRIMARY KEY (lottery, agency)
-);
-";
-
-const COPY_BETS: &str = "COPY lottery.bets (lottery, agency, position, seq, first_name, last_name, document, birthdate, number) FROM STDIN (FORMAT binary)";
-
-const INSERT_CLOSES: &str = "INSERT INTO lottery.closed_agencies (lottery, agency, total) \
+pub const INSERT_CLOSES: &str = "INSERT INTO lottery.closed_agencies (lottery, agency, total) \
      SELECT $1, a, t FROM unnest($2::integer[], $3::bigint[]) AS c(a, t) ON CONFLICT DO NOTHING";
 
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's date epoch.
 const PG_EPOCH_DAYS: i64 = 10_957;
 
-/// The first wait after a failure, and the longest.
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The timeouts a connection string that names none gets: how long a
+/// connection attempt to one host may take, how long sent data may go
+/// unacknowledged by a host, and when an idle connection is probed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const KEEPALIVES_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVES_RETRIES: u32 = 3;
+/// tokio-postgres's own keepalive idle time, which it uses when the
+/// connection string names none.
+const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// Why the database could not be opened or recovered.
 #[derive(Debug)]
@@ -163,7 +108,7 @@ impl fmt::Display for PgError {
                 found,
             } => {
                 let found: Vec<String> = found.iter().map(|(c, t)| format!("{c} {t}")).collect();
-                let expected: Vec<String> = TABLES
+                let expected: Vec<String> = pg_schema::TABLES
                     .iter()
                     .find(|(name, _)| name == table)
                     .map(|(_, cols)| cols.iter().map(|(c, t)| format!("{c} {t}")).collect())
@@ -195,6 +140,11 @@ impl std::error::Error for PgError {}
 /// What went wrong in a call to the database, with the server's own words
 /// when it said something.
 pub fn describe(e: &postgres::Error) -> String {
+    describe_async(e)
+}
+
+/// [`describe`] for the store thread's clients.
+pub fn describe_async(e: &tokio_postgres::Error) -> String {
     let text = match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
         None => match std::error::Error::source(e) {
@@ -204,13 +154,6 @@ pub fn describe(e: &postgres::Error) -> String {
     };
     // The log lines keep one shape: `|` only between pairs.
     text.replace('|', "/")
-}
-
-fn describe_sessions(e: &SessionsError) -> String {
-    match e {
-        SessionsError::Runtime(e) => format!("cannot start the sessions' runtime: {e}"),
-        SessionsError::Postgres(e) => describe(e),
-    }
 }
 
 /// The connection string as the log lines show it: no password, no `|`.
@@ -244,6 +187,9 @@ pub fn location_of(config: &Config) -> String {
 /// Parses a `postgres://` or `postgresql://` connection string.
 pub fn parse_settings(url: &str) -> Result<Config, PgError> {
     let mut config = Config::from_str(url).map_err(|e| PgError::Settings { why: describe(&e) })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
     // The engine's notices ("relation already exists, skipping" at each
     // start) are not the operator's business: the crate's default logs them
     // at INFO, among the central's own lines.
@@ -251,39 +197,32 @@ pub fn parse_settings(url: &str) -> Result<Config, PgError> {
     Ok(config)
 }
 
-/// When to try the database again after a failure: 100 ms, doubling up to
-/// 5 s, back to nothing once a commit goes through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    delay: Duration,
-    next_try: Option<Instant>,
+/// The settings the store's thread connects with: `url`, with bounded
+/// timeouts where it names none.
+pub fn thread_settings(url: &str) -> Result<tokio_postgres::Config, PgError> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| PgError::Settings { why: describe(&e) })?;
+    with_timeouts(&mut config);
+    Ok(config)
 }
 
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            delay: BACKOFF_FIRST,
-            next_try: None,
-        }
+/// Sets the timeouts `config` does not name: [`CONNECT_TIMEOUT`] per host,
+/// [`TCP_USER_TIMEOUT`], and keepalives after [`KEEPALIVES_IDLE`].
+pub fn with_timeouts(config: &mut tokio_postgres::Config) {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
     }
-}
-
-impl Backoff {
-    /// Whether a try may be made at `now`; if not, how long to wait.
-    pub fn wait(&self, now: Instant) -> Option<Duration> {
-        self.next_try
-            .filter(|&at| at > now)
-            .map(|at| at.duration_since(now))
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
     }
-
-    /// A try failed at `now`: the next one waits longer.
-    pub fn failed(&mut self, now: Instant) {
-        self.next_try = Some(now + self.delay);
-        self.delay = (self.delay * 2).min(BACKOFF_MAX);
+    if config.get_keepalives() && config.get_keepalives_idle() == DEFAULT_KEEPALIVES_IDLE {
+        config.keepalives_idle(KEEPALIVES_IDLE);
     }
-
-    pub fn succeeded(&mut self) {
-        *self = Backoff::default();
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(KEEPALIVES_INTERVAL);
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(KEEPALIVES_RETRIES);
     }
 }
 
@@ -333,190 +272,96 @@ pub fn push_copy_row(out: &mut Vec<u8>, agency: u32, position: u32, seq: i64, b:
     out.extend_from_slice(&(b.number as i16).to_be_bytes());
 }
 
-/// What the database holds of the lottery.
-#[derive(Debug, Default)]
-struct Held {
-    /// Bets per agency (index 0 is agency 1).
-    stored: Vec<u32>,
-    /// The `seq` of the next bet.
-    next_seq: i64,
-}
-
+/// The loop's side of the store: the staged group, and what the database
+/// holds as the thread last reported it, which the next group's positions
+/// are staged against.
 pub struct PgStore {
-    config: Config,
-    /// The same settings, for the sessions the commits run on.
-    sessions_config: tokio_postgres::Config,
+    worker: Option<Worker>,
     location: String,
-    /// For the recovery and the reads; `None` after a failure, until a
-    /// commit reconnects.
-    client: Option<Client>,
-    /// The commits' connections; `None` with `client`.
-    sessions: Option<Sessions>,
-    agencies: u32,
-    winning_number: u16,
-    /// What the database holds, as of the last commit or recovery: a bet
-    /// below its agency's count is in the database and is not staged again.
+    /// What the database holds: a bet below its agency's count is in the
+    /// database and is not staged again.
     held: Held,
-    /// The staged bets and closes, split for the sessions.
-    split: Split,
+    /// The staged bets and closes, split for the sessions; `None` while the
+    /// thread has them.
+    split: Option<Split>,
     staged_bets: u64,
-    /// Bets staged per agency, and the agencies in it.
+    /// Bets staged per agency (index 0 is agency 1), and the agencies with
+    /// some, as `(agency, bets)` once the group is handed over.
     staged_per_agency: Vec<u32>,
     touched: Vec<u32>,
-    backoff: Backoff,
+    staged: Vec<(u32, u32)>,
+    /// Bets and closes of the group under way, if one is.
+    under_way: Option<u64>,
 }
 
 impl fmt::Debug for PgStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgStore")
             .field("location", &self.location)
-            .field("connected", &self.client.is_some())
+            .field("under_way", &self.under_way)
             .finish_non_exhaustive()
     }
 }
 
 impl PgStore {
-    /// Connects (to the read-write server among the hosts, if
-    /// `target_session_attrs=read-write`), makes the tables if missing,
-    /// checks they are this central's, and recovers what they hold.
+    /// Starts the store's thread, which connects (to the read-write server
+    /// among the hosts, if `target_session_attrs=read-write`), makes the
+    /// tables if missing, checks they are this central's, and recovers
+    /// what they hold.
     pub fn open(
         url: &str,
         agencies: u32,
         winning_number: u16,
     ) -> Result<(PgStore, Recovery), PgError> {
-        let config = parse_settings(url)?;
-        let sessions_config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| PgError::Settings { why: describe(&e) })?;
-        let location = location_of(&config);
-        let mut client = config.connect(NoTls).map_err(|e| PgError::Connect {
-            location: location.clone(),
-            why: describe(&e),
-        })?;
-        let query = |e: postgres::Error| PgError::Query {
-            location: location.clone(),
-            why: describe(&e),
-        };
-        check_tables(&mut client, &location)?;
-        client.batch_execute(CREATE).map_err(query)?;
-        // Kept small: only the winning bets are in it, so the draw reads
-        // its winners without a scan and the ingest barely pays for it.
-        client
-            .batch_execute(&format!(
-                "CREATE INDEX IF NOT EXISTS bets_winning_{winning_number} ON lottery.bets \
-                 (lottery, agency, position) INCLUDE (document) WHERE number = {winning_number}"
-            ))
-            .map_err(query)?;
-        check_lottery(&mut client, &location, agencies, winning_number)?;
-        let (held, recovery) = recover(&mut client, &location, agencies, winning_number)?;
-        let sessions = Sessions::connect(&sessions_config).map_err(|e| PgError::Connect {
-            location: location.clone(),
-            why: describe_sessions(&e),
-        })?;
+        let location = location_of(&parse_settings(url)?);
+        let config = thread_settings(url)?;
+        let (worker, held, recovery) =
+            Worker::start(config, location.clone(), agencies, winning_number)?;
         Ok((
             PgStore {
-                config,
-                sessions_config,
+                worker: Some(worker),
                 location,
-                client: Some(client),
-                sessions: Some(sessions),
-                agencies,
-                winning_number,
                 held,
-                split: Split::new(agencies),
+                split: Some(Split::new(agencies)),
                 staged_bets: 0,
                 staged_per_agency: vec![0; agencies as usize],
                 touched: Vec::new(),
-                backoff: Backoff::default(),
+                staged: Vec::new(),
+                under_way: None,
             },
             recovery,
         ))
     }
 
-    fn clear_staged(&mut self) {
-        self.split.clear();
-        self.staged_bets = 0;
-        for agency in self.touched.drain(..) {
-            self.staged_per_agency[agency as usize - 1] = 0;
-        }
+    fn worker(&self) -> &Worker {
+        self.worker
+            .as_ref()
+            .expect("the store's thread runs until close")
     }
 
-    /// Connects again after a failure, and re-reads what the database holds
-    /// (a commit that failed around `COMMIT` may have been kept). Returns
-    /// whether the database has passed the counts this group was staged
-    /// against: then the group is refused, but the connection is good.
-    fn reconnect(&mut self) -> Result<bool, CommitError> {
-        let mut client = self.config.connect(NoTls).map_err(|e| {
-            CommitError(format!("cannot connect to {}: {}", self.location, describe(&e)).into())
-        })?;
-        let held = read_held(&mut client, self.agencies).map_err(|e| {
-            CommitError(format!("cannot read {}: {}", self.location, describe(&e)).into())
-        })?;
-        let sessions = Sessions::connect(&self.sessions_config).map_err(|e| {
-            CommitError(
-                format!(
-                    "cannot connect to {}: {}",
-                    self.location,
-                    describe_sessions(&e)
-                )
-                .into(),
-            )
-        })?;
-        let passed = held.stored != self.held.stored;
-        self.held = held;
-        self.client = Some(client);
-        self.sessions = Some(sessions);
-        Ok(passed)
-    }
-
-    /// One try at the staged group: connected again first if the last try
-    /// failed and the backoff allows it.
-    fn try_commit(&mut self) -> Result<(), CommitError> {
-        if self.client.is_none() {
-            // Commits within the backoff are refused without a try, and do
-            // not push the next try further away.
-            if let Some(wait) = self.backoff.wait(Instant::now()) {
-                return Err(CommitError(
-                    format!(
-                        "PostgreSQL at {} unavailable, next try in {} ms",
-                        self.location,
-                        wait.as_millis()
-                    )
-                    .into(),
-                ));
+    /// Takes the outcome the thread sent: the buffers back, the counts
+    /// moved on (or re-read), the finished commit.
+    fn finished(&mut self, outcome: super::pg_worker::Outcome) -> Finished {
+        let bets = self.under_way.take().unwrap_or(0);
+        if outcome.finished.result.is_ok() {
+            for &(agency, n) in &self.staged {
+                self.held.stored[agency as usize - 1] += n;
             }
-            match self.reconnect() {
-                Err(e) => {
-                    self.backoff.failed(Instant::now());
-                    return Err(e);
-                }
-                Ok(true) => {
-                    return Err(CommitError(
-                        "the database kept a commit that was reported failed; this group is \
-                         refused and the agencies' retries store what is missing"
-                            .into(),
-                    ));
-                }
-                Ok(false) => {}
-            }
+            self.held.next_seq += bets as i64;
         }
-        if let Err(e) = self.send() {
-            // Whatever the connections' state (a share may have committed),
-            // start again from new ones and from what the database says it
-            // holds.
-            self.client = None;
-            self.sessions = None;
-            self.backoff.failed(Instant::now());
-            return Err(CommitError(
-                format!("{}: {}", self.location, describe(&e)).into(),
-            ));
+        if let Some(held) = outcome.held {
+            self.held = held;
         }
-        self.backoff.succeeded();
-        Ok(())
+        self.split = Some(outcome.split);
+        self.staged = outcome.staged;
+        self.staged.clear();
+        outcome.finished
     }
 
-    fn send(&mut self) -> Result<(), postgres::Error> {
-        let sessions = self.sessions.as_mut().expect("connected");
-        sessions.commit(&mut self.split, COPY_BETS, INSERT_CLOSES, LOTTERY)
+    fn split(&mut self) -> &mut Split {
+        self.split
+            .as_mut()
+            .expect("nothing is staged while a commit is under way")
     }
 }
 
@@ -558,7 +403,7 @@ impl Store for PgStore {
                 continue;
             }
             let seq = self.held.next_seq + self.staged_bets as i64;
-            self.split.push_row(agency, |copy| {
+            self.split().push_row(agency, position, |copy| {
                 push_copy_row(copy, agency, position, seq, &b)
             });
             if self.staged_per_agency[index] == 0 {
@@ -572,7 +417,7 @@ impl Store for PgStore {
 
     /// Beside the agency's bets of this group, in the same transaction.
     fn stage_close(&mut self, agency: u32, total: u32) {
-        self.split.push_close(agency, total);
+        self.split().push_close(agency, total);
     }
 
     fn staged_bets(&self) -> u64 {
@@ -580,49 +425,72 @@ impl Store for PgStore {
     }
 
     fn has_staged(&self) -> bool {
-        self.staged_bets > 0 || self.split.has_closes()
+        self.staged_bets > 0 || self.split.as_ref().is_some_and(Split::has_closes)
     }
 
-    fn commit(&mut self) -> Result<CommitStats, CommitError> {
-        let stats = CommitStats {
-            bets: self.staged_bets,
-            closes: self
-                .split
-                .shares()
-                .iter()
-                .map(|s| s.closes().len() as u64)
-                .sum(),
-        };
-        let result = self.try_commit();
-        if result.is_ok() {
-            for &agency in &self.touched {
-                let index = agency as usize - 1;
-                self.held.stored[index] += self.staged_per_agency[index];
-            }
-            self.held.next_seq += self.staged_bets as i64;
+    fn start_commit(&mut self, draws: bool) -> Started {
+        let split = self.split.take().expect("one commit under way at a time");
+        let mut staged = std::mem::take(&mut self.staged);
+        for agency in self.touched.drain(..) {
+            let n = std::mem::take(&mut self.staged_per_agency[agency as usize - 1]);
+            staged.push((agency, n));
         }
-        self.clear_staged();
-        result.map(|()| stats)
+        let bets = std::mem::take(&mut self.staged_bets);
+        self.staged = staged.clone();
+        self.under_way = Some(bets);
+        let job = Job {
+            split,
+            staged,
+            bets,
+            draws,
+        };
+        match self.worker().send(job) {
+            Ok(()) => Started::Pending,
+            Err(mut job) => {
+                // The thread is gone (it only ends with the store): nothing
+                // of the group can be kept.
+                job.split.clear();
+                self.split = Some(job.split);
+                self.under_way = None;
+                self.staged.clear();
+                Started::Done(Finished {
+                    result: Err(CommitError::failed(format!(
+                        "{}: the store's thread has ended",
+                        self.location
+                    ))),
+                    winners: None,
+                })
+            }
+        }
+    }
+
+    fn finish_commit(&mut self) -> Option<Finished> {
+        self.under_way?;
+        let outcome = self.worker().try_outcome()?;
+        Some(self.finished(outcome))
+    }
+
+    fn wait_commit(&mut self, timeout: Duration) -> Option<Finished> {
+        self.under_way?;
+        let outcome = self.worker().wait_outcome(timeout)?;
+        Some(self.finished(outcome))
+    }
+
+    fn register(&mut self, registry: &mio::Registry, token: mio::Token) -> io::Result<()> {
+        self.worker().register(registry, token)
     }
 
     fn location(&self) -> String {
         format!("base_de_datos: {}", self.location)
     }
 
-    /// One query, served by the partial index of the winning bets.
-    fn drawn_winners(&mut self) -> Option<Result<Vec<Vec<Box<str>>>, CommitError>> {
-        let result = match self.client.as_mut() {
-            Some(client) => read_winners(client, self.agencies, self.winning_number)
-                .map_err(|e| CommitError(format!("{}: {}", self.location, describe(&e)).into())),
-            None => Err(CommitError(
-                format!("{}: not connected", self.location).into(),
-            )),
-        };
-        Some(result)
-    }
-
-    fn close(self: Box<Self>) -> std::io::Result<()> {
-        // Every commit is durable once it returned: nothing to flush.
+    fn close(mut self: Box<Self>) -> std::io::Result<()> {
+        // Every commit is durable once it returned: nothing to flush. A
+        // commit still under way is not waited for; nothing of it was
+        // acknowledged.
+        if let Some(worker) = self.worker.take() {
+            worker.stop(self.under_way.is_some());
+        }
         info!(
             "action: cerrar_base | result: success | base_de_datos: {}",
             self.location
@@ -632,7 +500,7 @@ impl Store for PgStore {
 }
 
 /// Refuses tables of the schema `lottery` that are not of the shape this
-/// store makes (so another program's `bets` is never written into).
+/// store makes (so another program's `bets` is never read as this lottery's).
 fn check_tables(client: &mut Client, location: &str) -> Result<(), PgError> {
     let rows = client
         .query(
@@ -648,7 +516,7 @@ fn check_tables(client: &mut Client, location: &str) -> Result<(), PgError> {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    match foreign_table(&columns) {
+    match pg_schema::foreign_table(&columns) {
         Some((table, found)) => Err(PgError::ForeignTable {
             location: location.into(),
             table,
@@ -656,203 +524,6 @@ fn check_tables(client: &mut Client, location: &str) -> Result<(), PgError> {
         }),
         None => Ok(()),
     }
-}
-
-/// The first of this store's tables present with other columns than it
-/// makes, with the columns it has. Pure.
-pub fn foreign_table(
-    columns: &[(String, String, String)],
-) -> Option<(String, Vec<(String, String)>)> {
-    for (table, expected) in TABLES {
-        let found: Vec<(String, String)> = columns
-            .iter()
-            .filter(|(t, _, _)| t == table)
-            .map(|(_, c, ty)| (c.clone(), ty.clone()))
-            .collect();
-        let same = found.len() == expected.len()
-            && found
-                .iter()
-                .zip(expected.iter())
-                .all(|((c, t), (ec, et))| c == ec && t == et);
-        if !found.is_empty() && !same {
-            return Some((table.to_string(), found));
-        }
-    }
-    None
-}
-
-/// Records the lottery, or checks the one recorded is this central's.
-fn check_lottery(
-    client: &mut Client,
-    location: &str,
-    agencies: u32,
-    winning_number: u16,
-) -> Result<(), PgError> {
-    let query = |e: postgres::Error| PgError::Query {
-        location: location.into(),
-        why: describe(&e),
-    };
-    client
-        .execute(
-            "INSERT INTO lottery.lottery (id, agencies, winning_number) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO NOTHING",
-            &[&LOTTERY, &(agencies as i32), &(winning_number as i16)],
-        )
-        .map_err(query)?;
-    let rows = client
-        .query(
-            "SELECT id, agencies, winning_number FROM lottery.lottery ORDER BY id",
-            &[],
-        )
-        .map_err(query)?;
-    let other = |why: String| PgError::OtherLottery {
-        location: location.into(),
-        why,
-    };
-    if rows.len() != 1 {
-        return Err(other(format!(
-            "{} lotteries in lottery.lottery",
-            rows.len()
-        )));
-    }
-    let (id, held_agencies, held_number): (i32, i32, i16) =
-        (rows[0].get(0), rows[0].get(1), rows[0].get(2));
-    if id != LOTTERY {
-        return Err(other(format!("its lottery is number {id}")));
-    }
-    if held_agencies != agencies as i32 {
-        return Err(other(format!(
-            "it was made for AGENCIES={held_agencies}, but this central expects AGENCIES={agencies}"
-        )));
-    }
-    if held_number != winning_number as i16 {
-        return Err(other(format!(
-            "it was made for WINNING_NUMBER={held_number}, but this central has WINNING_NUMBER={winning_number}"
-        )));
-    }
-    Ok(())
-}
-
-/// Counts per agency (checked gap-free) and the next `seq`.
-fn read_held(client: &mut Client, agencies: u32) -> Result<Held, postgres::Error> {
-    let mut held = Held {
-        stored: vec![0; agencies as usize],
-        next_seq: 0,
-    };
-    for row in client.query(
-        "SELECT agency, count(*), max(position), max(seq) FROM lottery.bets WHERE lottery = $1 GROUP BY agency",
-        &[&LOTTERY],
-    )? {
-        let (agency, count, max_position, max_seq): (i32, i64, i64, i64) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
-        if agency >= 1 && agency as u32 <= agencies && count == max_position + 1 {
-            held.stored[agency as usize - 1] = count as u32;
-        } else {
-            // Checked by `recover`; here only counts that cannot be trusted.
-            held.stored = vec![u32::MAX; agencies as usize];
-        }
-        held.next_seq = held.next_seq.max(max_seq + 1);
-    }
-    Ok(held)
-}
-
-fn read_winners(
-    client: &mut Client,
-    agencies: u32,
-    winning_number: u16,
-) -> Result<Vec<Vec<Box<str>>>, postgres::Error> {
-    let mut winners = vec![Vec::new(); agencies as usize];
-    for row in client.query(
-        "SELECT agency, document FROM lottery.bets WHERE lottery = $1 AND number = $2 ORDER BY agency, position",
-        &[&LOTTERY, &(winning_number as i16)],
-    )? {
-        let (agency, document): (i32, &str) = (row.get(0), row.get(1));
-        if let Some(w) = winners.get_mut((agency as usize).wrapping_sub(1)) {
-            w.push(document.into());
-        }
-    }
-    Ok(winners)
-}
-
-fn recover(
-    client: &mut Client,
-    location: &str,
-    agencies: u32,
-    winning_number: u16,
-) -> Result<(Held, Recovery), PgError> {
-    let query = |e: postgres::Error| PgError::Query {
-        location: location.into(),
-        why: describe(&e),
-    };
-    let corrupt = |why: String| PgError::Corrupt {
-        location: location.into(),
-        why,
-    };
-    let mut held = Held {
-        stored: vec![0; agencies as usize],
-        next_seq: 0,
-    };
-    for row in client
-        .query(
-            "SELECT agency, count(*), max(position), max(seq) FROM lottery.bets WHERE lottery = $1 GROUP BY agency",
-            &[&LOTTERY],
-        )
-        .map_err(query)?
-    {
-        let (agency, count, max_position, max_seq): (i32, i64, i64, i64) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
-        if agency < 1 || agency as u32 > agencies {
-            return Err(PgError::OtherLottery {
-                location: location.into(),
-                why: format!("it holds bets of agency {agency}, but this central expects AGENCIES={agencies}"),
-            });
-        }
-        if count != max_position + 1 {
-            return Err(corrupt(format!(
-                "agency {agency} has {count} bets but positions up to {max_position}"
-            )));
-        }
-        held.stored[agency as usize - 1] = count as u32;
-        held.next_seq = held.next_seq.max(max_seq + 1);
-    }
-    let winners = read_winners(client, agencies, winning_number).map_err(query)?;
-    let mut recovery = Recovery {
-        agencies: held
-            .stored
-            .iter()
-            .zip(winners)
-            .map(|(&stored, winners)| RecoveredAgency {
-                stored,
-                closed: false,
-                winners,
-            })
-            .collect(),
-    };
-    for row in client
-        .query(
-            "SELECT agency, total FROM lottery.closed_agencies WHERE lottery = $1",
-            &[&LOTTERY],
-        )
-        .map_err(query)?
-    {
-        let (agency, total): (i32, i64) = (row.get(0), row.get(1));
-        let Some(a) = recovery.agencies.get_mut((agency as usize).wrapping_sub(1)) else {
-            return Err(PgError::OtherLottery {
-                location: location.into(),
-                why: format!(
-                    "it closed agency {agency}, but this central expects AGENCIES={agencies}"
-                ),
-            });
-        };
-        if total != a.stored as i64 {
-            return Err(corrupt(format!(
-                "agency {agency} closed with {total} bets but {} are stored",
-                a.stored
-            )));
-        }
-        a.closed = true;
-    }
-    Ok((held, recovery))
 }
 
 /// Writes the lottery's bets as `bets.csv`, byte for byte as the CSV store
@@ -972,24 +643,6 @@ mod tests {
     }
 
     #[test]
-    fn the_backoff_doubles_up_to_five_seconds_and_resets_on_success() {
-        let mut b = Backoff::default();
-        let t = Instant::now();
-        assert_eq!(b.wait(t), None);
-        b.failed(t);
-        assert_eq!(b.wait(t), Some(Duration::from_millis(100)));
-        b.failed(t);
-        assert_eq!(b.wait(t), Some(Duration::from_millis(200)));
-        for _ in 0..10 {
-            b.failed(t);
-        }
-        assert_eq!(b.wait(t), Some(Duration::from_secs(5)));
-        assert_eq!(b.wait(t + Duration::from_secs(5)), None);
-        b.succeeded();
-        assert_eq!(b.wait(t), None);
-    }
-
-    #[test]
     fn the_location_names_every_host_and_no_password() {
         let c = parse_settings(
             "postgresql://lot:secret@10.0.0.1:5432,10.0.0.2:5433/bets?target_session_attrs=read-write",
@@ -1006,26 +659,17 @@ mod tests {
     }
 
     #[test]
-    fn a_table_of_another_shape_is_foreign_and_ours_are_not() {
-        let ours: Vec<(String, String, String)> = TABLES
-            .iter()
-            .flat_map(|(t, cols)| {
-                cols.iter()
-                    .map(move |(c, ty)| (t.to_string(), c.to_string(), ty.to_string()))
-            })
-            .collect();
-        assert_eq!(foreign_table(&ours), None);
-        assert_eq!(foreign_table(&[]), None);
-        let foreign = vec![
-            ("bets".to_string(), "id".to_string(), "integer".to_string()),
-            (
-                "bets".to_string(),
-                "payload".to_string(),
-                "text".to_string(),
-            ),
-        ];
-        let (table, found) = foreign_table(&foreign).unwrap();
-        assert_eq!(table, "bets");
-        assert_eq!(found.len(), 2);
+    fn a_connection_string_without_timeouts_gets_bounded_ones_and_keeps_its_own() {
+        let c = thread_settings("postgresql://lot@10.0.0.1/bets").unwrap();
+        assert_eq!(c.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert_eq!(c.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        assert_eq!(c.get_keepalives_idle(), KEEPALIVES_IDLE);
+        let c = thread_settings(
+            "postgresql://lot@10.0.0.1/bets?connect_timeout=30&tcp_user_timeout=60&keepalives_idle=90",
+        )
+        .unwrap();
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(30)));
+        assert_eq!(c.get_tcp_user_timeout(), Some(&Duration::from_secs(60)));
+        assert_eq!(c.get_keepalives_idle(), Duration::from_secs(90));
     }
 }

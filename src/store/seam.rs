@@ -4,7 +4,15 @@
 //! it *stages* a loop iteration's bets and closes, *commits* the group once
 //! (the ACKs wait for that), learns from [`CommitStats`] what became
 //! durable, and at start-up *recovers* what a previous run left, winners
-//! included. A backend is a module of this folder that implements [`Store`]
+//! included.
+//!
+//! A commit is started and later finished: a backend whose commit is a
+//! local `fdatasync` (CSV) finishes it at once, in [`Store::start_commit`];
+//! one whose commit crosses a network (PostgreSQL) hands the group to a
+//! thread of its own and answers [`Started::Pending`], and the loop, which
+//! goes on serving the other connections meanwhile, takes the outcome with
+//! [`Store::finish_commit`] once the store's [`mio::Waker`] fires. One
+//! commit is outstanding at a time, and nothing is staged while it is. A backend is a module of this folder that implements [`Store`]
 //! and is named by a setting in [`super::open`]; nothing above this floor
 //! knows which one runs.
 //!
@@ -49,18 +57,70 @@ pub struct CommitStats {
 /// Why a commit did not reach the store: the group is not durable, and its
 /// ACKs become `ERROR STORAGE`.
 #[derive(Debug)]
-pub struct CommitError(pub Box<dyn std::error::Error + Send + Sync>);
+pub struct CommitError {
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+    /// The store can no longer keep what was acknowledged (a database found
+    /// holding fewer bets or closes than were acknowledged): the central
+    /// must stop, acknowledging nothing more.
+    pub fatal: bool,
+}
+
+impl CommitError {
+    /// A commit that failed: the agencies' retries may store the group.
+    pub fn failed(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> CommitError {
+        CommitError {
+            source: source.into(),
+            fatal: false,
+        }
+    }
+
+    /// A store that lost acknowledged bets: nothing more may be acknowledged.
+    pub fn fatal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> CommitError {
+        CommitError {
+            source: source.into(),
+            fatal: true,
+        }
+    }
+}
 
 impl fmt::Display for CommitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for CommitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
     }
 }
 
 impl From<std::io::Error> for CommitError {
     fn from(e: std::io::Error) -> CommitError {
-        CommitError(Box::new(e))
+        CommitError::failed(e)
     }
+}
+
+/// What became of a commit once it is over.
+#[derive(Debug)]
+pub struct Finished {
+    pub result: Result<CommitStats, CommitError>,
+    /// For a commit that ran the draw, the winners of every agency (index 0
+    /// is agency 1) in stored order, as the store read them back with the
+    /// commit: the draw then announces what the store holds. `None` when
+    /// the central's own count is the answer (the CSV store), or when the
+    /// commit did not run the draw.
+    pub winners: Option<Result<Vec<Vec<Box<str>>>, CommitError>>,
+}
+
+/// How starting a commit went.
+#[derive(Debug)]
+pub enum Started {
+    /// The commit is over (a backend that commits on the calling thread).
+    Done(Finished),
+    /// The commit is under way; its outcome comes from
+    /// [`Store::finish_commit`] once the store's waker fired.
+    Pending,
 }
 
 /// A batch's bets as the central hands them to its store.
@@ -102,17 +162,27 @@ pub trait Store {
     /// Whether anything (bets or closes) waits for the next commit.
     fn has_staged(&self) -> bool;
 
-    /// Makes everything staged durable at once, or nothing of it.
-    fn commit(&mut self) -> Result<CommitStats, CommitError>;
+    /// Starts making everything staged durable at once, or nothing of it.
+    /// `draws`: the commit runs the draw if it succeeds (it closes the last
+    /// agency), so a backend that can read the winners back with one query
+    /// does so with it (see [`Finished::winners`]).
+    fn start_commit(&mut self, draws: bool) -> Started;
 
-    /// The winners of every agency (index 0 is agency 1), in stored order,
-    /// read back from the store after the commit that ran the draw, for a
-    /// backend that can answer with one query (PostgreSQL): the draw then
-    /// announces what the store holds, not what this run counted. `None`
-    /// (the default, the CSV store) when the central's own count is the
-    /// answer.
-    fn drawn_winners(&mut self) -> Option<Result<Vec<Vec<Box<str>>>, CommitError>> {
+    /// The outcome of the commit under way, once it is over; `None` while
+    /// it is still under way (or none is).
+    fn finish_commit(&mut self) -> Option<Finished> {
         None
+    }
+
+    /// Waits at most `timeout` for the commit under way (shutdown only: the
+    /// loop never waits for its store).
+    fn wait_commit(&mut self, _timeout: std::time::Duration) -> Option<Finished> {
+        None
+    }
+
+    /// Registers the waker that fires when a commit under way is over.
+    fn register(&mut self, _registry: &mio::Registry, _token: mio::Token) -> std::io::Result<()> {
+        Ok(())
     }
 
     /// Where the bets are kept, as the `key: value` the log lines show

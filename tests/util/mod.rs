@@ -4,9 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-/// The central's binary, built by cargo for this test run.
+/// The central's binary, built by cargo for this test run, or the one
+/// `LOTTERY_SERVER_BIN` names: to run a suite against another build (an
+/// older one, to see a guard fail without the change it guards).
 pub fn server_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lottery-server"))
+    match std::env::var_os("LOTTERY_SERVER_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_lottery-server")),
+    }
 }
 
 /// The agency's binary. It belongs to another package of the workspace, so

@@ -1,0 +1,564 @@
+//! The PostgreSQL store's thread: it owns every connection to the database
+//! and does all of the store's talking to it (the open and the recovery,
+//! each group's commit, the reads after a failure and at the draw), so the
+//! central's loop never waits for the database.
+//!
+//! The loop hands it a group ([`Job`]) and goes on serving every other
+//! connection; the thread commits the group and hands the outcome back
+//! ([`Outcome`]) through a channel, then fires the loop's [`mio::Waker`].
+//! One group is under way at a time. Why a thread and not the commit's
+//! future polled from the loop: the tokio-postgres connections are driven by
+//! a tokio reactor, which a mio loop cannot poll without a second reactor
+//! inside it; the thread runs one current-thread runtime all the time, so
+//! the connections' drivers (notices, keepalives) run between commits too.
+//!
+//! What the thread keeps: what it knows the database holds ([`Held`]: what
+//! it found at the open, plus each group it committed since). After any
+//! failure it connects again and reads what the database holds; less than
+//! it knows (an agency's bets or close gone: rows deleted, a restore, a
+//! lagging standby promoted) is fatal ([`CommitError::fatal`]), and so is a
+//! hole in an agency's positions; more (a commit reported failed that the
+//! engine kept) refuses the group once, and the loop stages the next one
+//! against the new counts.
+//!
+//! A commit still under way after [`COMMIT_STALL`] is logged once per
+//! incident, with what the server says it waits for (a synchronous standby
+//! that is gone, most often). It is never abandoned: a commit waiting for
+//! its synchronous standby is not on the standby yet, and giving up on it
+//! would leave it visible on the primary, then acknowledged by a retry.
+
+use std::io;
+use std::sync::{Arc, OnceLock, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use log::{error, info};
+use tokio::sync::mpsc as tokio_mpsc;
+use tokio_postgres::Client;
+
+use super::pg_schema::{self, Held};
+use super::pg_sessions::{self, CommitFailure, Sessions, Split};
+use super::postgres::{COPY_BETS, INSERT_CLOSES, LOTTERY, PgError, describe_async};
+use super::seam::{CommitError, CommitStats, Finished};
+
+/// How long a commit may be under way before it is logged as stalled.
+pub const COMMIT_STALL: Duration = Duration::from_secs(3);
+/// How long the probe of a stalled commit may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The first wait after a failure, and the longest.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// A group for the thread to commit.
+#[derive(Debug)]
+pub struct Job {
+    pub split: Split,
+    /// `(agency, bets)` of every agency with bets in the group.
+    pub staged: Vec<(u32, u32)>,
+    pub bets: u64,
+    /// The commit runs the draw if it succeeds: the winners are read back.
+    pub draws: bool,
+}
+
+/// What became of a [`Job`]; its buffers come back emptied, for the next.
+#[derive(Debug)]
+pub struct Outcome {
+    pub split: Split,
+    pub staged: Vec<(u32, u32)>,
+    pub finished: Finished,
+    /// What the database holds, read again after a failure: the next group
+    /// is staged against it.
+    pub held: Option<Held>,
+}
+
+/// The loop's handle on the thread.
+pub struct Worker {
+    jobs: tokio_mpsc::UnboundedSender<Job>,
+    outcomes: mpsc::Receiver<Outcome>,
+    waker: Arc<OnceLock<mio::Waker>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the thread, which connects, makes or checks the tables and
+    /// recovers what they hold; returns once it has.
+    pub fn start(
+        config: tokio_postgres::Config,
+        location: String,
+        agencies: u32,
+        winning_number: u16,
+    ) -> Result<(Worker, Held, super::seam::Recovery), PgError> {
+        let (jobs, job_rx) = tokio_mpsc::unbounded_channel();
+        let (outcome_tx, outcomes) = mpsc::channel();
+        let (open_tx, open_rx) = mpsc::channel();
+        let waker = Arc::new(OnceLock::new());
+        let thread_waker = Arc::clone(&waker);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| PgError::Connect {
+                location: location.clone(),
+                why: format!("cannot start the store's runtime: {e}"),
+            })?;
+        let committer = Committer {
+            config,
+            location: location.clone(),
+            agencies,
+            winning_number,
+            conn: None,
+            backoff: Backoff::default(),
+            known: Held::default(),
+            stalled: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name("lottery-store".into())
+            .spawn(move || {
+                runtime.block_on(committer.run(open_tx, job_rx, outcome_tx, thread_waker));
+            })
+            .map_err(|e| PgError::Connect {
+                location: location.clone(),
+                why: format!("cannot start the store's thread: {e}"),
+            })?;
+        let (held, recovery) = open_rx.recv().map_err(|_| PgError::Connect {
+            location,
+            why: "the store's thread ended during the open".into(),
+        })??;
+        let worker = Worker {
+            jobs,
+            outcomes,
+            waker,
+            thread: Some(thread),
+        };
+        Ok((worker, held, recovery))
+    }
+
+    /// Hands a group to the thread; gives it back if the thread is gone.
+    pub fn send(&self, job: Job) -> Result<(), Job> {
+        self.jobs.send(job).map_err(|e| e.0)
+    }
+
+    /// The outcome of the group under way, if it is over.
+    pub fn try_outcome(&self) -> Option<Outcome> {
+        self.outcomes.try_recv().ok()
+    }
+
+    /// Waits at most `timeout` for the outcome of the group under way.
+    pub fn wait_outcome(&self, timeout: Duration) -> Option<Outcome> {
+        self.outcomes.recv_timeout(timeout).ok()
+    }
+
+    pub fn register(&self, registry: &mio::Registry, token: mio::Token) -> io::Result<()> {
+        let waker = mio::Waker::new(registry, token)?;
+        self.waker
+            .set(waker)
+            .map_err(|_| io::Error::other("the store's waker is registered already"))
+    }
+
+    /// Lets the thread go: it ends once idle. A group still under way is
+    /// not waited for (its outcome is unknown, and nothing of it was
+    /// acknowledged).
+    pub fn stop(mut self, busy: bool) {
+        let thread = self.thread.take();
+        drop(self);
+        if !busy && let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The thread's state.
+struct Committer {
+    config: tokio_postgres::Config,
+    location: String,
+    agencies: u32,
+    winning_number: u16,
+    conn: Option<Connected>,
+    backoff: Backoff,
+    /// What this central knows the database holds: less there is a set-back.
+    known: Held,
+    /// A stalled commit was logged, and no commit has finished in time since.
+    stalled: bool,
+}
+
+/// The thread's connections: the commits' sessions and one for the reads.
+struct Connected {
+    sessions: Sessions,
+    reader: Client,
+}
+
+impl Committer {
+    async fn run(
+        mut self,
+        open: mpsc::Sender<Result<(Held, super::seam::Recovery), PgError>>,
+        mut jobs: tokio_mpsc::UnboundedReceiver<Job>,
+        outcomes: mpsc::Sender<Outcome>,
+        waker: Arc<OnceLock<mio::Waker>>,
+    ) {
+        match self.open().await {
+            Ok(opened) => {
+                if open.send(Ok(opened)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = open.send(Err(e));
+                return;
+            }
+        }
+        while let Some(job) = jobs.recv().await {
+            let outcome = self.commit(job).await;
+            if outcomes.send(outcome).is_err() {
+                return;
+            }
+            if let Some(waker) = waker.get() {
+                let _ = waker.wake();
+            }
+        }
+    }
+
+    async fn open(&mut self) -> Result<(Held, super::seam::Recovery), PgError> {
+        let connect = |e: tokio_postgres::Error| PgError::Connect {
+            location: self.location.clone(),
+            why: describe_async(&e),
+        };
+        let mut reader = pg_sessions::connect(&self.config).await.map_err(connect)?;
+        let (held, recovery) = pg_schema::open(
+            &mut reader,
+            &self.location,
+            self.agencies,
+            self.winning_number,
+        )
+        .await?;
+        let sessions = Sessions::connect(&self.config).await.map_err(connect)?;
+        self.conn = Some(Connected { sessions, reader });
+        self.known = held.clone();
+        Ok((held, recovery))
+    }
+
+    async fn commit(&mut self, mut job: Job) -> Outcome {
+        let mut held = None;
+        let result = self.try_commit(&mut job, &mut held).await;
+        let (result, winners) = match result {
+            Ok((stats, winners)) => (Ok(stats), winners),
+            Err(e) => (Err(e), None),
+        };
+        job.split.clear();
+        job.staged.clear();
+        Outcome {
+            split: job.split,
+            staged: job.staged,
+            finished: Finished { result, winners },
+            held,
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn try_commit(
+        &mut self,
+        job: &mut Job,
+        held_out: &mut Option<Held>,
+    ) -> Result<(CommitStats, Option<Result<Vec<Vec<Box<str>>>, CommitError>>), CommitError> {
+        if self.conn.is_none() {
+            // Commits within the backoff are refused without a try, and do
+            // not push the next try further away.
+            if let Some(wait) = self.backoff.wait(Instant::now()) {
+                return Err(CommitError::failed(format!(
+                    "PostgreSQL at {} unavailable, next try in {} ms",
+                    self.location,
+                    wait.as_millis()
+                )));
+            }
+            let held = match self.reconnect().await {
+                Ok(held) => held,
+                Err(e) => {
+                    self.backoff.failed(Instant::now());
+                    return Err(e);
+                }
+            };
+            let kept = held.stored != self.known.stored || held.closed != self.known.closed;
+            self.known = held.clone();
+            *held_out = Some(held);
+            if kept {
+                return Err(CommitError::failed(
+                    "the database kept a commit that was reported failed; this group is \
+                     refused and the agencies' retries store what is missing",
+                ));
+            }
+        }
+        let closes: Vec<(i32, i64)> = job
+            .split
+            .shares()
+            .iter()
+            .flat_map(|s| s.closes().iter().copied().zip(s.totals().iter().copied()))
+            .collect();
+        let stats = CommitStats {
+            bets: job.bets,
+            closes: closes.len() as u64,
+        };
+        match self.run_commit(&mut job.split).await {
+            Ok(()) => {}
+            Err(failure) => {
+                self.conn = None;
+                self.backoff.failed(Instant::now());
+                return Err(match failure {
+                    CommitFailure::Hole { agency, position } => CommitError::fatal(format!(
+                        "PostgreSQL at {} does not hold bet {position} of agency {agency}, which \
+                         this central acknowledged: the database was set back (rows deleted, a \
+                         restore, or a standby promoted that had not received every commit)",
+                        self.location
+                    )),
+                    CommitFailure::Postgres(e) => {
+                        CommitError::failed(format!("{}: {}", self.location, describe_async(&e)))
+                    }
+                });
+            }
+        }
+        self.backoff.succeeded();
+        for &(agency, bets) in &job.staged {
+            self.known.stored[agency as usize - 1] += bets;
+        }
+        for &(agency, _) in &closes {
+            self.known.closed[agency as usize - 1] = true;
+        }
+        let winners = if job.draws {
+            let reader = &self.conn.as_ref().expect("connected").reader;
+            Some(
+                pg_schema::read_winners(reader, self.agencies, self.winning_number)
+                    .await
+                    .map_err(|e| {
+                        CommitError::failed(format!("{}: {}", self.location, describe_async(&e)))
+                    }),
+            )
+        } else {
+            None
+        };
+        Ok((stats, winners))
+    }
+
+    /// Connects again after a failure and reads what the database holds,
+    /// refusing a database that holds less than this central knows it does.
+    async fn reconnect(&mut self) -> Result<Held, CommitError> {
+        let unreachable = |e: tokio_postgres::Error| {
+            CommitError::failed(format!(
+                "cannot connect to {}: {}",
+                self.location,
+                describe_async(&e)
+            ))
+        };
+        let reader = pg_sessions::connect(&self.config)
+            .await
+            .map_err(unreachable)?;
+        let held = pg_schema::read_held(&reader, &self.location, self.agencies)
+            .await
+            .map_err(|e| match e {
+                PgError::Query { .. } => CommitError::failed(e.to_string()),
+                _ => CommitError::fatal(e.to_string()),
+            })?;
+        if let Some(why) = set_back(&self.known, &held) {
+            return Err(CommitError::fatal(format!(
+                "PostgreSQL at {} was set back: {why}. It no longer holds what this central \
+                 acknowledged (rows deleted, a restore, or a standby promoted that had not \
+                 received every commit)",
+                self.location
+            )));
+        }
+        let sessions = Sessions::connect(&self.config).await.map_err(unreachable)?;
+        self.conn = Some(Connected { sessions, reader });
+        Ok(held)
+    }
+
+    /// The group's commit; past [`COMMIT_STALL`] the stall is logged (once
+    /// per incident) with its likely cause, and the commit waited for.
+    async fn run_commit(&mut self, split: &mut Split) -> Result<(), CommitFailure> {
+        let Connected { sessions, reader } = self.conn.as_mut().expect("connected");
+        let pids = sessions.pids().to_vec();
+        let started = Instant::now();
+        let mut commit = std::pin::pin!(sessions.commit(split, COPY_BETS, INSERT_CLOSES, LOTTERY));
+        match tokio::time::timeout(COMMIT_STALL, &mut commit).await {
+            Ok(result) => {
+                if self.stalled {
+                    self.stalled = false;
+                    info!(
+                        "action: guardar_apuestas | result: success | detail: commits finish in time again | base_de_datos: {}",
+                        self.location
+                    );
+                }
+                result
+            }
+            Err(_) => {
+                if !self.stalled {
+                    self.stalled = true;
+                    let cause = stall_cause(reader, &pids).await.replace('|', "/");
+                    error!(
+                        "action: guardar_apuestas | result: fail | error: COMMIT_STALLED | espera_ms: {} | base_de_datos: {} | causa_probable: {cause}",
+                        started.elapsed().as_millis(),
+                        self.location
+                    );
+                }
+                commit.await
+            }
+        }
+    }
+}
+
+/// What a stalled commit waits for, as the server reports it.
+async fn stall_cause(reader: &Client, pids: &[i32]) -> String {
+    let probe = async {
+        let waits = pg_schema::waits_of(reader, pids).await?;
+        let standbys = if waits.iter().any(|(_, event)| event == "SyncRep") {
+            Some(pg_schema::sync_standbys(reader).await?)
+        } else {
+            None
+        };
+        Ok::<_, tokio_postgres::Error>((waits, standbys))
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(Ok((waits, standbys))) => describe_waits(&waits, standbys.as_ref()),
+        Ok(Err(e)) => format!(
+            "the database did not answer a probe ({}): the server or the network may be down",
+            describe_async(&e)
+        ),
+        Err(_) => {
+            "the database did not answer a probe either: the server or the network may be down"
+                .into()
+        }
+    }
+}
+
+/// The stall's likely cause from the commits' wait events and, when they
+/// wait for replication, the synchronous standbys' setting and how many
+/// stream. Pure.
+pub fn describe_waits(waits: &[(String, String)], standbys: Option<&(String, i64)>) -> String {
+    if let Some((names, streaming)) = standbys {
+        return format!(
+            "synchronous replication: the commit waits for a synchronous standby \
+             (wait_event SyncRep; synchronous_standby_names = '{names}', {streaming} streaming as \
+             synchronous); bring a standby back, or let the primary go on alone with \
+             ALTER SYSTEM SET synchronous_standby_names = '' and SELECT pg_reload_conf()"
+        );
+    }
+    if waits.is_empty() {
+        return "the server reports no wait: the connection may be lost, or the server busy".into();
+    }
+    let events: Vec<String> = waits.iter().map(|(t, e)| format!("{t}/{e}")).collect();
+    format!(
+        "the server reports the commit waiting on {}",
+        events.join(", ")
+    )
+}
+
+/// The first agency whose bets or close the database no longer holds,
+/// described; `None` if it holds all it is known to. Pure.
+pub fn set_back(known: &Held, held: &Held) -> Option<String> {
+    for (index, (&k, &h)) in known.stored.iter().zip(&held.stored).enumerate() {
+        if h < k {
+            return Some(format!(
+                "agency {} has {h} bets where {k} were stored",
+                index + 1
+            ));
+        }
+    }
+    for (index, (&k, &h)) in known.closed.iter().zip(&held.closed).enumerate() {
+        if k && !h {
+            return Some(format!("agency {} is no longer closed", index + 1));
+        }
+    }
+    None
+}
+
+/// When to try the database again after a failure: 100 ms, doubling up to
+/// 5 s, back to nothing once a commit goes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    delay: Duration,
+    next_try: Option<Instant>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            delay: BACKOFF_FIRST,
+            next_try: None,
+        }
+    }
+}
+
+impl Backoff {
+    /// Whether a try may be made at `now`; if not, how long to wait.
+    pub fn wait(&self, now: Instant) -> Option<Duration> {
+        self.next_try
+            .filter(|&at| at > now)
+            .map(|at| at.duration_since(now))
+    }
+
+    /// A try failed at `now`: the next one waits longer.
+    pub fn failed(&mut self, now: Instant) {
+        self.next_try = Some(now + self.delay);
+        self.delay = (self.delay * 2).min(BACKOFF_MAX);
+    }
+
+    pub fn succeeded(&mut self) {
+        *self = Backoff::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(stored: &[u32], closed: &[bool]) -> Held {
+        Held {
+            stored: stored.to_vec(),
+            closed: closed.to_vec(),
+            next_seq: 0,
+        }
+    }
+
+    #[test]
+    fn the_backoff_doubles_up_to_five_seconds_and_resets_on_success() {
+        let mut b = Backoff::default();
+        let t = Instant::now();
+        assert_eq!(b.wait(t), None);
+        b.failed(t);
+        assert_eq!(b.wait(t), Some(Duration::from_millis(100)));
+        b.failed(t);
+        assert_eq!(b.wait(t), Some(Duration::from_millis(200)));
+        for _ in 0..10 {
+            b.failed(t);
+        }
+        assert_eq!(b.wait(t), Some(Duration::from_secs(5)));
+        assert_eq!(b.wait(t + Duration::from_secs(5)), None);
+        b.succeeded();
+        assert_eq!(b.wait(t), None);
+    }
+
+    #[test]
+    fn a_database_holding_fewer_bets_or_closes_than_known_is_set_back() {
+        let known = held(&[10, 5], &[false, true]);
+        assert_eq!(set_back(&known, &known), None);
+        // More is a commit kept though reported failed: not a set-back.
+        assert_eq!(set_back(&known, &held(&[12, 5], &[true, true])), None);
+        assert_eq!(
+            set_back(&known, &held(&[10, 4], &[false, true])).as_deref(),
+            Some("agency 2 has 4 bets where 5 were stored")
+        );
+        assert_eq!(
+            set_back(&known, &held(&[10, 5], &[false, false])).as_deref(),
+            Some("agency 2 is no longer closed")
+        );
+    }
+
+    #[test]
+    fn a_commit_waiting_for_replication_names_the_standbys_setting() {
+        let waits = [("IPC".to_string(), "SyncRep".to_string())];
+        let standbys = ("standby1".to_string(), 0);
+        let text = describe_waits(&waits, Some(&standbys));
+        assert!(text.starts_with("synchronous replication"), "{text}");
+        assert!(text.contains("'standby1', 0 streaming"), "{text}");
+        assert!(
+            describe_waits(&[("Lock".into(), "transactionid".into())], None)
+                .contains("Lock/transactionid")
+        );
+    }
+}
