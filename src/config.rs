@@ -4,8 +4,12 @@
 //!
 //! Every value is checked here, at start-up, so that a bad one is a clear
 //! error naming the key and its source (and exit code 2 in `main`) rather
-//! than a surprise later. [`Config::describe`] is what the `action: config`
-//! log line shows.
+//! than a surprise later. `config.ini` is read by [`crate::support::ini`]:
+//! no inline comments (a `#` or `;` in a value is part of it), and a key
+//! that is not one of [`KEYS`], a key above `[DEFAULT]` or another section
+//! is an error at `config.ini:LINE`, not a setting silently left at its
+//! default. [`Config::describe`] is what the `action: config` log line
+//! shows, its values percent-encoded by [`crate::support::log_field`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +22,7 @@ use crate::net::accept::Listen;
 use crate::net::transport::TlsFiles;
 use crate::store::csv::SyncPolicy;
 use crate::store::open::StoreSettings;
+use crate::support::log_field::escape;
 use crate::support::settings::Setting;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -138,24 +143,21 @@ impl Config {
         ini: Option<&str>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let mut file: HashMap<String, String> = HashMap::new();
-        if let Some(text) = ini {
-            let mut parser = configparser::ini::Ini::new_cs();
-            let map = parser
-                .read(text.to_string())
-                .map_err(|e| ConfigError(format!("config.ini: {e}")))?;
-            if let Some(section) = map.get("DEFAULT") {
-                for (key, value) in section {
-                    if let Some(value) = value {
-                        file.insert(key.clone(), value.clone());
-                    }
-                }
-            }
-        }
+        let file = match ini {
+            Some(text) => crate::support::ini::read(text, "config.ini", "DEFAULT", KEYS)?,
+            None => HashMap::new(),
+        };
 
         let mut config = Config::default();
-        let get =
-            |key: &str| Setting::layered(key, &env, key, "config.ini", || file.get(key).cloned());
+        let get = |key: &str| {
+            // `KEY in config.ini:LINE`, or `KEY in the environment`.
+            let name = file
+                .get(key)
+                .map_or_else(String::new, |e| format!("config.ini:{}", e.line));
+            Setting::layered(key, &env, key, &name, || {
+                file.get(key).map(|e| e.value.clone())
+            })
+        };
         if let Some(setting) = get("SERVER_IP") {
             let v = setting.value.trim();
             if v.is_empty() {
@@ -296,19 +298,25 @@ impl Config {
         if self.tls.is_some() { "mutual" } else { "off" }
     }
 
-    /// The effective settings as `key: value` pairs for the `action: config` line.
+    /// The effective settings as `key: value` pairs for the `action: config`
+    /// line; the values from outside (addresses, paths) percent-encoded
+    /// where they hold a `|`, a `%` or a control character.
     pub fn describe(&self) -> String {
-        let path = |p: Option<&PathBuf>| p.map_or("-".to_string(), |p| p.display().to_string());
+        let path = |p: Option<&PathBuf>| {
+            p.map_or("-".to_string(), |p| {
+                escape(&p.display().to_string()).into_owned()
+            })
+        };
         let tls = self.tls.as_ref();
         format!(
             "server_ip: {} | server_port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | bets_file: {} | journal_file: {} | winning_number: {} | park_timeout_ms: {} | idle_timeout_ms: {} | max_connections: {} | max_parked_per_agency: {} | sync: {} | tls: {} | tls_cert: {} | tls_key: {} | tls_client_ca: {} | tls_handshake_timeout_ms: {} | storage: {}",
-            self.ip,
+            escape(&self.ip),
             self.port,
             self.listen_backlog,
             self.logging_level,
             self.agencies,
-            self.bets_file.display(),
-            self.journal_file.display(),
+            path(Some(&self.bets_file)),
+            path(Some(&self.journal_file)),
             self.winning_number,
             self.park_timeout.as_millis(),
             self.idle_timeout.as_millis(),
@@ -323,7 +331,7 @@ impl Config {
             path(tls.map(|t| &t.key)),
             path(tls.map(|t| &t.client_ca)),
             self.tls_handshake_timeout.as_millis(),
-            self.storage_shown(),
+            escape(&self.storage_shown()),
         )
     }
 }
@@ -448,6 +456,97 @@ mod tests {
         let d = Config::default().describe();
         assert_eq!(d.matches('|').count(), KEYS.len());
         assert!(d.contains("| tls: off |"), "{d}");
+    }
+
+    #[test]
+    fn a_hash_or_semicolon_inside_a_value_is_part_of_the_value() {
+        let ini = "# the central\n[DEFAULT]\n; full-line comments stay comments\n  # indented too\nBETS_FILE = /srv/bets#2.csv\nJOURNAL_FILE = /srv/closed;1 # not a comment\n";
+        let c = Config::from_sources(Some(ini), env(&[])).unwrap();
+        assert_eq!(c.bets_file, PathBuf::from("/srv/bets#2.csv"));
+        assert_eq!(
+            c.journal_file,
+            PathBuf::from("/srv/closed;1 # not a comment")
+        );
+        // The environment's value was always taken whole.
+        let c = Config::from_sources(Some(ini), env(&[("BETS_FILE", "/srv/b;#.csv")])).unwrap();
+        assert_eq!(c.bets_file, PathBuf::from("/srv/b;#.csv"));
+    }
+
+    #[test]
+    fn a_key_above_the_default_section_is_an_error_naming_its_line() {
+        let err = Config::from_sources(
+            Some("; settings\nSERVER_PORT = 9000\n[DEFAULT]\nSERVER_IP = 127.0.0.1\n"),
+            env(&[]),
+        )
+        .unwrap_err();
+        assert!(
+            err.0.starts_with("config.ini:2: ")
+                && err.0.contains("SERVER_PORT")
+                && err.0.contains("[DEFAULT]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_or_section_is_an_error_naming_the_file_and_line() {
+        let err = Config::from_sources(
+            Some("[DEFAULT]\nSERVER_PORT = 12345\nWINING_NUMBER = 1234\n"),
+            env(&[]),
+        )
+        .unwrap_err();
+        assert!(
+            err.0.starts_with("config.ini:3: unknown key WINING_NUMBER"),
+            "{err}"
+        );
+        let err =
+            Config::from_sources(Some("[DEFAULT]\nserver_port = 9000\n"), env(&[])).unwrap_err();
+        assert!(
+            err.0.starts_with("config.ini:2: unknown key server_port")
+                && err.0.contains("SERVER_PORT"),
+            "{err}"
+        );
+        let err = Config::from_sources(
+            Some("[DEFAULT]\nSERVER_PORT = 12345\n\n[server]\nSERVER_IP = 1.2.3.4\n"),
+            env(&[]),
+        )
+        .unwrap_err();
+        assert!(
+            err.0.starts_with("config.ini:4: unknown section [server]"),
+            "{err}"
+        );
+        let err = Config::from_sources(
+            Some("[DEFAULT]\nSERVER_PORT = 1\nSERVER_PORT = 2\n"),
+            env(&[]),
+        )
+        .unwrap_err();
+        assert!(
+            err.0.starts_with("config.ini:3: ") && err.0.contains("line 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_repository_config_ini_is_read_without_error() {
+        let text = include_str!("../compose/server/config.ini");
+        let c = Config::from_sources(Some(text), env(&[])).unwrap();
+        assert_eq!(c.port, 12345);
+        assert_eq!(c.listen_backlog, 128);
+    }
+
+    #[test]
+    fn the_described_settings_escape_bars_and_control_characters() {
+        let c = Config::from_sources(
+            Some("[DEFAULT]\nBETS_FILE = /srv/a|b%.csv\n"),
+            env(&[("JOURNAL_FILE", "/srv/j\nx\t|"), ("SERVER_IP", "host|name")]),
+        )
+        .unwrap();
+        assert_eq!(c.bets_file, PathBuf::from("/srv/a|b%.csv"));
+        let d = c.describe();
+        assert_eq!(d.matches('|').count(), KEYS.len(), "{d}");
+        assert!(!d.contains('\n') && !d.contains('\t'), "{d}");
+        assert!(d.starts_with("server_ip: host%7Cname |"), "{d}");
+        assert!(d.contains("| bets_file: /srv/a%7Cb%25.csv |"), "{d}");
+        assert!(d.contains("| journal_file: /srv/j%0Ax%09%7C |"), "{d}");
     }
 
     #[test]

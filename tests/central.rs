@@ -588,6 +588,47 @@ fn a_bad_config_value_is_a_clear_error_and_exit_code_2() {
 }
 
 #[test]
+fn a_misspelt_key_in_config_ini_stops_the_central_naming_the_file_and_line() {
+    let dir = temp_dir("misspelt-config");
+    std::fs::write(
+        dir.join("config.ini"),
+        "[DEFAULT]\nLOGGING_LEVEL = INFO\nWINING_NUMBER = 1234\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(util::server_bin())
+        .current_dir(&dir)
+        .env_clear()
+        .env("SERVER_IP", "127.0.0.1")
+        .env("SERVER_PORT", util::free_port().to_string())
+        .env("BETS_FILE", dir.join("bets.csv"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the central started with WINING_NUMBER in its config.ini");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("bad configuration: config.ini:3: unknown key WINING_NUMBER"),
+        "{err}"
+    );
+    assert!(!dir.join("bets.csv").exists());
+}
+
+#[test]
 fn requests_pipelined_behind_a_done_are_answered_from_the_state_after_it() {
     let dir = temp_dir("behind-done");
     let central = Central::start(&dir, 3, &[]);
