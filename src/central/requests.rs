@@ -367,7 +367,7 @@ pub fn answer_winners(
     agency: u32,
     next: usize,
 ) -> Option<usize> {
-    let pending = conn.unsent + conn.replies.len();
+    let pending = conn.unsent + conn.replies.worst_len();
     let (frames, next) = next_winners(central, conn.log, agency, next, pending);
     conn.replies
         .push(false, |out| out.extend_from_slice(&frames));
