@@ -230,7 +230,7 @@ fn batch(
     match verdict {
         BatchVerdict::Refuse(r) => refuse_batch(log, replies, agency, count, r, r.reason),
         BatchVerdict::AlreadyStored { stored } => {
-            central.stage_retry(agency);
+            central.stage_retry();
             replies.push(true, |out| wire::encode_ack(out, agency, stored));
         }
         BatchVerdict::Store { skip } => match central.stage_bets(agency, first, bets, skip) {
