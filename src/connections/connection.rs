@@ -99,7 +99,8 @@ pub struct Connection {
     /// with a full input buffer learns of a hang-up.
     read_closed: bool,
     writable_registered: bool,
-    /// The last time this connection completed a frame or took reply bytes.
+    /// The last time this connection completed a frame or took reply bytes
+    /// once bound to an agency (its accept, until then).
     last_progress: Instant,
     /// Marks kept by [`crate::connections::schedule::Schedule`], its only writer.
     pub(crate) marks: Marks,
@@ -195,9 +196,16 @@ impl Connection {
         self.peer_closed || self.read_closed
     }
 
-    /// It completed a frame or the socket took reply bytes.
+    /// It completed a frame or the socket took reply bytes. Only a
+    /// connection bound to an agency makes progress: one whose requests
+    /// name no known agency acts for nobody, and its UNKNOWN_AGENCY
+    /// answers must not keep it open (a crowd of them would hold every
+    /// slot of the connection cap), so it is closed at the idle timeout
+    /// counted from its accept, however often it asks.
     pub fn progress(&mut self, now: Instant) {
-        self.last_progress = now;
+        if self.agency.is_some() {
+            self.last_progress = now;
+        }
     }
 
     /// When it is closed if it makes no progress.
@@ -338,7 +346,7 @@ impl Connection {
         let sent = write_until_blocked(&mut self.transport, &self.out[self.out_sent..])?;
         if sent > 0 {
             self.out_sent += sent;
-            self.last_progress = now;
+            self.progress(now);
         }
         if self.out_sent < self.out.len() {
             return Ok(false);
@@ -365,7 +373,7 @@ impl Connection {
         if self.out_sent == self.out.len() {
             sent = write_until_blocked(&mut self.transport, frames)?;
             if sent > 0 {
-                self.last_progress = now;
+                self.progress(now);
             }
         }
         self.out.extend_from_slice(&frames[sent..]);
