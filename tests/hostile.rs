@@ -844,7 +844,11 @@ fn a_connection_bound_to_no_agency_is_closed_at_the_idle_timeout_however_often_i
         if Instant::now() > give_up {
             break false;
         }
-        if stranger.stream.write_all(&get_winners_frame(9, false)).is_err() {
+        if stranger
+            .stream
+            .write_all(&get_winners_frame(9, false))
+            .is_err()
+        {
             break true;
         }
         match stranger.try_recv() {

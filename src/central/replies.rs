@@ -169,7 +169,11 @@ mod tests {
         assert!(worst > r.len());
         let mut failed = Vec::new();
         r.settle(false, &mut failed);
-        assert_eq!(failed.len(), worst, "a failed commit settles into the worst case");
+        assert_eq!(
+            failed.len(),
+            worst,
+            "a failed commit settles into the worst case"
+        );
         assert_eq!(r.worst_len(), 0);
         r.push(true, |o| wire::encode_ack(o, 1, 1));
         let worst = r.worst_len();
