@@ -784,6 +784,49 @@ fn asks_again_after_not_ready_and_collects_winners_from_several_frames() {
     );
 }
 
+/// A central that answers a parked GET_WINNERS with NOT_READY at once (its
+/// parked limit for the agency reached, say) is not asked again in a busy
+/// loop: an answer that comes well before the park timeout is followed by
+/// a pause, longer each time. Counted over the central's first seconds of
+/// such answers.
+#[test]
+fn a_not_ready_that_comes_at_once_is_asked_again_after_a_pause_not_in_a_loop() {
+    let dir = util::temp_dir("agency-not-ready-at-once");
+    write_bets(&dir, &rows(20, 0));
+    let central = FakeCentral::start(Script {
+        not_ready: usize::MAX,
+        ..Script::default()
+    });
+    let running = Running::start(&mut agency(&dir, &central.address()));
+    let window = Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let asked = loop {
+        {
+            let seen = central.seen();
+            if let (Some(&(_, first)), Some(&(_, last))) =
+                (seen.get_winners.first(), seen.get_winners.last())
+                && last >= first + window
+            {
+                break seen
+                    .get_winners
+                    .iter()
+                    .filter(|&&(_, at)| at < first + window)
+                    .count();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agency did not ask for its winners past {window:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    drop(running);
+    assert!(
+        asked <= 10,
+        "{asked} GET_WINNERS in the first {window:?} of NOT_READY answered at once"
+    );
+}
+
 #[test]
 fn poll_mode_asks_without_waiting_every_100_ms() {
     let dir = util::temp_dir("agency-poll");

@@ -653,6 +653,56 @@ fn requests_pipelined_behind_a_done_are_answered_from_the_state_after_it() {
     assert_eq!(recv_winners(&mut peer, 3), (1, vec!["42".to_string()]));
 }
 
+/// A retry of stored bets is ACKed again and stores nothing: 45 bytes in
+/// must not be a log line out each time. Retries are counted, and the
+/// count is logged at most once a second; stored batches keep their line.
+#[test]
+fn a_retried_batch_is_counted_not_logged() {
+    let dir = temp_dir("retry-log");
+    let central = Central::start(&dir, 1, &[]);
+    let mut peer = central.connect();
+    let stored = batch(1, 0, &[bet("A", "1", 1)]);
+    peer.send(&stored);
+    assert_ack(&peer.recv(), 1, 1);
+    let retries = 1_000;
+    let started = Instant::now();
+    for _ in 0..retries {
+        peer.send(&stored);
+        assert_ack(&peer.recv(), 1, 1);
+    }
+    let counted_in = |logs: &str| -> u64 {
+        logs.lines()
+            .filter_map(|l| {
+                l.split("action: lotes_reintentados | result: success | lotes: ")
+                    .nth(1)
+            })
+            .map(|n| n.trim().parse::<u64>().unwrap())
+            .sum()
+    };
+    // The last count is logged once its second has ended.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counted_in(&central.logs()) < retries && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let logs = central.logs();
+    let lines = logs
+        .lines()
+        .filter(|l| l.contains("cantidad: 0") || l.contains("lotes_reintentados"))
+        .count() as u64;
+    let seconds = started.elapsed().as_secs();
+    assert!(
+        lines <= seconds + 2,
+        "{retries} retries in {seconds} s made {lines} log lines"
+    );
+    assert_eq!(counted_in(&logs), retries, "{logs}");
+    assert_eq!(util::stored_in_logs(&logs), 1);
+    assert_eq!(
+        logs.matches("action: apuesta_recibida | result: success | cantidad: 1\n")
+            .count(),
+        1
+    );
+}
+
 #[test]
 fn a_peer_repeating_a_refused_request_gets_every_answer_but_a_bounded_log() {
     let dir = temp_dir("refusal-log");

@@ -827,6 +827,62 @@ fn idle_and_slow_connections_are_closed_after_the_idle_timeout_and_active_or_par
     ));
 }
 
+/// A connection that names only unknown agencies acts for none: its
+/// UNKNOWN_AGENCY answers are no progress, so asking every 100 ms does not
+/// keep it past the idle timeout (a crowd of them would hold every slot of
+/// the connection cap for good). Each request is still answered, on the
+/// same connection, as `PROTOCOL.md` has it.
+#[test]
+fn a_connection_bound_to_no_agency_is_closed_at_the_idle_timeout_however_often_it_asks() {
+    let _serial = serial();
+    let dir = temp_dir("idle-unbound");
+    let mut central = Central::start(&dir, 2, &[("IDLE_TIMEOUT_MS", "400")]);
+    let mut stranger = central.connect();
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut answered = 0;
+    let closed = loop {
+        if Instant::now() > give_up {
+            break false;
+        }
+        if stranger
+            .stream
+            .write_all(&get_winners_frame(9, false))
+            .is_err()
+        {
+            break true;
+        }
+        match stranger.try_recv() {
+            Some(f) => {
+                assert_eq!(
+                    f.error(),
+                    Some((ErrorCode::UnknownAgency as u8, 9)),
+                    "{f:?}"
+                );
+                answered += 1;
+            }
+            None => break true,
+        }
+        if closed_within(&mut stranger.stream, Duration::from_millis(100)) {
+            break true;
+        }
+        stranger.set_timeout(Duration::from_secs(10));
+    };
+    assert!(
+        closed,
+        "still open after {answered} UNKNOWN_AGENCY answers in 10 s (idle timeout 400 ms)"
+    );
+    assert!(answered > 0, "it was answered before it was closed");
+    assert_alive_and_never_panicked(&mut central);
+    assert!(
+        central.logs().contains("| motivo: no progress for 400 ms"),
+        "{}",
+        central.logs()
+    );
+    util::report(format_args!(
+        "a connection naming an unknown agency every 100 ms: {answered} answers, closed at the idle timeout of 400 ms"
+    ));
+}
+
 // ---------------------------------------------------------------------------
 // Misuse of the protocol: each answered with its documented ERROR, and the
 // central keeps serving the same connection and others.

@@ -20,7 +20,7 @@
 //! central's fault (exit 1).
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 use lottery::wire::{self, ErrorCode, MAX_FRAME};
@@ -30,6 +30,7 @@ use crate::bets::Bets;
 use crate::config::{Config, WinnersMode};
 use crate::connection::{ConnError, Connection, Reply};
 use crate::logfmt::clean;
+use crate::not_ready::NotReadyPause;
 use crate::pacing::Pacing;
 use crate::retry::{GiveUp, Retry};
 use crate::stop::Stop;
@@ -138,6 +139,10 @@ pub struct Agency<'a> {
     last_not_ready: Option<(u32, u32)>,
     /// Whether waiting for the draw was logged (it is, once).
     waiting_logged: bool,
+    /// The pause after a parked request came back NOT_READY early; kept
+    /// across connections, so a central that closes after each answer
+    /// is not asked in a loop either.
+    not_ready_pause: NotReadyPause,
     /// Why the last attempt failed, for the message when the budget runs out.
     last_loss: String,
     /// The first position of the stream the central would refuse today (a
@@ -167,6 +172,7 @@ impl<'a> Agency<'a> {
             frame_cut_logged: false,
             last_not_ready: None,
             waiting_logged: false,
+            not_ready_pause: NotReadyPause::new(config.park_timeout),
             last_loss: String::new(),
             held_from: None,
         }
@@ -501,6 +507,7 @@ impl<'a> Agency<'a> {
         wire::encode_get_winners(&mut out, self.config.id, wait);
         loop {
             conn.send(&out)?;
+            let asked = Instant::now();
             // A parked request may wait long for the other agencies: say
             // so once, so a quiet agency does not look hung.
             if wait && !self.waiting_logged {
@@ -561,10 +568,16 @@ impl<'a> Agency<'a> {
                     other => return Err(self.refusal(other, "GET_WINNERS", None)),
                 }
             }
-            // A parked request (wait=1) came back NOT_READY at the central's
-            // park timeout: ask again at once. Polling waits between asks
-            // (a paced agency, its period).
-            if !wait && !self.stop.sleep(self.pacing.period().unwrap_or(POLL_PERIOD)) {
+            // A parked request (wait=1) that came back NOT_READY at the
+            // central's park timeout is asked again at once; one that came
+            // back early, after a pause (see `not_ready`). Polling waits
+            // between asks (a paced agency, its period).
+            let pause = if wait {
+                self.not_ready_pause.after(asked.elapsed())
+            } else {
+                self.pacing.period().unwrap_or(POLL_PERIOD)
+            };
+            if !pause.is_zero() && !self.stop.sleep(pause) {
                 return Err(Interrupt::Stopped);
             }
         }

@@ -10,6 +10,7 @@
 //! - [`transport`]: plain TCP or mutual TLS under the connection; what a TLS failure means.
 //! - [`connection`]: the socket, its read buffer, frames in and out.
 //! - [`retry`]: back-off and the retry budget.
+//! - [`not_ready`]: the pause before asking for the winners again after an early NOT_READY.
 //! - [`agency`]: the conversation with the central, reconnects and resumes.
 //! - [`logfmt`]: keeping `action:` log lines well-formed.
 //!
@@ -26,6 +27,7 @@ mod bets_file;
 mod config;
 mod connection;
 mod logfmt;
+mod not_ready;
 mod pacing;
 mod retry;
 mod stop;

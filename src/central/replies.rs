@@ -9,8 +9,19 @@
 //! carries its own fallback instead, written from the durable state: an
 //! agency that wrote nothing never gets `ERROR STORAGE`. The rest go out
 //! unchanged, in order.
+//!
+//! What the held replies may settle into is known before the commit
+//! ([`Replies::worst_len`]): an 11-byte ACK may become an `ERROR STORAGE`
+//! seven times as long, so a bound on a connection's output counts each
+//! held reply at the larger of its two sizes.
 
 use crate::wire::{self, ErrorCode};
+
+/// The message of the `ERROR STORAGE` a durable reply becomes.
+const STORAGE_MESSAGE: &str =
+    "the bets could not be stored; nothing was acknowledged, send them again";
+/// The length of that frame: header, code, detail, the message as a `str8`.
+const STORAGE_ERROR_LEN: usize = wire::HEADER + 1 + 4 + 1 + STORAGE_MESSAGE.len();
 
 /// Replies produced during one loop iteration, held until the group commit.
 ///
@@ -25,6 +36,9 @@ pub struct Replies {
     /// `fallbacks` (`None`: `ERROR STORAGE`).
     durable: Vec<(usize, usize, Option<Span>)>,
     fallbacks: Vec<u8>,
+    /// How many bytes the replies gain if the commit fails: each durable
+    /// reply's fallback past its own length.
+    growth: usize,
 }
 
 /// A byte range of one reply.
@@ -36,7 +50,9 @@ impl Replies {
         let start = self.bytes.len();
         encode(&mut self.bytes);
         if durable {
-            self.durable.push((start, self.bytes.len(), None));
+            let end = self.bytes.len();
+            self.growth += STORAGE_ERROR_LEN.saturating_sub(end - start);
+            self.durable.push((start, end, None));
         }
     }
 
@@ -52,10 +68,12 @@ impl Replies {
         encode(&mut self.bytes);
         let from = self.fallbacks.len();
         fallback(&mut self.fallbacks);
-        let fallback = Some((from, self.fallbacks.len()));
-        self.durable.push((start, self.bytes.len(), fallback));
+        let (end, to) = (self.bytes.len(), self.fallbacks.len());
+        self.growth += (to - from).saturating_sub(end - start);
+        self.durable.push((start, end, Some((from, to))));
     }
 
+    /// The bytes held, as they go out if the commit succeeds.
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
@@ -64,6 +82,12 @@ impl Replies {
     /// staged bets, or an answer with a fallback.
     pub fn depends_on_commit(&self) -> bool {
         !self.durable.is_empty()
+    }
+
+    /// The most bytes the held replies may settle into, whichever way the
+    /// commit goes: what bounds on a connection's output count.
+    pub fn worst_len(&self) -> usize {
+        self.bytes.len() + self.growth
     }
 
     pub fn is_empty(&self) -> bool {
@@ -81,12 +105,7 @@ impl Replies {
                 out.extend_from_slice(&self.bytes[at..start]);
                 match fallback {
                     Some((from, to)) => out.extend_from_slice(&self.fallbacks[from..to]),
-                    None => wire::encode_error(
-                        out,
-                        ErrorCode::Storage,
-                        0,
-                        "the bets could not be stored; nothing was acknowledged, send them again",
-                    ),
+                    None => wire::encode_error(out, ErrorCode::Storage, 0, STORAGE_MESSAGE),
                 }
                 at = end;
             }
@@ -95,6 +114,7 @@ impl Replies {
         self.bytes.clear();
         self.durable.clear();
         self.fallbacks.clear();
+        self.growth = 0;
     }
 }
 
@@ -138,6 +158,34 @@ mod tests {
             frames,
             [wire::kind::ERROR, wire::kind::NOT_READY, wire::kind::ERROR]
         );
+    }
+
+    #[test]
+    fn held_replies_are_counted_at_the_most_they_may_settle_into() {
+        let mut r = Replies::default();
+        for i in 0..100 {
+            r.push(true, |o| wire::encode_ack(o, 1, i));
+            r.push(false, |o| wire::encode_not_ready(o, 0, 5));
+        }
+        r.push_read_only(
+            |o| wire::encode_not_ready(o, 2, 5),
+            |o| wire::encode_error(o, ErrorCode::Storage, 0, "a fallback longer than its reply"),
+        );
+        let worst = r.worst_len();
+        assert!(worst > r.len());
+        let mut failed = Vec::new();
+        r.settle(false, &mut failed);
+        assert_eq!(
+            failed.len(),
+            worst,
+            "a failed commit settles into the worst case"
+        );
+        assert_eq!(r.worst_len(), 0);
+        r.push(true, |o| wire::encode_ack(o, 1, 1));
+        let worst = r.worst_len();
+        let mut committed = Vec::new();
+        r.settle(true, &mut committed);
+        assert!(committed.len() <= worst);
     }
 
     #[test]

@@ -230,7 +230,7 @@ fn batch(
     match verdict {
         BatchVerdict::Refuse(r) => refuse_batch(log, replies, agency, count, r, r.reason),
         BatchVerdict::AlreadyStored { stored } => {
-            central.stage_retry(agency);
+            central.stage_retry();
             replies.push(true, |out| wire::encode_ack(out, agency, stored));
         }
         BatchVerdict::Store { skip } => match central.stage_bets(agency, first, bets, skip) {
@@ -367,7 +367,7 @@ pub fn answer_winners(
     agency: u32,
     next: usize,
 ) -> Option<usize> {
-    let pending = conn.unsent + conn.replies.len();
+    let pending = conn.unsent + conn.replies.worst_len();
     let (frames, next) = next_winners(central, conn.log, agency, next, pending);
     conn.replies
         .push(false, |out| out.extend_from_slice(&frames));

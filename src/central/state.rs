@@ -13,7 +13,7 @@
 //! ([`Central::finish_commit`]); nothing is staged in between.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, error, info, log_enabled, warn};
 
@@ -21,13 +21,20 @@ use super::lottery::{DoneVerdict, Lottery};
 use crate::bets::bet::{self, InvalidBet};
 use crate::store::open::{self, OpenError, StoreSettings};
 use crate::store::seam::{BatchToStage, CommitError, CommitStats, Started, Store};
+use crate::support::log_budget::Tally;
 use crate::wire::{Bets, Date};
 
 /// What this iteration staged, kept to be logged after its commit.
 #[derive(Debug, Default)]
 struct Group {
-    /// Agency and how many bets each ACKed batch stored (0 for a retry).
+    /// Agency and how many bets each ACKed batch stored.
     batches: Vec<(u32, u32)>,
+    /// Batches whose bets were all stored already (ACKed again).
+    retried: u64,
+    /// Retried batches of committed groups, logged as one count at most
+    /// once a second: a retry is a few bytes in, and a line each would let
+    /// a peer grow the log without bound.
+    retries: Tally,
     /// Agency and total of each staged close.
     closes: Vec<(u32, u32)>,
     /// Documents and numbers of the staged bets, kept only when DEBUG
@@ -106,8 +113,8 @@ impl Central {
     }
 
     /// A batch whose bets are all stored already: ACKed again, stores nothing.
-    pub fn stage_retry(&mut self, agency: u32) {
-        self.group.batches.push((agency, 0));
+    pub fn stage_retry(&mut self) {
+        self.group.retried += 1;
     }
 
     /// Checks and stages the `bets` of `agency` from index `skip` on (the
@@ -303,6 +310,17 @@ impl Central {
     }
 
     fn log_group(&mut self, committed: bool) {
+        // A retry whose commit failed was answered ERROR STORAGE, and the
+        // failure has its own line.
+        let retried = std::mem::take(&mut self.group.retried);
+        if committed {
+            self.group.retries.add(retried);
+        }
+        if !self.group.retries.is_empty()
+            && let Some(n) = self.group.retries.take_due(Instant::now())
+        {
+            info!("action: lotes_reintentados | result: success | lotes: {n}");
+        }
         for (agency, stored) in self.group.batches.drain(..) {
             if committed {
                 info!("action: apuesta_recibida | result: success | cantidad: {stored}");

@@ -6,8 +6,9 @@
 //! current loop iteration, and the output not yet taken by the socket.
 //! Its requests are not decoded while [`OUTPUT_HIGH_WATER`] bytes wait to go
 //! out ([`Connection::output_blocked`], derived from what is pending, so it
-//! cannot go stale), so a peer that does not read cannot make the central
-//! hold more than a couple of frames for it.
+//! cannot go stale; held replies count at the size a failed commit may
+//! turn them into), so a peer that does not read cannot make the central
+//! hold more than a couple of frames for it, whichever way the commit goes.
 //!
 //! Its [`Stage`] says what it is doing and carries what that stage needs.
 //! Only the loop changes it (through [`crate::connections::parking`] for parking), and
@@ -98,7 +99,8 @@ pub struct Connection {
     /// with a full input buffer learns of a hang-up.
     read_closed: bool,
     writable_registered: bool,
-    /// The last time this connection completed a frame or took reply bytes.
+    /// The last time this connection completed a frame or took reply bytes
+    /// once bound to an agency (its accept, until then).
     last_progress: Instant,
     /// Marks kept by [`crate::connections::schedule::Schedule`], its only writer.
     pub(crate) marks: Marks,
@@ -205,9 +207,16 @@ impl Connection {
         self.peer_closed || self.read_closed
     }
 
-    /// It completed a frame or the socket took reply bytes.
+    /// It completed a frame or the socket took reply bytes. Only a
+    /// connection bound to an agency makes progress: one whose requests
+    /// name no known agency acts for nobody, and its UNKNOWN_AGENCY
+    /// answers must not keep it open (a crowd of them would hold every
+    /// slot of the connection cap), so it is closed at the idle timeout
+    /// counted from its accept, however often it asks.
     pub fn progress(&mut self, now: Instant) {
-        self.last_progress = now;
+        if self.agency.is_some() {
+            self.last_progress = now;
+        }
     }
 
     /// When it is closed if it makes no progress.
@@ -260,9 +269,10 @@ impl Connection {
         self.out.len() - self.out_sent
     }
 
-    /// Reply bytes held or waiting for the socket.
+    /// Reply bytes waiting for the socket, and held ones at the most they
+    /// may settle into (a held ACK may become an `ERROR STORAGE`).
     pub fn pending_output(&self) -> usize {
-        self.replies.len() + self.unsent()
+        self.replies.worst_len() + self.unsent()
     }
 
     /// The peer hung up and every whole request it sent is answered and
@@ -351,7 +361,7 @@ impl Connection {
         let sent = write_until_blocked(&mut self.transport, &self.out[self.out_sent..])?;
         if sent > 0 {
             self.out_sent += sent;
-            self.last_progress = now;
+            self.progress(now);
         }
         if self.out_sent < self.out.len() {
             return Ok(false);
@@ -378,7 +388,7 @@ impl Connection {
         if self.out_sent == self.out.len() {
             sent = write_until_blocked(&mut self.transport, frames)?;
             if sent > 0 {
-                self.last_progress = now;
+                self.progress(now);
             }
         }
         self.out.extend_from_slice(&frames[sent..]);
@@ -487,6 +497,26 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         panic!("the agency's bytes never arrived");
+    }
+
+    /// The loop decodes a request only while the output is below the
+    /// high-water mark; a commit that fails turns each held ACK into a
+    /// longer `ERROR STORAGE`, and the output must stay within one reply
+    /// of the mark all the same.
+    #[test]
+    fn a_failed_commit_keeps_the_output_within_its_high_water_mark() {
+        let (mut conn, _agency) = connected();
+        let mut acks = 0;
+        while !conn.output_blocked() {
+            conn.replies().push(true, |o| wire::encode_ack(o, 1, acks));
+            acks += 1;
+        }
+        conn.settle(false);
+        assert!(
+            conn.pending_output() <= OUTPUT_HIGH_WATER + MAX_FRAME,
+            "{acks} held ACKs became {} bytes of ERROR STORAGE (high-water mark {OUTPUT_HIGH_WATER})",
+            conn.pending_output()
+        );
     }
 
     #[test]

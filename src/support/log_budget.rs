@@ -5,6 +5,10 @@
 //! Invariant: at most `per_window` lines are logged in any window; the
 //! lines past that are counted, and the count is handed out once, when
 //! the window they fell in has ended, for one summary line.
+//!
+//! A [`Tally`] is for events that get no line of their own at all (a
+//! retried batch): they are only counted, and the count is handed out for
+//! one line at most once per window.
 
 use std::time::{Duration, Instant};
 
@@ -65,6 +69,53 @@ impl LogBudget {
     }
 }
 
+/// Events counted for one summary line at most once per window: the first
+/// count after a quiet window is handed out at once, the next ones once
+/// their window has ended.
+#[derive(Debug)]
+pub struct Tally {
+    window: Duration,
+    /// When the last count was handed out.
+    handed_at: Option<Instant>,
+    count: u64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::new(Duration::from_secs(1))
+    }
+}
+
+impl Tally {
+    pub fn new(window: Duration) -> Tally {
+        Tally {
+            window,
+            handed_at: None,
+            count: 0,
+        }
+    }
+
+    pub fn add(&mut self, n: u64) {
+        self.count += n;
+    }
+
+    /// Whether events wait to be handed out.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The count to log at `now`, if any is due (then it starts again from zero).
+    pub fn take_due(&mut self, now: Instant) -> Option<u64> {
+        let quiet = self.handed_at.is_none_or(|at| now >= at + self.window);
+        if self.count > 0 && quiet {
+            self.handed_at = Some(now);
+            Some(std::mem::take(&mut self.count))
+        } else {
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +144,23 @@ mod tests {
         assert!(b.allow(t0 + SECOND));
         assert!(!b.allow(t0 + SECOND));
         assert_eq!(b.take_suppressed(t0 + 2 * SECOND), Some(2));
+    }
+
+    #[test]
+    fn a_tally_hands_out_its_count_at_most_once_per_window() {
+        let t0 = Instant::now();
+        let mut t = Tally::new(SECOND);
+        assert_eq!(t.take_due(t0), None, "nothing counted");
+        t.add(1);
+        assert_eq!(t.take_due(t0), Some(1), "the first count goes at once");
+        let mut handed = Vec::new();
+        for ms in 1..2_500 {
+            t.add(1);
+            handed.extend(t.take_due(t0 + Duration::from_millis(ms)));
+        }
+        assert_eq!(handed, [1_000, 1_000], "once a second, nothing lost");
+        assert_eq!(t.take_due(t0 + 3 * SECOND), Some(499));
+        assert!(t.is_empty());
     }
 
     #[test]
