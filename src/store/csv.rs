@@ -686,6 +686,30 @@ fn sync_parent_dir(path: &Path) -> Result<(), StorageError> {
         .map_err(io_err(dir))
 }
 
+/// Writes the whole rows of the bets file at `path` to `out` as they are,
+/// up to its last line end (a row being written, or torn, is left out), for
+/// `lottery-export`. Returns how many rows it wrote.
+pub fn export_csv(path: &Path, out: &mut impl Write) -> io::Result<u64> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let complete = complete_lines_len(&mut &file, len)?;
+    (&file).seek(SeekFrom::Start(0))?;
+    let mut rows = Read::take(&file, complete);
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut count = 0u64;
+    loop {
+        match rows.read(&mut chunk)? {
+            0 => break,
+            n => {
+                count += chunk[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+                out.write_all(&chunk[..n])?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(count)
+}
+
 /// Opens `path` for appending (see [`open_private`]), and cuts a torn last
 /// line off. Returns the file, its length after the cut, and how many bytes
 /// were cut.

@@ -10,9 +10,12 @@
 //! - [`pg_sessions`]: a PostgreSQL group split into two transactions on two
 //!   connections, committed at once (two backends load it in parallel).
 //! - [`open`]: which backend the settings name, opened and recovered.
+//! - [`spreadsheet`]: exported rows made safe to open in a spreadsheet
+//!   (`lottery-export --spreadsheet-safe`).
 
 pub mod csv;
 pub mod open;
 pub mod pg_sessions;
 pub mod postgres;
 pub mod seam;
+pub mod spreadsheet;
