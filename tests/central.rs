@@ -884,6 +884,9 @@ fn lottery_export_spreadsheet_safe_puts_a_quote_mark_before_each_name_that_start
         std::fs::read_to_string(dir.join("plain.csv")).unwrap(),
         stored
     );
+    // Never over the file it reads, which the central appends to.
+    let (ok, said) = lottery_export(&dir, &["--spreadsheet-safe", "--out", "bets.csv"]);
+    assert!(!ok && said.contains("is the bets file it reads"), "{said}");
     assert_eq!(central.bets_csv(), stored, "bets.csv is left as it was");
 }
 

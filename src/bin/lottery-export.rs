@@ -87,6 +87,17 @@ fn main() -> ExitCode {
             }
         }
     };
+    if let (Source::Csv(bets), Some(out)) = (&source, &args.out)
+        && is_same_file(bets, out)
+    {
+        // The rename would put a copy in place of the file the central
+        // appends to, which would go on writing to the one unlinked.
+        eprintln!(
+            "lottery-export: --out {} is the bets file it reads (BETS_FILE): choose another path",
+            out.display()
+        );
+        return ExitCode::from(2);
+    }
     let result = match &args.out {
         None => {
             let stdout = io::stdout();
@@ -113,6 +124,15 @@ fn main() -> ExitCode {
             eprintln!("action: exportar | result: fail | {from} | error: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Whether `a` and `b` name the same existing file.
+fn is_same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
     }
 }
 

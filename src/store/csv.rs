@@ -186,20 +186,9 @@ impl CsvStore {
         let rows = recover_bets(&bets, bets_path, complete, winning_number, &mut recovery)
             .map_err(other_lottery)?;
         let (journal, journal_len, journal_cut) = open_append(journal_path)?;
-        recover_journal(&journal, journal_path, journal_len, &mut recovery).map_err(|e| match (
-            e, rows.hole,
-        ) {
-            // The cut would take bets a DONE vouches for: they were synced.
-            (StorageError::Corrupt { line, why, .. }, Some(hole)) => StorageError::Corrupt {
-                path: bets_path.to_owned(),
-                line: hole.line,
-                why: format!(
-                    "NUL bytes among bets the journal says were synced ({} line {line}: {why})",
-                    journal_path.display()
-                ),
-            },
-            (e, _) => other_lottery(e),
-        })?;
+        let hole = rows.hole.map(|h| (bets_path, h));
+        recover_journal(&journal, journal_path, journal_len, hole, &mut recovery)
+            .map_err(other_lottery)?;
         // Only now, the files found consistent, is the torn tail cut off.
         let bets_len = rows.len;
         let bets_cut = on_disk - bets_len;
@@ -894,10 +883,14 @@ fn count_nul_bytes(file: &File, start: u64, end: u64) -> io::Result<u64> {
     }
 }
 
+/// Reads the journal's closes into `recovery`, each checked against the
+/// bets recovered. `hole` is where the bets file's torn tail starts, if it
+/// has one: a close counting bets past it means that tail held synced rows.
 fn recover_journal(
     file: &File,
     path: &Path,
     len: u64,
+    hole: Option<(&Path, Hole)>,
     recovery: &mut Recovery,
 ) -> Result<(), StorageError> {
     let mut file = file;
@@ -930,6 +923,23 @@ fn recover_journal(
         let Some(a) = recovery.agencies.get_mut(agency as usize - 1) else {
             return Err(other_lottery(path, i as u64 + 1, agency, agencies));
         };
+        if let Some((bets_path, hole)) = hole
+            && total > a.stored
+        {
+            // Its bets were synced before its DONE: the NUL bytes are
+            // among synced rows, not in a power cut's tail.
+            return Err(StorageError::Corrupt {
+                path: bets_path.to_owned(),
+                line: hole.line,
+                why: format!(
+                    "NUL bytes among bets the journal says were synced ({} line {}: agency \
+                     {agency} closed with {total} bets, {} before them)",
+                    path.display(),
+                    i + 1,
+                    a.stored
+                ),
+            });
+        }
         if total != a.stored {
             return Err(corrupt(format!(
                 "agency {agency} closed with {total} bets but the bets file holds {}",
@@ -1100,7 +1110,6 @@ mod tests {
             std::fs::write(d.join("bets.csv"), &bytes).unwrap();
             std::fs::write(d.join("bets.csv.journal"), "DONE 1 2\n").unwrap();
             let (mut s, r) = open(&d, 2).unwrap();
-            let whole_unsynced = i64::from(i == 1);
             let kept = std::fs::read_to_string(d.join("bets.csv")).unwrap();
             let unsynced_row = if i == 1 {
                 rows_of(2, 2..3)
@@ -1112,7 +1121,8 @@ mod tests {
             assert_eq!(s.cuts().bets, (bytes.len() - kept.len()) as u64, "{what}");
             assert_eq!(r.agencies[0].stored, 2, "{what}");
             assert!(r.agencies[0].closed, "{what}");
-            assert_eq!(r.agencies[1].stored as i64, 1 + whole_unsynced, "{what}");
+            let whole_rows_of_2 = if i == 1 { 2 } else { 1 };
+            assert_eq!(r.agencies[1].stored, whole_rows_of_2, "{what}");
             // Appends go where the kept rows end.
             s.stage_bet(2, &bet("C", "7", 1));
             s.commit().unwrap();
@@ -1134,7 +1144,8 @@ mod tests {
         assert!(
             err.contains(
                 "bets.csv is corrupt at line 2: NUL bytes among bets the journal says were synced"
-            ) && err.contains("agency 1 closed with 2 bets but the bets file holds 1"),
+            ) && err
+                .contains("bets.csv.journal line 1: agency 1 closed with 2 bets, 1 before them"),
             "{err}"
         );
         assert_eq!(std::fs::read(d.join("bets.csv")).unwrap(), bytes);
