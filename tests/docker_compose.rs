@@ -13,7 +13,8 @@
 //!
 //! Without a reachable Docker engine and a compose tool the tests say that
 //! they skip and pass, unless `REQUIRE_DOCKER=1` (set by `.ci/run`), which
-//! makes that a failure. They run one at a time: the machine has two cores.
+//! makes that a failure. Two need no engine: `generar-compose.sh --tls`,
+//! and `keep-lottery.sh` with stand-ins for `docker` and compose. They run one at a time: the machine has two cores.
 
 mod util;
 
@@ -1425,6 +1426,83 @@ fn generar_compose_with_tls_mounts_only_each_containers_own_key() {
     );
     assert!(dir.join(".data/tls/agency-3.key").is_file());
     assert_eq!(std::fs::read_to_string(&file).unwrap(), plain);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `keep-lottery.sh` on its own, with stand-ins for `docker` and the
+/// compose command (no Docker needed): a central's files copied out with
+/// the modes an older image gave them (0644), and the common umask. What it
+/// keeps holds people's names and documents: readable by the user only.
+#[test]
+fn keep_lottery_keeps_the_lottery_readable_by_the_user_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = util::temp_dir("keep-lottery-modes");
+    let volume = dir.join("volume");
+    std::fs::create_dir_all(&volume).unwrap();
+    std::fs::write(volume.join("bets.csv"), "1,Ana,Lorca,1,1999-03-17,5\r\n").unwrap();
+    std::fs::write(volume.join("bets.csv.journal"), "DONE 1 1\n").unwrap();
+    for f in ["bets.csv", "bets.csv.journal"] {
+        std::fs::set_permissions(volume.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    // `docker cp` keeps the modes the files had in the container, as `cp -a` does.
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = |name: &str, text: &str| {
+        let path = bin.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    script(
+        "docker",
+        "#!/bin/sh\n[ \"$1\" = cp ] || { echo \"docker $*\" >&2; exit 1; }\ncp -a \"$VOLUME/.\" \"$3\"\n",
+    );
+    // Called as `compose -f FILE ps -a -q SERVICE` or `compose -f FILE logs ...`.
+    let compose = script(
+        "compose",
+        "#!/bin/sh\nshift 2\ncase \"$1 $4\" in\n  \"ps server\") echo c0ffee ;;\n  \"ps postgres-primary\") ;;\n  logs*) echo 'server | action: sorteo | result: success' ;;\n  *) echo \"compose $*\" >&2; exit 1 ;;\nesac\n",
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let said = run(Command::new("sh")
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" \"$@\"")
+        .arg(repo_root().join("scripts/keep-lottery.sh"))
+        .arg(dir.join("docker-compose-dev.yaml"))
+        .arg(&compose)
+        .env("PATH", path)
+        .env("VOLUME", &volume));
+    assert!(
+        said.contains("(1 bets, 1 agencies closed) is kept in"),
+        "{said}"
+    );
+    let lotteries = dir.join(".data/lotteries");
+    let kept: Vec<PathBuf> = std::fs::read_dir(&lotteries)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(mode(&lotteries), 0o700, "{}", lotteries.display());
+    assert_eq!(mode(&kept[0]), 0o700, "{}", kept[0].display());
+    let mut files: Vec<(String, u32)> = std::fs::read_dir(&kept[0])
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            (
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                mode(&path),
+            )
+        })
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            ("bets.csv".to_string(), 0o600),
+            ("bets.csv.journal".to_string(), 0o600),
+            ("logs.txt".to_string(), 0o600)
+        ]
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

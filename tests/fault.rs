@@ -497,6 +497,39 @@ fn a_torn_last_row_and_journal_entry_are_cut_off_and_logged_at_start_up() {
 }
 
 #[test]
+fn nul_bytes_past_the_rows_a_done_vouches_for_and_the_rows_after_them_are_cut_off_and_logged_at_start_up()
+ {
+    // What a power cut can leave past the last synced row: a block never
+    // written (zeros) before a later one that was.
+    let dir = temp_dir("hole");
+    let mut bets = ROWS.as_bytes().to_vec();
+    bets.extend_from_slice(&[0; 4096]);
+    bets.extend_from_slice(b"74\r\n2,Carla,Ruiz,444,1990-01-01,75\r\n");
+    std::fs::write(dir.join("bets.csv"), &bets).unwrap();
+    std::fs::write(dir.join("bets.csv.journal"), "DONE 1 2\n").unwrap();
+    let central = Central::start(&dir, 2, &[]);
+    let logs = central.logs();
+    for line in [
+        format!(
+            "action: recuperar_apuestas | result: success | cortados_bytes: {} | desde_linea: 4 | bytes_nulos: 4096 |",
+            bets.len() - ROWS.len()
+        ),
+        "action: recuperar | result: success | apuestas: 3 | agencias_cerradas: 1".to_string(),
+    ] {
+        assert!(logs.contains(&line), "missing {line:?} in {logs}");
+    }
+    assert_eq!(central.bets_csv(), ROWS, "the tail is cut off the file");
+    let mut peer = central.connect();
+    peer.send(&batch_frame(2, 1, &[numbered_bet(1, 7574)]));
+    assert_eq!(peer.recv().ack(), Some((2, 2)));
+    assert_eq!(central.bets_csv().lines().count(), 4);
+    util::report(format_args!(
+        "a hole past the synced rows: {} bytes cut off at start-up, 4096 of them NUL",
+        bets.len() - ROWS.len()
+    ));
+}
+
+#[test]
 fn a_file_corrupt_before_its_last_line_is_reported_and_the_central_refuses_to_start() {
     let rows: Vec<&str> = ROWS.split_inclusive("\r\n").collect();
     let cases: Vec<(&str, String, &str, &str)> = vec![
@@ -538,6 +571,12 @@ fn a_file_corrupt_before_its_last_line_is_reported_and_the_central_refuses_to_st
             format!("{ROWS}garbage\r\n"),
             "",
             "bets.csv is corrupt at line 4: 1 fields instead of 6",
+        ),
+        (
+            "NUL bytes among bets a DONE vouches for (synced: not a power cut's tail)",
+            format!("{}\0\0\0\0{}{}", rows[0], rows[1], rows[2]),
+            "DONE 1 2\n",
+            "bets.csv is corrupt at line 2: NUL bytes among bets the journal says were synced",
         ),
         (
             "a garbage journal entry before the last",

@@ -1107,6 +1107,11 @@ fn lottery_export_writes_the_bets_csv_of_a_csv_run_of_the_same_commits_byte_for_
     // Names the CSV writer quotes.
     streams[1][3].first_name = "Pérez, \"hijo\"".into();
     streams[2][7].last_name = "O\"Brien".into();
+    // Names a spreadsheet would run as formulas.
+    streams[0][5].first_name = "=HYPERLINK(\"http://example.com/\",\"ver\")".into();
+    streams[1][6].last_name = "+54 11".into();
+    streams[2][8].first_name = "@SUM(A1:A9)".into();
+    streams[2][9].last_name = "-Díaz".into();
     // The same commits in the same order: one batch at a time, agencies
     // interleaved, each answered before the next is sent.
     for central in [&csv, &db] {
@@ -1127,18 +1132,57 @@ fn lottery_export_writes_the_bets_csv_of_a_csv_run_of_the_same_commits_byte_for_
         }
     }
     let out = pg_dir.join("exported.csv");
-    let status = Command::new(server_bin().with_file_name("lottery-export"))
-        .env("STORAGE", pg.url())
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    // Someone else's link where the export used to write its temporary
+    // file, and the common umask: the export follows no link and is
+    // readable by its owner only.
+    let victim = pg_dir.join("victim");
+    std::fs::write(&victim, "not the export's").unwrap();
+    std::os::unix::fs::symlink(&victim, pg_dir.join("exported.csv.tmp")).unwrap();
+    // SAFETY: umask only sets this process's mask, which lottery-export inherits.
+    unsafe { libc::umask(0o022) };
+    let export = |storage: &str, args: &[&std::ffi::OsStr]| {
+        let status = Command::new(server_bin().with_file_name("lottery-export"))
+            .env("STORAGE", storage)
+            .env("BETS_FILE", csv_dir.join("bets.csv"))
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "lottery-export {args:?}");
+    };
+    export(&pg.url(), &["--out".as_ref(), out.as_os_str()]);
     let exported = std::fs::read(&out).unwrap();
     let written = std::fs::read(csv_dir.join("bets.csv")).unwrap();
     assert_eq!(exported.len(), written.len());
     assert!(exported == written, "lottery-export differs from bets.csv");
     assert_eq!(winners(&db.addr(), 3), winners(&csv.addr(), 3));
+    assert!(
+        std::fs::read_to_string(&victim).unwrap() == "not the export's",
+        "the export wrote through the link planted at its old temporary path"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+    }
+
+    // `--spreadsheet-safe`: the same rows from either store, a `'` before
+    // each name that starts a formula.
+    let (safe_pg, safe_csv) = (pg_dir.join("safe-pg.csv"), pg_dir.join("safe-csv.csv"));
+    let safe: &std::ffi::OsStr = "--spreadsheet-safe".as_ref();
+    export(&pg.url(), &[safe, "--out".as_ref(), safe_pg.as_os_str()]);
+    export("csv", &[safe, "--out".as_ref(), safe_csv.as_os_str()]);
+    let safe_rows = std::fs::read_to_string(&safe_pg).unwrap();
+    assert!(safe_rows == std::fs::read_to_string(&safe_csv).unwrap());
+    for name in [
+        "\"'=HYPERLINK(\"\"http://example.com/\"\",\"\"ver\"\")\"",
+        ",'+54 11,",
+        ",'@SUM(A1:A9),",
+        ",'-Díaz,",
+    ] {
+        assert!(safe_rows.contains(name), "no {name:?} in the safe export");
+    }
+    let plain = String::from_utf8(written).unwrap();
+    assert_eq!(safe_rows.replace(",'", ",").replace(",\"'", ",\""), plain);
 }
 
 /// One tuple `(agency, position)` of a binary `COPY` of two integers.

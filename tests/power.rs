@@ -16,6 +16,9 @@
 //!   and a restart recovers from the disk.
 //! - The directory is synced after the files are created: a cut right after
 //!   the first ACK keeps `bets.csv`.
+//! - A hole: a cut that keeps a group's last unsynced write and loses the
+//!   one before it leaves NUL bytes before whole rows; the restart cuts
+//!   that tail off, logs it, and keeps every acknowledged bet.
 //!
 //! Sizes from the environment (every run prints its seed):
 //! - `POWER_CUTS` (default 20): kills with a cut;
@@ -844,5 +847,208 @@ fn when_even_the_cut_back_cannot_be_synced_the_central_exits_and_a_restart_recov
     ));
     assert_eq!((c.lost, c.duplicated, c.foreign), (0, 0, 0), "{c:?}");
     assert!(c.out_of_order.is_empty());
+    disk.remove();
+}
+
+// ---------------------------------------------------------------------------
+// A hole: a filesystem that wrote a later unsynced block before an earlier one.
+
+/// The state letter of process `pid` in `/proc` (`R`, `S`, `D`, `T`, ...).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in parentheses may hold spaces; the state follows it.
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Stops the central (SIGSTOP) and waits until it can run no more of its
+/// own code: stopped, or inside a system call (an fsync on the slow disk)
+/// it will stop at the end of, before it could send an ACK.
+fn freeze(central: &Central) {
+    let pid = central.child.id();
+    // SAFETY: kill only sends a signal to our own child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(process_state(pid), Some('T' | 't' | 'D')) {
+        assert!(Instant::now() < deadline, "the central did not stop");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn thaw(central: &Central) {
+    // SAFETY: as in `freeze`.
+    assert_eq!(
+        unsafe { libc::kill(central.child.id() as i32, libc::SIGCONT) },
+        0
+    );
+}
+
+#[test]
+fn a_power_cut_that_leaves_a_hole_before_later_rows_is_cut_off_at_restart_and_every_acknowledged_bet_recovered()
+ {
+    use std::sync::atomic::AtomicU32;
+    let Some(disk) = Disk::mount("power-hole") else {
+        return;
+    };
+    let total = 10_000u32;
+    let streams: Vec<Arc<Vec<Bet>>> = (1..=AGENCIES)
+        .map(|a| Arc::new(stream(a, total as u64)))
+        .collect();
+    let bets_csv = disk.backing.join("bets.csv");
+    let bets_on_mount = disk.env();
+    let env = [("BETS_FILE", bets_on_mount.as_str())];
+    let port = free_port();
+    let mut central = Central::start_on(&disk.dir, port, AGENCIES as u32, &env);
+    let mut peers: Vec<Peer> = (0..AGENCIES).map(|_| central.connect()).collect();
+    for (i, peer) in peers.iter_mut().enumerate() {
+        let agency = i as u32 + 1;
+        peer.send(&batch_frame(agency, 0, &streams[i][..BATCH as usize]));
+        assert_eq!(peer.recv().ack(), Some((agency, BATCH as u32)));
+    }
+
+    // A slow disk: while one group's fsync takes its time the agencies'
+    // batches pile up, so the next group is large and several of its
+    // writes wait unsynced at once.
+    disk.fs.slow_fsyncs(Duration::from_millis(500), None);
+    let acked: Arc<Vec<AtomicU32>> = Arc::new(
+        (0..AGENCIES)
+            .map(|_| AtomicU32::new(BATCH as u32))
+            .collect(),
+    );
+    let mut threads = Vec::new();
+    for (i, mut peer) in peers.into_iter().enumerate() {
+        let agency = i as u32 + 1;
+        let mut sender = peer.stream.try_clone().unwrap();
+        let bets = streams[i].clone();
+        threads.push(std::thread::spawn(move || {
+            for first in (BATCH as u32..total).step_by(BATCH as usize) {
+                let end = (first + BATCH as u32).min(total) as usize;
+                let frame = batch_frame(agency, first, &bets[first as usize..end]);
+                if std::io::Write::write_all(&mut sender, &frame).is_err() {
+                    return;
+                }
+            }
+        }));
+        let acked = acked.clone();
+        threads.push(std::thread::spawn(move || {
+            while let Some(frame) = peer.try_recv() {
+                if let Some((_, stored)) = frame.ack() {
+                    acked[i].store(stored, Ordering::SeqCst);
+                }
+            }
+        }));
+    }
+
+    // The power goes while a group's writes are unsynced: the central is
+    // frozen first, so it acknowledges nothing of what the cut loses.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        assert!(
+            Instant::now() < deadline,
+            "never two unsynced writes at once: {}",
+            central.logs()
+        );
+        if disk.fs.pending() < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        freeze(&central);
+        if disk.fs.pending() >= 2 {
+            break disk.fs.cut_hole();
+        }
+        thaw(&central);
+    };
+    kill(&mut central);
+    disk.fs.slow_fsyncs(Duration::ZERO, None);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked: Vec<u32> = acked.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+
+    // What the disk holds: a hole, then whole rows written after it.
+    let on_disk = std::fs::read(&bets_csv).unwrap();
+    let hole_at = on_disk
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or_else(|| panic!("no hole on the disk: {report:?}"));
+    let lines_after_hole = on_disk[hole_at..].iter().filter(|&&b| b == b'\n').count();
+    assert!(
+        lines_after_hole > 0,
+        "the hole is not followed by a whole line: {report:?}"
+    );
+
+    central = Central::start_on(&disk.dir, port, AGENCIES as u32, &env);
+    let logs = central.logs();
+    let cut_line = logs
+        .lines()
+        .find(|l| l.contains("action: recuperar_apuestas | result: success"))
+        .unwrap_or_else(|| panic!("the cut is not logged: {logs}"));
+    let kept = std::fs::read(&bets_csv).unwrap();
+    assert!(!kept.contains(&0), "a NUL byte is left in bets.csv");
+    assert!(
+        cut_line.contains(&format!("cortados_bytes: {}", on_disk.len() - kept.len())),
+        "{cut_line}"
+    );
+    let (rows, torn) = read_complete_rows(&bets_csv);
+    let sent: Vec<Vec<Vec<String>>> = streams.iter().map(|s| rows_of(s)).collect();
+    let c = compare_rows(&rows, &sent);
+    assert_eq!((torn, c.duplicated, c.foreign), (0, 0, 0), "{c:?}");
+    assert!(c.is_prefix.iter().all(|&p| p), "{c:?}");
+    for (i, &a) in acked.iter().enumerate() {
+        assert!(
+            c.stored_prefix[i] >= a as u64,
+            "agency {}: {a} acknowledged, {} recovered: {c:?}",
+            i + 1,
+            c.stored_prefix[i]
+        );
+    }
+    assert!(
+        logs.contains(&format!(
+            "action: recuperar | result: success | apuestas: {} |",
+            rows.len()
+        )),
+        "{logs}"
+    );
+
+    // The agencies resume from what the central holds; every bet is stored once.
+    for (i, bets) in streams.iter().enumerate() {
+        let agency = i as u32 + 1;
+        let mut peer = central.connect();
+        let mut next = c.stored_prefix[i] as u32;
+        while next < total {
+            let end = (next + BATCH as u32).min(total);
+            peer.send(&batch_frame(
+                agency,
+                next,
+                &bets[next as usize..end as usize],
+            ));
+            assert_eq!(peer.recv().ack(), Some((agency, end)));
+            next = end;
+        }
+        peer.send(&done_frame(agency, total));
+        assert_eq!(peer.recv().ack(), Some((agency, total)));
+    }
+    kill(&mut central);
+    disk.fs.cut();
+    let (rows, torn) = read_complete_rows(&bets_csv);
+    let end = compare_rows(&rows, &sent);
+    util::report(format_args!(
+        "power, a hole: {report:?} | on the disk a hole at byte {hole_at} of {} with {lines_after_hole} line ends after it | the restart cut {} bytes ({cut_line:?}) and recovered {} rows, {} acknowledged | after the agencies resumed: lost {} | duplicated {} | torn bytes {torn}",
+        on_disk.len(),
+        on_disk.len() - kept.len(),
+        c.stored,
+        acked.iter().map(|&a| a as u64).sum::<u64>(),
+        end.lost,
+        end.duplicated
+    ));
+    assert_eq!(
+        (end.lost, end.duplicated, end.foreign, torn),
+        (0, 0, 0, 0),
+        "{end:?}"
+    );
+    assert!(end.out_of_order.is_empty(), "{end:?}");
+    let mut closes = journal_closes(&disk.backing.join("bets.csv.journal"));
+    closes.sort_unstable();
+    let all: Vec<(usize, u64)> = (1..=AGENCIES).map(|a| (a, total as u64)).collect();
+    assert_eq!(closes, all);
     disk.remove();
 }

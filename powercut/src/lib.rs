@@ -3,7 +3,8 @@
 //! a page cache does, puts it on the backing directory (the disk) only on
 //! `fsync`/`fdatasync`, and on command cuts the power: every unsynced write
 //! is lost, or a random prefix of them reaches the disk with the last one
-//! torn. A file created since its directory was last synced disappears at a
+//! torn, or only each file's last unsynced write reaches it, the earlier
+//! ones left as a hole of zeros. A file created since its directory was last synced disappears at a
 //! cut. The next fsync can be made to fail with `EIO` or `ENOSPC`, and the
 //! next fsyncs (or every one) can be made slow, as a slow or dying disk.
 //!
@@ -95,6 +96,13 @@ impl PowerCut {
             .cut_tear(seed)
     }
 
+    /// Cuts the power after only each file's last unsynced write reached the
+    /// disk: the earlier ones are lost, a hole of zeros where the file grew
+    /// past them.
+    pub fn cut_hole(&self) -> CutReport {
+        self.volume.lock().expect("the volume's lock").cut_hole()
+    }
+
     /// Makes the next fsync of a file fail with `code` (`libc::EIO`, ...).
     pub fn fail_next_fsync(&self, code: i32) {
         self.volume
@@ -140,6 +148,7 @@ impl Drop for PowerCut {
 pub enum Command {
     Cut,
     CutTear(u64),
+    CutHole,
     FailNextFsync(i32),
     /// `slow-fsync MS [COUNT]`: the next COUNT fsyncs (every one without
     /// it) take MS milliseconds; `slow-fsync 0` makes the disk fast again.
@@ -152,6 +161,7 @@ impl Command {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words[..] {
             ["cut"] => Ok(Command::Cut),
+            ["cut-hole"] => Ok(Command::CutHole),
             ["cut-tear", seed] => seed
                 .parse()
                 .map(Command::CutTear)
@@ -170,7 +180,7 @@ impl Command {
             }
             ["unmount"] => Ok(Command::Unmount),
             _ => Err(format!(
-                "unknown command {line:?}: cut, cut-tear SEED, fail-next-fsync EIO|ENOSPC, \
+                "unknown command {line:?}: cut, cut-tear SEED, cut-hole, fail-next-fsync EIO|ENOSPC, \
                  slow-fsync MS [COUNT], unmount"
             )),
         }
@@ -191,6 +201,7 @@ mod tests {
     fn commands_parse_and_bad_ones_say_what_is_expected() {
         assert_eq!(Command::parse("cut"), Ok(Command::Cut));
         assert_eq!(Command::parse(" cut-tear 42 "), Ok(Command::CutTear(42)));
+        assert_eq!(Command::parse("cut-hole"), Ok(Command::CutHole));
         assert_eq!(
             Command::parse("fail-next-fsync ENOSPC"),
             Ok(Command::FailNextFsync(libc::ENOSPC))

@@ -13,7 +13,11 @@
 //!   on the disk: its synced bytes are kept in memory, and a cut loses it.
 //! - A cut drops every pending operation, or ([`Volume::cut_tear`]) keeps a
 //!   random prefix of them, in the order made, the last one torn at a random
-//!   byte, as a disk that wrote some of its queue before the power went.
+//!   byte, as a disk that wrote some of its queue before the power went, or
+//!   ([`Volume::cut_hole`]) keeps only each file's last pending write, as a
+//!   filesystem that allocated the blocks of a file's unsynced appends and
+//!   wrote the later ones first: the bytes of the earlier writes that the
+//!   file grew past read as zeros (a hole).
 //! - An injected fsync failure writes a random torn prefix of that file's
 //!   pending writes and forgets the rest, reads included: after a failed
 //!   fsync nobody knows what reached the disk, and the next fsync has nothing
@@ -25,7 +29,7 @@
 //! (refused with `EPERM`); the backing directory itself is never fsynced,
 //! because only this model loses power, not the machine.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -99,6 +103,9 @@ pub struct CutReport {
     pub torn: Option<(usize, usize)>,
     /// Files that disappeared because their directory was never synced.
     pub files_lost: Vec<PathBuf>,
+    /// Ranges a cut left as zeros before bytes that reached the disk: the
+    /// file, the offset and the length of each hole.
+    pub holes: Vec<(PathBuf, u64, u64)>,
 }
 
 pub struct Volume {
@@ -419,6 +426,42 @@ impl Volume {
         self.cut_after(keep, torn)
     }
 
+    /// Cuts the power after the disk wrote each file's last pending write
+    /// and none of the writes before it: where that write lies past the end
+    /// of what the disk holds, the bytes in between read as zeros. Every
+    /// other pending operation is lost.
+    pub fn cut_hole(&mut self) -> CutReport {
+        let pending = std::mem::take(&mut self.pending);
+        let mut files = HashSet::new();
+        let mut last_writes: Vec<&Pending> = pending
+            .iter()
+            .rev()
+            .filter(|p| matches!(p.op, Op::Write { .. }) && files.insert(p.ino))
+            .collect();
+        last_writes.reverse();
+        let mut report = CutReport {
+            kept: last_writes.len(),
+            dropped: pending.len() - last_writes.len(),
+            ..CutReport::default()
+        };
+        for p in last_writes {
+            let Op::Write { offset, .. } = p.op else {
+                unreachable!("only writes are listed")
+            };
+            let on_disk = self.durable_len(p.ino).unwrap_or(0);
+            if offset > on_disk {
+                report
+                    .holes
+                    .push((self.path(p.ino), on_disk, offset - on_disk));
+            }
+            // As in every cut: what cannot be written shows in the test's
+            // own reading of the disk.
+            let _ = self.apply(p);
+        }
+        self.forget_the_unsynced(&mut report);
+        report
+    }
+
     fn cut_after(&mut self, keep: usize, torn: Option<Op>) -> CutReport {
         let pending = std::mem::take(&mut self.pending);
         let mut report = CutReport {
@@ -439,6 +482,13 @@ impl Volume {
             report.kept += 1;
             report.dropped -= 1;
         }
+        self.forget_the_unsynced(&mut report);
+        report
+    }
+
+    /// After a cut: files whose directory entry never reached the disk are
+    /// gone, and every file is as long as the disk holds it.
+    fn forget_the_unsynced(&mut self, report: &mut CutReport) {
         // What the disk does not hold is gone.
         let lost: Vec<u64> = self
             .nodes
@@ -458,7 +508,6 @@ impl Volume {
                 self.nodes.get_mut(&ino).expect("listed above").size = size;
             }
         }
-        report
     }
 
     fn durable_len(&self, ino: u64) -> io::Result<u64> {
@@ -664,6 +713,28 @@ mod tests {
             assert!(v.pending().is_empty());
         }
         assert!(torn_seen > 50, "writes torn in the middle: {torn_seen}");
+    }
+
+    #[test]
+    fn a_cut_with_a_hole_keeps_each_files_last_write_and_zeros_the_earlier_ones() {
+        let (mut v, f, path) = with_file("hole", b"synced\n");
+        let d = path.parent().unwrap().to_owned();
+        std::fs::write(d.join("g"), b"").unwrap();
+        let g = v.lookup(ROOT, OsStr::new("g")).unwrap().ino;
+        v.write(f, 7, b"lost 1\n").unwrap();
+        v.write(g, 0, b"only\n").unwrap();
+        v.write(f, 14, b"lost 2\n").unwrap();
+        v.write(f, 21, b"kept\n").unwrap();
+        let report = v.cut_hole();
+        assert_eq!((report.kept, report.dropped), (2, 2));
+        assert_eq!(report.holes, vec![(path.clone(), 7, 14)]);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"synced\n\0\0\0\0\0\0\0\0\0\0\0\0\0\0kept\n"
+        );
+        assert_eq!(std::fs::read(d.join("g")).unwrap(), b"only\n", "no hole");
+        assert_eq!(v.getattr(f).unwrap().size, 26, "reads see the disk");
+        assert!(v.pending().is_empty());
     }
 
     #[test]

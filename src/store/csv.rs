@@ -20,10 +20,27 @@
 //! count and winners, and the closed agencies. A torn last line (a crash in
 //! the middle of a write, never acknowledged) is cut off and logged; anything
 //! wrong before the last line is corruption, and the central refuses to start.
+//!
+//! One exception, the tail a power cut leaves: a filesystem may put a later
+//! unsynced block on the disk before an earlier one, so past the last synced
+//! row the file can read as NUL bytes followed by rows. A valid row never
+//! holds a NUL byte (names refuse control characters), and nothing past the
+//! last synced row was acknowledged, so from the first row holding one the
+//! tail is cut off and logged. Rows the journal vouches for were synced
+//! before their DONE: if that cut would take any of them, the NUL bytes lie
+//! among synced rows, which is corruption, and the central refuses to start.
+//! The journal records no byte length, so for an agency not yet closed a
+//! hole among its synced rows cannot be told from a torn tail and is cut;
+//! the agency resumes from the stored count the central answers.
+//!
+//! Both files are created readable and writable by their owner only (they
+//! hold people's names and documents); a file an older version made
+//! readable by others is restricted at open.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use log::{info, warn};
@@ -148,7 +165,9 @@ impl CsvStore {
         let mut recovery = Recovery {
             agencies: vec![RecoveredAgency::default(); agencies as usize],
         };
-        let (bets, bets_len, bets_cut) = open_append(bets_path)?;
+        let bets = open_private(bets_path)?;
+        let on_disk = bets.metadata().map_err(io_err(bets_path))?.len();
+        let complete = complete_lines_len(&mut &bets, on_disk).map_err(io_err(bets_path))?;
         let other_lottery = |e| match e {
             StorageError::OtherLottery {
                 path,
@@ -166,11 +185,24 @@ impl CsvStore {
             },
             e => e,
         };
-        recover_bets(&bets, bets_path, bets_len, winning_number, &mut recovery)
+        let rows = recover_bets(&bets, bets_path, complete, winning_number, &mut recovery)
             .map_err(other_lottery)?;
         let (journal, journal_len, journal_cut) = open_append(journal_path)?;
-        recover_journal(&journal, journal_path, journal_len, &mut recovery)
+        let hole = rows.hole.map(|h| (bets_path, h));
+        recover_journal(&journal, journal_path, journal_len, hole, &mut recovery)
             .map_err(other_lottery)?;
+        // Only now, the files found consistent, is the torn tail cut off.
+        let bets_len = rows.len;
+        let bets_cut = on_disk - bets_len;
+        let nul_bytes = if rows.hole.is_some() {
+            count_nul_bytes(&bets, bets_len, on_disk).map_err(io_err(bets_path))?
+        } else {
+            0
+        };
+        if bets_cut > 0 {
+            bets.set_len(bets_len).map_err(io_err(bets_path))?;
+            bets.sync_all().map_err(io_err(bets_path))?;
+        }
         if sync == SyncPolicy::Always {
             sync_parent_dir(bets_path)?;
             if journal_path.parent() != bets_path.parent() {
@@ -184,11 +216,17 @@ impl CsvStore {
         (&journal)
             .seek(SeekFrom::Start(journal_len))
             .map_err(io_err(journal_path))?;
-        if bets_cut > 0 {
-            warn!(
+        match rows.hole {
+            Some(hole) => warn!(
+                "action: recuperar_apuestas | result: success | cortados_bytes: {bets_cut} | desde_linea: {} | bytes_nulos: {nul_bytes} | motivo: NUL bytes past the synced rows, a power cut's torn tail | archivo: {}",
+                hole.line,
+                bets_path.display()
+            ),
+            None if bets_cut > 0 => warn!(
                 "action: recuperar_apuestas | result: success | cortados_bytes: {bets_cut} | archivo: {}",
                 bets_path.display()
-            );
+            ),
+            None => {}
         }
         if journal_cut > 0 {
             warn!(
@@ -644,18 +682,37 @@ fn sync_parent_dir(path: &Path) -> Result<(), StorageError> {
         .map_err(io_err(dir))
 }
 
-/// Opens `path` for appending, creating it, and cuts a torn last line off.
-/// Returns the file, its length after the cut, and how many bytes were cut.
+/// Writes the whole rows of the bets file at `path` to `out` as they are,
+/// up to its last line end (a row being written, or torn, is left out), for
+/// `lottery-export`. Returns how many rows it wrote.
+pub fn export_csv(path: &Path, out: &mut impl Write) -> io::Result<u64> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let complete = complete_lines_len(&mut &file, len)?;
+    (&file).seek(SeekFrom::Start(0))?;
+    let mut rows = Read::take(&file, complete);
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut count = 0u64;
+    loop {
+        match rows.read(&mut chunk)? {
+            0 => break,
+            n => {
+                count += chunk[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+                out.write_all(&chunk[..n])?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(count)
+}
+
+/// Opens `path` for appending (see [`open_private`]), and cuts a torn last
+/// line off. Returns the file, its length after the cut, and how many bytes
+/// were cut.
 fn open_append(path: &Path) -> Result<(File, u64, u64), StorageError> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(io_err(path))?;
+    let mut file = open_private(path)?;
     let len = file.metadata().map_err(io_err(path))?.len();
-    let kept = complete_lines_len(&mut file, len).map_err(io_err(path))?;
+    let kept = complete_lines_len(&mut &file, len).map_err(io_err(path))?;
     if kept < len {
         file.set_len(kept).map_err(io_err(path))?;
         file.sync_all().map_err(io_err(path))?;
@@ -664,8 +721,39 @@ fn open_append(path: &Path) -> Result<(File, u64, u64), StorageError> {
     Ok((file, kept, len - kept))
 }
 
+/// Opens `path` for reading and writing, creating it readable and writable
+/// by its owner only (mode 0600 before the umask): the files hold people's
+/// names and documents. A file an older version created readable by its
+/// group or others loses those bits here; if it cannot (the central is not
+/// its owner), that is logged and the central goes on.
+fn open_private(path: &Path) -> Result<File, StorageError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path))?;
+    let mode = file.metadata().map_err(io_err(path))?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        let private = mode & 0o700;
+        match file.set_permissions(Permissions::from_mode(private)) {
+            Ok(()) => info!(
+                "action: restringir_permisos | result: success | archivo: {} | modo_anterior: {mode:o} | modo: {private:o}",
+                path.display()
+            ),
+            Err(e) => warn!(
+                "action: restringir_permisos | result: fail | archivo: {} | modo: {mode:o} | error: {e}",
+                path.display()
+            ),
+        }
+    }
+    Ok(file)
+}
+
 /// The length of the file up to and including its last `\n`.
-fn complete_lines_len(file: &mut File, len: u64) -> io::Result<u64> {
+fn complete_lines_len(file: &mut &File, len: u64) -> io::Result<u64> {
     let mut end = len;
     let mut chunk = vec![0u8; 64 * 1024];
     while end > 0 {
@@ -681,13 +769,31 @@ fn complete_lines_len(file: &mut File, len: u64) -> io::Result<u64> {
     Ok(0)
 }
 
+/// Where the bets file's valid rows end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RowsEnd {
+    /// The length of the valid rows: what the file keeps.
+    len: u64,
+    /// The first row holding a NUL byte, where a power cut's torn tail
+    /// starts, if there is one.
+    hole: Option<Hole>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Hole {
+    line: u64,
+}
+
+/// Reads the rows of the first `len` bytes of the bets file into
+/// `recovery`, up to the first row holding a NUL byte (a power cut's torn
+/// tail starts there). A row wrong in any other way is corruption.
 fn recover_bets(
     file: &File,
     path: &Path,
     len: u64,
     winning_number: u16,
     recovery: &mut Recovery,
-) -> Result<(), StorageError> {
+) -> Result<RowsEnd, StorageError> {
     let mut file = file;
     file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
     let reader = io::BufReader::with_capacity(1 << 20, Read::take(file, len));
@@ -698,6 +804,9 @@ fn recover_bets(
     let mut record = csv::ByteRecord::new();
     let agencies = recovery.agencies.len();
     let mut line = 0u64;
+    // Where the reader stood after the last valid row (its line end may
+    // still be ahead: see `line_before_first_nul`).
+    let mut rows_end = 0;
     loop {
         line += 1;
         let corrupt = |why: String| StorageError::Corrupt {
@@ -709,6 +818,12 @@ fn recover_bets(
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => return Err(corrupt(e.to_string())),
+        }
+        if record.as_slice().contains(&0) {
+            return Ok(RowsEnd {
+                len: line_before_first_nul(file, rows_end).map_err(io_err(path))?,
+                hole: Some(Hole { line }),
+            });
         }
         if record.len() != 6 {
             return Err(corrupt(format!("{} fields instead of 6", record.len())));
@@ -731,14 +846,58 @@ fn recover_bets(
         if number as u16 == winning_number {
             a.winners.push(document.into());
         }
+        rows_end = csv.position().byte();
     }
-    Ok(())
+    Ok(RowsEnd { len, hole: None })
 }
 
+/// The end of the last whole line before the first NUL byte from `from` on
+/// (`from` itself when none ends in between). The `csv` reader stops at
+/// the CR of a CRLF and skips a lone CR as an empty line, so the line end
+/// is found in the bytes, not taken from the reader's position.
+fn line_before_first_nul(file: &File, from: u64) -> io::Result<u64> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(from))?;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let (mut at, mut kept) = (from, from);
+    loop {
+        let n = file.read(&mut chunk)?;
+        let bytes = &chunk[..n];
+        let nul = bytes.iter().position(|&b| b == 0);
+        let before = &bytes[..nul.unwrap_or(n)];
+        if let Some(i) = before.iter().rposition(|&b| b == b'\n') {
+            kept = at + i as u64 + 1;
+        }
+        if nul.is_some() || n == 0 {
+            return Ok(kept);
+        }
+        at += n as u64;
+    }
+}
+
+/// How many bytes from `start` to `end` of `file` are NUL.
+fn count_nul_bytes(file: &File, start: u64, end: u64) -> io::Result<u64> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Read::take(file, end - start);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut nul = 0;
+    loop {
+        match tail.read(&mut chunk)? {
+            0 => return Ok(nul),
+            n => nul += chunk[..n].iter().filter(|&&b| b == 0).count() as u64,
+        }
+    }
+}
+
+/// Reads the journal's closes into `recovery`, each checked against the
+/// bets recovered. `hole` is where the bets file's torn tail starts, if it
+/// has one: a close counting bets past it means that tail held synced rows.
 fn recover_journal(
     file: &File,
     path: &Path,
     len: u64,
+    hole: Option<(&Path, Hole)>,
     recovery: &mut Recovery,
 ) -> Result<(), StorageError> {
     let mut file = file;
@@ -771,6 +930,23 @@ fn recover_journal(
         let Some(a) = recovery.agencies.get_mut(agency as usize - 1) else {
             return Err(other_lottery(path, i as u64 + 1, agency, agencies));
         };
+        if let Some((bets_path, hole)) = hole
+            && total > a.stored
+        {
+            // Its bets were synced before its DONE: the NUL bytes are
+            // among synced rows, not in a power cut's tail.
+            return Err(StorageError::Corrupt {
+                path: bets_path.to_owned(),
+                line: hole.line,
+                why: format!(
+                    "NUL bytes among bets the journal says were synced ({} line {}: agency \
+                     {agency} closed with {total} bets, {} before them)",
+                    path.display(),
+                    i + 1,
+                    a.stored
+                ),
+            });
+        }
         if total != a.stored {
             return Err(corrupt(format!(
                 "agency {agency} closed with {total} bets but the bets file holds {}",
@@ -908,6 +1084,98 @@ mod tests {
         let text = std::fs::read_to_string(d.join("bets.csv")).unwrap();
         assert_eq!(text.lines().count(), 2);
         assert!(text.ends_with("1,B,Lorca,2,1999-03-07,5\r\n"));
+    }
+
+    /// `rows` of agency `agency`, each a whole line.
+    fn rows_of(agency: u32, docs: std::ops::Range<u32>) -> String {
+        docs.map(|d| format!("{agency},A,B,{d},1999-01-01,5\r\n"))
+            .collect()
+    }
+
+    #[test]
+    fn nul_bytes_past_the_synced_rows_and_the_rows_after_them_are_cut_off() {
+        // A power cut's tail: a whole unsynced row, part of the next, a
+        // hole where a block never reached the disk, then later blocks.
+        let synced = rows_of(1, 1..3) + &rows_of(2, 1..2);
+        let tails: [(&str, Vec<u8>); 3] = [
+            ("a hole right after the synced rows", b"\0\0\0\0".to_vec()),
+            ("a whole unsynced row, then part of one", {
+                let mut t = rows_of(2, 2..3).into_bytes();
+                t.extend_from_slice(b"2,A,B,3,19\0\0\0");
+                t
+            }),
+            ("the hole's line holds a CR", b"\r\0\0".to_vec()),
+        ];
+        for (i, (what, tail)) in tails.iter().enumerate() {
+            let d = dir(&format!("hole-{i}"));
+            let mut bytes = synced.clone().into_bytes();
+            bytes.extend_from_slice(tail);
+            bytes.extend(std::iter::repeat_n(0u8, 5000));
+            bytes.extend_from_slice(b"Z,B,5,1999-01-01,5\r\n");
+            bytes.extend_from_slice(rows_of(2, 6..9).as_bytes());
+            bytes.extend_from_slice(b"2,A,B,9,1999-01");
+            std::fs::write(d.join("bets.csv"), &bytes).unwrap();
+            std::fs::write(d.join("bets.csv.journal"), "DONE 1 2\n").unwrap();
+            let (mut s, r) = open(&d, 2).unwrap();
+            let kept = std::fs::read_to_string(d.join("bets.csv")).unwrap();
+            let unsynced_row = if i == 1 {
+                rows_of(2, 2..3)
+            } else {
+                String::new()
+            };
+            let expected = synced.clone() + &unsynced_row;
+            assert_eq!(kept, expected, "{what}");
+            assert_eq!(s.cuts().bets, (bytes.len() - kept.len()) as u64, "{what}");
+            assert_eq!(r.agencies[0].stored, 2, "{what}");
+            assert!(r.agencies[0].closed, "{what}");
+            let whole_rows_of_2 = if i == 1 { 2 } else { 1 };
+            assert_eq!(r.agencies[1].stored, whole_rows_of_2, "{what}");
+            // Appends go where the kept rows end.
+            s.stage_bet(2, &bet("C", "7", 1));
+            s.commit().unwrap();
+            let text = std::fs::read_to_string(d.join("bets.csv")).unwrap();
+            assert_eq!(text, expected + "2,C,Lorca,7,1999-03-07,1\r\n", "{what}");
+        }
+    }
+
+    #[test]
+    fn nul_bytes_among_rows_a_done_vouches_for_refuse_to_start_and_leave_the_files() {
+        let d = dir("hole-synced");
+        let mut bytes = rows_of(1, 1..2).into_bytes();
+        bytes.extend_from_slice(&[0; 100]);
+        bytes.extend_from_slice(rows_of(1, 3..4).as_bytes());
+        bytes.extend_from_slice(rows_of(2, 1..2).as_bytes());
+        std::fs::write(d.join("bets.csv"), &bytes).unwrap();
+        std::fs::write(d.join("bets.csv.journal"), "DONE 1 2\n").unwrap();
+        let err = open(&d, 2).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "bets.csv is corrupt at line 2: NUL bytes among bets the journal says were synced"
+            ) && err
+                .contains("bets.csv.journal line 1: agency 1 closed with 2 bets, 1 before them"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(d.join("bets.csv")).unwrap(), bytes);
+        assert_eq!(
+            std::fs::read_to_string(d.join("bets.csv.journal")).unwrap(),
+            "DONE 1 2\n"
+        );
+    }
+
+    #[test]
+    fn the_files_are_created_for_their_owner_only_and_older_ones_restricted() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let d = dir("modes");
+        drop(open(&d, 1).unwrap());
+        assert_eq!(mode(&d.join("bets.csv")), 0o600);
+        assert_eq!(mode(&d.join("bets.csv.journal")), 0o600);
+        for f in ["bets.csv", "bets.csv.journal"] {
+            std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o664)).unwrap();
+        }
+        drop(open(&d, 1).unwrap());
+        assert_eq!(mode(&d.join("bets.csv")), 0o600);
+        assert_eq!(mode(&d.join("bets.csv.journal")), 0o600);
     }
 
     #[test]

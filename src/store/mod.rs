@@ -14,6 +14,8 @@
 //! - [`pg_schema`]: the PostgreSQL tables, made and checked, and the reads
 //!   of what they hold.
 //! - [`open`]: which backend the settings name, opened and recovered.
+//! - [`spreadsheet`]: exported rows made safe to open in a spreadsheet
+//!   (`lottery-export --spreadsheet-safe`).
 
 pub mod csv;
 pub mod open;
@@ -22,3 +24,4 @@ pub mod pg_sessions;
 pub mod pg_worker;
 pub mod postgres;
 pub mod seam;
+pub mod spreadsheet;

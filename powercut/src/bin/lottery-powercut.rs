@@ -1,6 +1,7 @@
 //! `lottery-powercut BACKING MOUNTPOINT`: mounts the power-cut filesystem
 //! and takes one command per line on standard input (`cut`, `cut-tear SEED`,
-//! `fail-next-fsync EIO|ENOSPC`, `slow-fsync MS [COUNT]`, `unmount`), answering each with one line on
+//! `cut-hole`, `fail-next-fsync EIO|ENOSPC`, `slow-fsync MS [COUNT]`,
+//! `unmount`), answering each with one line on
 //! standard output (`ok ...` or `error ...`). It prints `mounted` once the
 //! mount is ready; the end of its input unmounts too.
 //!
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         let answer = match Command::parse(&line) {
             Ok(Command::Cut) => format!("ok {:?}", fs.cut()),
             Ok(Command::CutTear(seed)) => format!("ok {:?}", fs.cut_tear(seed)),
+            Ok(Command::CutHole) => format!("ok {:?}", fs.cut_hole()),
             Ok(Command::FailNextFsync(code)) => {
                 fs.fail_next_fsync(code);
                 "ok".to_string()
