@@ -2049,18 +2049,11 @@ fn no_agency_reaches_the_database_of_a_postgres_deployment_and_its_password_is_o
     let mut project = Project::new_of(compose, "pgnet", true);
     let winners = util::generate(&project.data_dir(), 2, 300, 11);
     project.generate_with(2, &["--postgres"]);
-    let password = kept_password(&project.dir);
-    let text = std::fs::read_to_string(project.compose_file()).unwrap();
-    assert!(!text.contains(&password), "{text}");
-    // The central reaches the database with the password kept in .data/.
     run_lottery(&project, &winners);
 
     let primary = project.container("postgres-primary");
     let standby = project.container("postgres-standby");
     let server = project.container("server");
-    let mut containers = project.agency_containers();
-    containers.extend([server.clone(), primary.clone(), standby.clone()]);
-    assert_confined(&containers);
 
     let agency_networks = container_networks(&project.container("client1"), "{{$name}}");
     let database_networks = container_networks(&primary, "{{$name}}");
@@ -2109,7 +2102,15 @@ fn no_agency_reaches_the_database_of_a_postgres_deployment_and_its_password_is_o
         }
     }
 
-    // No process of the deployment has the password on its command line.
+    let mut containers = project.agency_containers();
+    containers.extend([server.clone(), primary.clone(), standby.clone()]);
+    assert_confined(&containers);
+
+    // The central reached the database with the password kept in .data/,
+    // which no process of the deployment has on its command line.
+    let password = kept_password(&project.dir);
+    let text = std::fs::read_to_string(project.compose_file()).unwrap();
+    assert!(!text.contains(&password), "{text}");
     for container in [&server, &primary, &standby] {
         let processes = run(docker().args(["top", container, "-o", "pid,args"]));
         assert!(
