@@ -103,7 +103,8 @@ make_certificates() {
         echo "generar-compose.sh: $dir lacked ${missing[*]}; moved it to $old"
     fi
     mkdir -p "$dir"
-    # As the calling user, so that the keys (mode 0600) are the user's.
+    # As the calling user, so that the files are the user's (share_keys
+    # then opens the mounted keys to the containers' user).
     docker run --rm --user "$(id -u):$(id -g)" --network none \
         --cap-drop ALL --security-opt no-new-privileges:true \
         --volume "$(cd "$dir" && pwd):/out" --entrypoint /lottery-certs "$image" \
