@@ -44,11 +44,14 @@ COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo 'docker 
 
 # The central, lottery-certs, lottery-export and the agency, statically linked (glibc's static resolver
 # still reads /etc/hosts and DNS, which compose service names need). Debug
-# info is stripped (symbols are kept) to keep the images small.
+# info is stripped (symbols are kept) to keep the images small. The empty
+# directory central-data becomes the central's /.data/central, owned by its
+# user (compose/server/Dockerfile).
 build:
 	CARGO_PROFILE_RELEASE_STRIP=debuginfo RUSTFLAGS='-C target-feature=+crt-static' \
 		$(CARGO) build --release --target $(STATIC_TARGET) --target-dir $(STATIC_DIR) \
 		-p lottery --bin lottery-server --bin lottery-certs --bin lottery-export -p lottery-client --bin lottery-client
+	mkdir -p $(STATIC_DIR)/central-data
 
 docker-image: build $(if $(POSTGRES_ON),postgres-image)
 	docker build -f compose/server/Dockerfile -t $(SERVER_IMAGE) .
@@ -106,6 +109,13 @@ docker-compose-bets: $(COMPOSE_FILE)
 	if [[ -n $$missing ]]; then \
 		echo "docker-compose-up: these certificate files are missing:" $$missing >&2; \
 		echo "  write the compose file again to make them: ./generar-compose.sh $(notdir $(COMPOSE_FILE)) N --tls" >&2; \
+		exit 1; \
+	fi; \
+	missing=$$(grep -o '\./\.data/postgres/[a-z]*\.env' '$(notdir $(COMPOSE_FILE))' | sort -u | \
+		while read -r f; do [[ -f $$f ]] || echo "$$f"; done); \
+	if [[ -n $$missing ]]; then \
+		echo "docker-compose-up: these PostgreSQL password files are missing:" $$missing >&2; \
+		echo "  write the compose file again to make them: ./generar-compose.sh $(notdir $(COMPOSE_FILE)) N --postgres" >&2; \
 		exit 1; \
 	fi
 

@@ -7,7 +7,10 @@ usage() {
 usage: ./generar-compose.sh FILE N [--tls] [--postgres]
 
 Writes the docker compose file FILE with the central (service and container
-`server`) and N agencies (`client1` ... `clientN`) on one network.
+`server`) and N agencies (`client1` ... `clientN`) on one network. Every
+container runs as a user other than root (the images' USER), without any
+capability (cap_drop: ALL) and without gaining privileges
+(no-new-privileges).
 
   FILE   the compose file to write (overwritten if it exists)
   N      how many agencies, 0 or more (0: the central alone)
@@ -17,6 +20,9 @@ Writes the docker compose file FILE with the central (service and container
          the central's image (build it first: make docker-image). Each
          container mounts the CA certificate and only its own key: the
          central server.pem/server.key, agency i agency-i.pem/agency-i.key.
+         .data/tls/ is made mode 0700, so only its owner reaches the files
+         on the host; the keys the containers mount are 0644 in it, for the
+         containers' own user to read them (ca.key stays 0600).
   --postgres  the central keeps its bets in PostgreSQL: two more services,
          `postgres-primary` and `postgres-standby` (containers of the same
          names), a primary and its synchronous standby (every COMMIT, and
@@ -28,7 +34,13 @@ Writes the docker compose file FILE with the central (service and container
          starts once both servers answer (their healthchecks). Each server
          keeps its cluster in an anonymous volume, as the central keeps its
          files: `down` ends the lottery (`make docker-compose-down` first
-         dumps the database to .data/lotteries/). No port is published.
+         dumps the database to .data/lotteries/). No port is published, and
+         the servers are on a network of their own with the central only
+         (`lottery_db`, internal): no agency reaches them. The password is
+         in no compose file: it is kept in .data/postgres/ beside FILE
+         (mode 0600), in postgres.env (POSTGRES_PASSWORD=, for the servers)
+         and central.env (STORAGE=, for the central), which the compose
+         file names as env_file.
 
 The central gets AGENCIES=N and keeps its bets and journal in an anonymous
 volume at /.data/central: they live as long as the deployment (kill,
@@ -47,8 +59,9 @@ Environment:
   POSTGRES_IMAGE    with --postgres, the servers' image
                     (default lottery-postgres:latest)
   POSTGRES_PASSWORD with --postgres, the password of the database users
-                    `lottery` and `replicator` (default lottery; letters,
-                    digits and . _ ~ - only)
+                    `lottery` and `replicator` (letters, digits and
+                    . _ ~ - only). Without it, the one already kept in
+                    .data/postgres/postgres.env, else a new random one
 EOF
 }
 
@@ -76,6 +89,7 @@ make_certificates() {
         [[ -f "$dir/$f" ]] || missing+=("$f")
     done
     if [[ ${#missing[@]} -eq 0 ]]; then
+        share_keys "$dir"
         echo "generar-compose.sh: using the certificates in $dir"
         return
     fi
@@ -89,13 +103,56 @@ make_certificates() {
         echo "generar-compose.sh: $dir lacked ${missing[*]}; moved it to $old"
     fi
     mkdir -p "$dir"
-    # As the calling user, so that the keys (mode 0600) are the user's.
+    # As the calling user, so that the files are the user's (share_keys
+    # then opens the mounted keys to the containers' user).
     docker run --rm --user "$(id -u):$(id -g)" --network none \
+        --cap-drop ALL --security-opt no-new-privileges:true \
         --volume "$(cd "$dir" && pwd):/out" --entrypoint /lottery-certs "$image" \
         --agencies "$n" --out /out \
         --server-name server --server-name localhost --server-name 127.0.0.1 >/dev/null ||
         die "lottery-certs in $image failed to write $dir"
+    share_keys "$dir"
     echo "generar-compose.sh: made the certificates of a new CA, the central and $n agencies in $dir"
+}
+
+# The containers run as their images' user, not as the owner of DIR: each
+# mounts its own key alone, read-only, and must be able to read it. So the
+# keys they mount are 0644 inside DIR made 0700, which only its owner
+# enters on the host. The CA's key, mounted nowhere, stays 0600.
+share_keys() {
+    local dir=$1 key
+    chmod 700 "$dir" || die "cannot make $dir mode 0700: is it yours?"
+    for key in "$dir"/server.key "$dir"/agency-*.key; do
+        [[ -f $key ]] || continue
+        chmod 644 "$key" || die "cannot make $key readable by the containers: is it yours?"
+    done
+}
+
+# Prints the password of the deployment's database users: POSTGRES_PASSWORD
+# if set, else the one kept in FILE (a POSTGRES_PASSWORD= line) by an
+# earlier run, whose clusters may still be up, else a new random one (48
+# hex digits, 192 bits).
+postgres_password() {
+    local kept=$1 password
+    if [[ -n ${POSTGRES_PASSWORD:-} ]]; then
+        password=$POSTGRES_PASSWORD
+    elif [[ -f $kept ]]; then
+        password=$(sed -n 's/^POSTGRES_PASSWORD=//p' "$kept")
+        [[ -n $password ]] || die "$kept has no POSTGRES_PASSWORD= line: delete it for a new password"
+    else
+        password=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
+        [[ ${#password} -eq 48 ]] || die "could not read 24 random bytes from /dev/urandom"
+    fi
+    echo "$password"
+}
+
+# Writes LINE as the only line of FILE, mode 0600 from its creation on, in
+# place of what was there.
+write_secret() {
+    local file=$1 line=$2 tmp
+    tmp=$(umask 077 && mktemp "$file.XXXXXX")
+    printf '%s\n' "$line" >"$tmp"
+    mv "$tmp" "$file"
 }
 
 if [[ $# -eq 1 && ( "$1" == -h || "$1" == --help ) ]]; then
@@ -133,9 +190,10 @@ postgres_flag=""
 postgres_note=""
 if [[ $postgres -eq 1 ]]; then
     postgres_image=${POSTGRES_IMAGE:-lottery-postgres:latest}
-    postgres_password=${POSTGRES_PASSWORD:-lottery}
+    secrets=$(dirname "$file")/.data/postgres
+    postgres_password=$(postgres_password "$secrets/postgres.env")
     if [[ ! "$postgres_password" =~ ^[A-Za-z0-9._~-]+$ ]]; then
-        echo "generar-compose.sh: POSTGRES_PASSWORD may hold only letters, digits and . _ ~ - (it goes unquoted into SQL and a connection URL)" >&2
+        echo "generar-compose.sh: POSTGRES_PASSWORD may hold only letters, digits and . _ ~ - (it goes unquoted into SQL, a connection URL and an env_file)" >&2
         exit 2
     fi
     postgres_flag=" --postgres"
@@ -148,6 +206,24 @@ if [[ $tls -eq 1 ]]; then
     tls_note=", over mutual TLS (certificates in .data/tls/)"
     make_certificates "$(dirname "$file")/.data/tls" "$agencies" "$server_image"
 fi
+if [[ $postgres -eq 1 ]]; then
+    mkdir -p "$secrets" && chmod 700 "$secrets"
+    write_secret "$secrets/postgres.env" "POSTGRES_PASSWORD=$postgres_password"
+    # The primary first; after a failover the standby, once promoted, is
+    # the one that takes writes (target_session_attrs=read-write).
+    write_secret "$secrets/central.env" "STORAGE=postgres://lottery:$postgres_password@postgres-primary:5432,postgres-standby:5432/lottery?target_session_attrs=read-write"
+fi
+
+# What every service gets: no capability, and no way to gain privileges
+# (a setuid file, say); the images' USER is not root.
+confined() {
+    cat <<EOF
+    cap_drop:
+      - ALL
+    security_opt:
+      - no-new-privileges:true
+EOF
+}
 
 # Written whole to a temporary file first, so a failed run leaves no half file.
 tmp=$(mktemp "${file}.XXXXXX")
@@ -172,9 +248,10 @@ EOF
     fi
     if [[ $postgres -eq 1 ]]; then
         cat <<EOF
-      # The primary first; after a failover the standby, once promoted, is
-      # the one that takes writes (target_session_attrs=read-write).
-      - STORAGE=postgres://lottery:${postgres_password}@postgres-primary:5432,postgres-standby:5432/lottery?target_session_attrs=read-write
+    # STORAGE, the connection string with the password (kept out of this
+    # file, mode 0600).
+    env_file:
+      - ./.data/postgres/central.env
 EOF
     fi
     cat <<EOF
@@ -199,6 +276,13 @@ EOF
 EOF
     if [[ $postgres -eq 1 ]]; then
         cat <<EOF
+      # The database's own network, which no agency is on.
+      - lottery_db
+EOF
+    fi
+    confined
+    if [[ $postgres -eq 1 ]]; then
+        cat <<EOF
     # Its first COMMIT needs both: the standby must be streaming for the
     # primary to confirm it.
     depends_on:
@@ -214,11 +298,13 @@ EOF
     container_name: ${prefix}postgres-${role}
     image: ${postgres_image}
     command: ["${role}"]
-    environment:
-      - POSTGRES_PASSWORD=${postgres_password}
+    # POSTGRES_PASSWORD, kept out of this file (mode 0600).
+    env_file:
+      - ./.data/postgres/postgres.env
 EOF
             if [[ $role == standby ]]; then
                 cat <<EOF
+    environment:
       - PRIMARY_HOST=postgres-primary
 EOF
             fi
@@ -233,8 +319,9 @@ EOF
       timeout: 5s
       retries: 300
     networks:
-      - lottery_net
+      - lottery_db
 EOF
+            confined
             if [[ $role == standby ]]; then
                 cat <<EOF
     depends_on:
@@ -275,6 +362,9 @@ EOF
         cat <<EOF
     networks:
       - lottery_net
+EOF
+        confined
+        cat <<EOF
     depends_on:
       - server
 EOF
@@ -284,6 +374,13 @@ EOF
 networks:
   lottery_net: {}
 EOF
+    if [[ $postgres -eq 1 ]]; then
+        cat <<EOF
+  # The central and the PostgreSQL pair only; internal: no way out of it.
+  lottery_db:
+    internal: true
+EOF
+    fi
 } >"$tmp"
 chmod 644 "$tmp"
 mv "$tmp" "$file"

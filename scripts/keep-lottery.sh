@@ -10,8 +10,10 @@
 # rest, is started alone for `pg_dump` of the database `lottery` into
 # lottery.sql (plain SQL: `psql -f lottery.sql` into an empty database
 # gives it back) and for the central's image's /lottery-export, run on the
-# deployment's network with the central's STORAGE, which writes bets.csv
-# as the CSV store would have; then it is stopped again.
+# database's network with the central's STORAGE, which writes bets.csv
+# as the CSV store would have; then it is stopped again. STORAGE holds the
+# database's password: it reaches `docker run` through the environment,
+# never on a command line.
 #
 # What it keeps holds people's names and documents, so it is readable by
 # this user only: directories 0700, files 0600, whatever modes the files
@@ -66,7 +68,8 @@ if [[ $("${psql[@]}" "SELECT to_regclass('lottery.bets') IS NOT NULL") == t ]]; 
     storage=$(docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$server" | sed -n 's/^STORAGE=//p')
     image=$(docker inspect --format '{{.Config.Image}}' "$server")
     network=$(docker inspect --format '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}' "$primary")
-    docker run --rm --network "${network%% *}" --env STORAGE="$storage" \
+    STORAGE=$storage docker run --rm --network "${network%% *}" --env STORAGE \
+        --cap-drop ALL --security-opt no-new-privileges:true \
         --entrypoint /lottery-export "$image" >"$to/bets.csv" 2>"$to/export.log" || {
         cat "$to/export.log" >&2
         echo "keep-lottery: /lottery-export of $image could not write bets.csv: the deployment is left as it is" >&2

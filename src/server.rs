@@ -25,7 +25,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::info;
+use log::{info, warn};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -106,6 +106,12 @@ impl Server {
             acceptor.local_addr(),
             config.tls_mode()
         );
+        let address = acceptor.local_addr();
+        if config.tls.is_none() && !address.ip().is_loopback() {
+            warn!(
+                "action: seguridad | result: in_progress | detail: plain TCP on {address}: any host that reaches it can send, close or read the bets of any agency, and read or change them on the wire; mutual TLS (TLS_CERT, TLS_KEY and TLS_CLIENT_CA; generar-compose.sh --tls) authenticates each agency by its certificate and encrypts the link"
+            );
+        }
         Ok(Server {
             poll,
             acceptor,

@@ -556,6 +556,61 @@ fn stop_and_check_central(project: &Project) {
     );
 }
 
+/// Checks that each container runs as a user other than root, with every
+/// capability dropped and no way to gain privileges: as docker was told to
+/// run it (`docker inspect`) and, while it runs, as its process is
+/// (`/proc/PID/status` on this host).
+fn assert_confined(containers: &[String]) {
+    let inspected = run(docker()
+        .args([
+            "inspect",
+            "--format",
+            "{{.Name}} user={{.Config.User}} {{json .HostConfig.CapDrop}} {{json .HostConfig.SecurityOpt}} {{.State.Pid}}",
+        ])
+        .args(containers));
+    for line in inspected.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [name, user, cap_drop, security_opt, pid] = fields[..] else {
+            panic!("docker inspect said {line:?}");
+        };
+        let uid = user.trim_start_matches("user=").split(':').next().unwrap();
+        assert!(
+            !uid.is_empty() && uid != "0" && uid != "root",
+            "{name} runs as root: {line}"
+        );
+        assert_eq!(cap_drop, r#"["ALL"]"#, "{name}'s capabilities: {line}");
+        assert!(
+            security_opt.contains("no-new-privileges:true"),
+            "{name} may gain privileges: {line}"
+        );
+        if pid == "0" {
+            continue;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("{name}'s process {pid}: {e}"));
+        let value = |key: &str| -> Vec<&str> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in {name}'s status:\n{status}"))
+                .split_whitespace()
+                .collect()
+        };
+        assert!(
+            value("Uid:").iter().all(|id| *id != "0"),
+            "{name}'s process runs as root:\n{status}"
+        );
+        for capabilities in ["CapPrm:", "CapEff:", "CapBnd:"] {
+            assert_eq!(
+                value(capabilities),
+                ["0000000000000000"],
+                "{name}'s {capabilities}"
+            );
+        }
+        assert_eq!(value("NoNewPrivs:"), ["1"], "{name}");
+    }
+}
+
 fn lock() -> std::sync::MutexGuard<'static, ()> {
     DOCKER.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -631,6 +686,17 @@ fn generar_compose_writes_the_central_and_n_agencies_on_one_network() {
         }
     }
     assert!(!text.contains("client4"), "a fourth agency in:\n{text}");
+    // Every service without any capability nor a way to gain privileges
+    // (the images' USER is not root).
+    for service in ["server", "client1", "client2", "client3"] {
+        let block = service_block(&text, service) + "\n";
+        for confined in [
+            "\n    cap_drop:\n      - ALL\n",
+            "\n    security_opt:\n      - no-new-privileges:true\n",
+        ] {
+            assert!(block.contains(confined), "no `{confined}` in:\n{block}");
+        }
+    }
     assert_eq!(text.matches("image: client:latest").count(), 3);
     assert_eq!(
         text.matches("- ./compose/client/config.yaml:/config.yaml:ro")
@@ -661,6 +727,9 @@ fn five_agencies_get_their_winners_and_the_central_stops_with_code_0() {
     };
     project.generate(5);
     run_lottery(&project, &winners);
+    let mut containers = project.agency_containers();
+    containers.push(project.container("server"));
+    assert_confined(&containers);
     stop_and_check_central(&project);
 
     // A recreated central keeps the bets and the closed agencies, which
@@ -702,6 +771,8 @@ fn stop_ends_an_agency_waiting_for_the_draw_and_the_central_with_code_0() {
         "client1",
         "action: consulta_ganadores | result: in_progress",
     );
+    // Both running: their processes too.
+    assert_confined(&[project.container("server"), project.container("client1")]);
     stop_and_check_central(&project);
     let agency = project.container("client1");
     assert_eq!(
@@ -1336,6 +1407,24 @@ fn own_tls_files(service: &str) -> Vec<String> {
     files
 }
 
+/// The modes of a compose deployment's `.data/tls/` for `agencies`: only
+/// its owner enters it on the host (0700); the keys the containers mount
+/// are 0644 in it, for the containers' own user (not the owner of the
+/// files) to read each its own; the CA's key, mounted nowhere, stays 0600.
+fn assert_tls_modes(tls_dir: &Path, agencies: u32) {
+    let mode = |name: &str| {
+        let path = tls_dir.join(name);
+        std::os::unix::fs::PermissionsExt::mode(&path.metadata().unwrap().permissions()) & 0o777
+    };
+    assert_eq!(mode(""), 0o700, "{}", tls_dir.display());
+    assert_eq!(mode("ca.key"), 0o600, "ca.key");
+    let mounted = std::iter::once("server.key".to_string())
+        .chain((1..=agencies).map(|i| format!("agency-{i}.key")));
+    for key in mounted {
+        assert_eq!(mode(&key), 0o644, "{key}");
+    }
+}
+
 /// `lottery-certs` of this build (a binary of the root package, built with
 /// the tests).
 fn lottery_certs_bin() -> PathBuf {
@@ -1358,6 +1447,7 @@ fn generar_compose_with_tls_mounts_only_each_containers_own_key() {
         .arg("3")
         .arg("--tls"));
     assert!(said.contains("using the certificates in"), "{said}");
+    assert_tls_modes(&dir.join(".data/tls"), 3);
     let text = std::fs::read_to_string(&file).unwrap();
     // Each service's block: from its name to the next blank line.
     let block = |service: &str| -> String {
@@ -1528,11 +1618,7 @@ fn five_agencies_over_mutual_tls_get_their_winners_and_each_container_holds_only
     let said = project.generate_with(5, &["--tls"]);
     assert!(said.contains("made the certificates"), "{said}");
     let tls_dir = project.data_dir().join("tls");
-    for i in 1..=5 {
-        let key = tls_dir.join(format!("agency-{i}.key"));
-        let mode = std::os::unix::fs::PermissionsExt::mode(&key.metadata().unwrap().permissions());
-        assert_eq!(mode & 0o777, 0o600, "{}", key.display());
-    }
+    assert_tls_modes(&tls_dir, 5);
 
     run_lottery(&project, &winners);
     for (i, log) in project.agency_logs().iter().enumerate() {
@@ -1575,8 +1661,41 @@ fn five_agencies_over_mutual_tls_get_their_winners_and_each_container_holds_only
 // ---------------------------------------------------------------------------
 // PostgreSQL (`generar-compose.sh FILE N --postgres`).
 
-/// The central's connection string in a `--postgres` compose file.
-const COMPOSE_STORAGE: &str = "postgres://lottery:lottery@postgres-primary:5432,postgres-standby:5432/lottery?target_session_attrs=read-write";
+/// The central's connection string in a `--postgres` deployment whose
+/// database password is `password`.
+fn compose_storage(password: &str) -> String {
+    format!(
+        "postgres://lottery:{password}@postgres-primary:5432,postgres-standby:5432/lottery?target_session_attrs=read-write"
+    )
+}
+
+/// The lines of a file, and its mode.
+fn secret_file(path: &Path) -> (Vec<String>, u32) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mode = std::os::unix::fs::PermissionsExt::mode(&path.metadata().unwrap().permissions());
+    (text.lines().map(str::to_string).collect(), mode & 0o777)
+}
+
+/// The database password that `generar-compose.sh --postgres` kept in the
+/// `.data/` of `dir`, after checking both of its files hold it (mode 0600,
+/// in a directory of mode 0700).
+fn kept_password(dir: &Path) -> String {
+    let secrets = dir.join(".data/postgres");
+    let dir_mode =
+        std::os::unix::fs::PermissionsExt::mode(&secrets.metadata().unwrap().permissions());
+    assert_eq!(dir_mode & 0o777, 0o700, "{}", secrets.display());
+    let (lines, mode) = secret_file(&secrets.join("postgres.env"));
+    assert_eq!(mode, 0o600, "postgres.env");
+    assert_eq!(lines.len(), 1, "postgres.env: {lines:?}");
+    let password = lines[0]
+        .strip_prefix("POSTGRES_PASSWORD=")
+        .unwrap_or_else(|| panic!("postgres.env: {lines:?}"))
+        .to_string();
+    let (lines, mode) = secret_file(&secrets.join("central.env"));
+    assert_eq!(mode, 0o600, "central.env");
+    assert_eq!(lines, [format!("STORAGE={}", compose_storage(&password))]);
+    password
+}
 
 /// Each service's block of a compose file: from its name to the next blank line.
 fn service_block(text: &str, service: &str) -> String {
@@ -1608,7 +1727,7 @@ fn generar_compose_with_postgres_adds_a_primary_and_its_synchronous_standby_befo
     let text = std::fs::read_to_string(&file).unwrap();
     let server = service_block(&text, "server");
     for line in [
-        format!("- STORAGE={COMPOSE_STORAGE}"),
+        "- ./.data/postgres/central.env".to_string(),
         "- AGENCIES=2".to_string(),
         "postgres-primary:".to_string(),
         "postgres-standby:".to_string(),
@@ -1629,11 +1748,11 @@ fn generar_compose_with_postgres_adds_a_primary_and_its_synchronous_standby_befo
             format!("container_name: postgres-{role}"),
             "image: lottery-postgres:latest".to_string(),
             format!("command: [\"{role}\"]"),
-            "- POSTGRES_PASSWORD=lottery".to_string(),
+            "- ./.data/postgres/postgres.env".to_string(),
             "- /var/lib/postgresql".to_string(),
             "test: [\"CMD\", \"pg_isready\", \"--quiet\", \"--host=127.0.0.1\", \"--port=5432\"]"
                 .to_string(),
-            "- lottery_net".to_string(),
+            "- lottery_db".to_string(),
         ] {
             assert!(
                 block.lines().any(|l| l.trim() == line),
@@ -1649,7 +1768,6 @@ fn generar_compose_with_postgres_adds_a_primary_and_its_synchronous_standby_befo
         );
     }
     assert!(service_block(&text, "postgres-standby").contains("- PRIMARY_HOST=postgres-primary"));
-    assert_eq!(text.matches("- lottery_net").count(), 5, "{text}");
     assert!(
         text.starts_with(&format!(
             "# Written by ./generar-compose.sh {} 2 --postgres:",
@@ -1660,6 +1778,7 @@ fn generar_compose_with_postgres_adds_a_primary_and_its_synchronous_standby_befo
 
     // A password that would need quoting is refused, and nothing written.
     std::fs::remove_file(&file).unwrap();
+    std::fs::remove_dir_all(dir.join(".data")).unwrap();
     let output = Command::new(repo_root().join("generar-compose.sh"))
         .env("POSTGRES_PASSWORD", "it's")
         .arg(&file)
@@ -1673,6 +1792,7 @@ fn generar_compose_with_postgres_adds_a_primary_and_its_synchronous_standby_befo
         printed(&output)
     );
     assert!(!file.exists());
+    assert!(!dir.join(".data/postgres").exists());
 
     // Without --postgres, nothing of it.
     let output = generate(&["2"]);
@@ -1684,6 +1804,92 @@ fn generar_compose_with_postgres_adds_a_primary_and_its_synchronous_standby_befo
         !body.contains("postgres") && !body.contains("STORAGE"),
         "{plain}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The networks a service of a compose file is on.
+fn networks_in_block(block: &str) -> Vec<String> {
+    let Some((_, rest)) = block.split_once("\n    networks:\n") else {
+        return Vec::new();
+    };
+    rest.lines()
+        .take_while(|l| l.starts_with("      "))
+        .filter_map(|l| l.trim().strip_prefix("- "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `generar-compose.sh --postgres` on its own: no Docker needed.
+#[test]
+fn generar_compose_with_postgres_keeps_a_random_password_in_data_and_the_database_on_a_network_without_agencies()
+ {
+    let dir = util::temp_dir("generar-compose-pg-secret");
+    let file = dir.join("docker-compose-dev.yaml");
+    let generate = |password: Option<&str>| {
+        let mut command = Command::new(repo_root().join("generar-compose.sh"));
+        command
+            .env_remove("CONTAINER_PREFIX")
+            .env_remove("POSTGRES_PASSWORD")
+            .arg(&file)
+            .args(["2", "--postgres"]);
+        if let Some(password) = password {
+            command.env("POSTGRES_PASSWORD", password);
+        }
+        run(&mut command);
+        std::fs::read_to_string(&file).unwrap()
+    };
+    let text = generate(None);
+    let password = kept_password(&dir);
+    // 24 random bytes in hex: no default, nothing to guess.
+    assert_eq!(password.len(), 48, "{password}");
+    assert!(
+        password.chars().all(|c| c.is_ascii_hexdigit()),
+        "{password}"
+    );
+    for secret in [
+        password.as_str(),
+        "POSTGRES_PASSWORD=",
+        "STORAGE=",
+        "lottery:lottery@",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "`{secret}` in the compose file:\n{text}"
+        );
+    }
+
+    // The central is on both networks, the PostgreSQL pair on the
+    // database's only, the agencies on theirs only.
+    let on = |service: &str| networks_in_block(&service_block(&text, service));
+    assert_eq!(on("server"), ["lottery_net", "lottery_db"], "{text}");
+    for service in ["postgres-primary", "postgres-standby"] {
+        assert_eq!(on(service), ["lottery_db"], "{service}:\n{text}");
+    }
+    for service in ["client1", "client2"] {
+        assert_eq!(on(service), ["lottery_net"], "{service}:\n{text}");
+    }
+    assert!(
+        text.contains("\n  lottery_db:\n    internal: true\n"),
+        "{text}"
+    );
+
+    // Written again (another N, say), the deployment keeps its password:
+    // its clusters may still be up with it.
+    generate(None);
+    assert_eq!(kept_password(&dir), password);
+    // Another directory, another password.
+    let other = util::temp_dir("generar-compose-pg-secret-2");
+    run(Command::new(repo_root().join("generar-compose.sh"))
+        .env_remove("POSTGRES_PASSWORD")
+        .arg(other.join("docker-compose-dev.yaml"))
+        .args(["1", "--postgres"]));
+    assert_ne!(kept_password(&other), password);
+    std::fs::remove_dir_all(&other).unwrap();
+
+    // POSTGRES_PASSWORD, when set, is the one kept, and still not in the file.
+    let text = generate(Some("chosen.pass_1"));
+    assert_eq!(kept_password(&dir), "chosen.pass_1");
+    assert!(!text.contains("chosen.pass_1"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -1891,4 +2097,157 @@ fn the_course_dataset_on_postgres_gets_its_winners_and_every_bet_is_on_the_prima
         "postgres: two rounds in {:.1} s",
         started.elapsed().as_secs_f64()
     ));
+}
+
+/// The networks `container` is on, or its addresses on them (`what`:
+/// `{{$name}}` or `{{$net.IPAddress}}`).
+fn container_networks(container: &str, what: &str) -> Vec<String> {
+    let format =
+        format!("{{{{range $name, $net := .NetworkSettings.Networks}}}}{what} {{{{end}}}}");
+    run(docker().args(["inspect", "--format", &format, container]))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A `--postgres` deployment keeps the database to the central: the
+/// PostgreSQL pair shares no network with the agencies, so a container on
+/// the agencies' network reaches neither server, by name nor by address,
+/// while one on the database's network does. The password is in no compose
+/// file and on no command line: not in any container's processes, nor in
+/// the `docker` commands of `keep-lottery.sh`. Every container runs
+/// confined.
+#[test]
+fn no_agency_reaches_the_database_of_a_postgres_deployment_and_its_password_is_on_no_command_line()
+{
+    let _one_at_a_time = lock();
+    let Some(compose) = compose_or_skip("pg_isolated") else {
+        return;
+    };
+    let mut project = Project::new_of(compose, "pgnet", true);
+    let winners = util::generate(&project.data_dir(), 2, 300, 11);
+    project.generate_with(2, &["--postgres"]);
+    run_lottery(&project, &winners);
+
+    let primary = project.container("postgres-primary");
+    let standby = project.container("postgres-standby");
+    let server = project.container("server");
+
+    let agency_networks = container_networks(&project.container("client1"), "{{$name}}");
+    let database_networks = container_networks(&primary, "{{$name}}");
+    assert!(
+        agency_networks
+            .iter()
+            .all(|n| !database_networks.contains(n)),
+        "the agencies ({agency_networks:?}) share a network with the database ({database_networks:?})"
+    );
+    assert_eq!(container_networks(&standby, "{{$name}}"), database_networks);
+    let postgres_image = project.postgres_image.clone().unwrap();
+    let probe = |network: &str, host: &str| {
+        docker()
+            .args(["run", "--rm", "--network", network])
+            .args(["--entrypoint", "pg_isready", &postgres_image])
+            .arg(format!("--host={host}"))
+            .args(["--port=5432", "--timeout=3"])
+            .output()
+            .unwrap()
+    };
+    // The probe works where the database is.
+    for network in &database_networks {
+        let output = probe(network, "postgres-primary");
+        assert!(
+            output.status.success(),
+            "from {network}: {}",
+            printed(&output)
+        );
+    }
+    // Where the agencies are: no answer (2), by name or by address.
+    let mut hosts = vec![
+        "postgres-primary".to_string(),
+        "postgres-standby".to_string(),
+    ];
+    hosts.extend(container_networks(&primary, "{{$net.IPAddress}}"));
+    hosts.extend(container_networks(&standby, "{{$net.IPAddress}}"));
+    for network in &agency_networks {
+        for host in &hosts {
+            let output = probe(network, host);
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "from the agencies' {network} to {host}: {}",
+                printed(&output)
+            );
+        }
+    }
+
+    let mut containers = project.agency_containers();
+    containers.extend([server.clone(), primary.clone(), standby.clone()]);
+    assert_confined(&containers);
+
+    // The central reached the database with the password kept in .data/,
+    // which no process of the deployment has on its command line.
+    let password = kept_password(&project.dir);
+    let text = std::fs::read_to_string(project.compose_file()).unwrap();
+    assert!(!text.contains(&password), "{text}");
+    for container in [&server, &primary, &standby] {
+        let processes = run(docker().args(["top", container, "-o", "pid,args"]));
+        assert!(
+            !processes.contains(&password),
+            "{container}'s processes:\n{processes}"
+        );
+        let config = run(docker().args([
+            "inspect",
+            "--format",
+            "{{.Path}} {{json .Args}} {{json .Config.Healthcheck}}",
+            container,
+        ]));
+        assert!(!config.contains(&password), "{container}: {config}");
+    }
+
+    // keep-lottery.sh hands the central's STORAGE to lottery-export through
+    // the environment: a `docker` in front of the real one records every
+    // command line it is given.
+    run(&mut project.compose(&["stop", "--timeout", "20"]));
+    let spy = project.dir.join("spy");
+    std::fs::create_dir_all(&spy).unwrap();
+    let real_docker = run(Command::new("sh").args(["-c", "command -v docker"]));
+    let script = spy.join("docker");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >>\"$SPY_LOG\"\nexec {} \"$@\"\n",
+            real_docker.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let spied = project.dir.join("docker-commands.txt");
+    let path = format!(
+        "{}:{}",
+        spy.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut keep = Command::new(repo_root().join("scripts/keep-lottery.sh"));
+    keep.arg(project.compose_file())
+        .args(&project.compose)
+        .arg("--project-name")
+        .arg(&project.name)
+        .env("PATH", path)
+        .env("SPY_LOG", &spied)
+        .current_dir(&project.dir);
+    let said = run(&mut keep);
+    let total = bets_in_files(&project);
+    assert!(
+        said.contains(&format!("({total} bets in PostgreSQL, 2 agencies closed)")),
+        "{said}"
+    );
+    let commands = std::fs::read_to_string(&spied).unwrap();
+    assert!(
+        commands.contains("/lottery-export"),
+        "the spy did not see lottery-export run:\n{commands}"
+    );
+    assert!(
+        !commands.contains(&password),
+        "the password on a command line:\n{commands}"
+    );
 }

@@ -402,6 +402,58 @@ fn a_plain_central_says_so() {
     assert_eq!(peer.recv().ack(), Some((1, 1)));
 }
 
+/// The `action: seguridad` lines of a central started on `ip` with `env`,
+/// read once it has shut down (so every line of its start is in).
+fn security_warnings(name: &str, ip: &str, tls: bool) -> Vec<String> {
+    let dir = util::temp_dir(name);
+    let mut env = vec![("SERVER_IP", ip)];
+    if tls {
+        Pki::write(&dir);
+        env.extend([
+            ("TLS_CERT", "server.pem"),
+            ("TLS_KEY", "server.key"),
+            ("TLS_CLIENT_CA", "ca.pem"),
+        ]);
+    }
+    let mut central = Central::start(&dir, 1, &env);
+    let status = central.signal_and_wait("TERM", Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{}", central.logs());
+    central
+        .logs()
+        .lines()
+        .filter(|l| l.contains("action: seguridad"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn plain_tcp_on_a_non_loopback_address_is_warned_once_and_not_on_loopback_nor_over_tls() {
+    let warned = security_warnings("plain-any", "0.0.0.0", false);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    let line = &warned[0];
+    assert!(line.contains(" WARN "), "{line}");
+    // Within the log contract: `action: A | result: R | key: value`, and
+    // not a failure: the central serves as configured.
+    let message = &line[line.find("action: ").unwrap()..];
+    let parts: Vec<&str> = message.split(" | ").collect();
+    assert_eq!(parts.len(), 3, "{message}");
+    assert_eq!(parts[1], "result: in_progress", "{message}");
+    assert!(!parts[2].contains('|'), "{message}");
+    assert!(
+        parts[2].starts_with("detail: plain TCP on 0.0.0.0:") && parts[2].contains("TLS_CERT"),
+        "{message}"
+    );
+
+    assert_eq!(
+        security_warnings("plain-loopback", "127.0.0.1", false),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        security_warnings("tls-any", "0.0.0.0", true),
+        Vec::<String>::new()
+    );
+}
+
 #[test]
 fn a_flood_of_pipelined_batches_over_tls_is_read_to_the_end_and_acknowledged() {
     // Far more than the connection's input buffer and rustls' plaintext
