@@ -10,6 +10,7 @@
 //! - [`transport`]: plain TCP or mutual TLS under the connection; what a TLS failure means.
 //! - [`connection`]: the socket, its read buffer, frames in and out.
 //! - [`retry`]: back-off and the retry budget.
+//! - [`centrals`]: the central's addresses, and when to move to the next one.
 //! - [`agency`]: the conversation with the central, reconnects and resumes.
 //! - [`logfmt`]: keeping `action:` log lines well-formed.
 //!
@@ -23,6 +24,7 @@ mod agency;
 mod batch;
 mod bets;
 mod bets_file;
+mod centrals;
 mod config;
 mod connection;
 mod logfmt;
