@@ -1748,3 +1748,105 @@ fn over_tls_each_address_is_checked_against_its_own_host() {
     let seen = first.seen();
     assert!(seen.tls_refused.is_empty(), "{:?}", seen.tls_refused);
 }
+
+// ---------------------------------------------------------------------------
+// Progress: a live line on a terminal, `progreso` log lines off one.
+
+#[test]
+fn on_a_terminal_the_agency_draws_a_live_progress_line_above_which_it_logs() {
+    let dir = util::temp_dir("agency-progress-tty");
+    let rows = rows(2000, 0);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script::default());
+    // `script` (util-linux) runs the agency on a pseudo-terminal and copies
+    // what the terminal shows to its stdout. A new pty has no size; the
+    // bar's width comes from it.
+    let command = format!(
+        "stty rows 24 cols 120; exec '{}'",
+        util::client_bin().display()
+    );
+    let output = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("TERM", "xterm")
+        .env("CLI_ID", AGENCY.to_string())
+        .env("CLI_SERVER_ADDRESS", central.address())
+        .env("CLI_BATCH_MAXAMOUNT", "50")
+        .env("CLI_LOOP_PERIOD", "10ms")
+        .env("CLI_PROGRESS_PERIOD", "100ms")
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the agency under script(1) from util-linux");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{screen}");
+    assert_stored_exactly(&central, &rows);
+    // The live line, redrawn in place (carriage return, erase line).
+    assert!(
+        screen.contains(&format!("/{} confirmadas, ", rows.len())),
+        "{screen}"
+    );
+    assert!(screen.contains("enviadas "), "{screen}");
+    assert!(screen.contains("\r\x1b[2K"), "{screen}");
+    // The log lines are all there, each whole on a line of its own: the
+    // bar is erased before one is printed, never cut by it.
+    let plain = screen.replace("\x1b[2K", "\n");
+    let pieces: Vec<&str> = plain.split(['\r', '\n']).collect();
+    for piece in pieces.iter().filter(|piece| piece.contains("action: ")) {
+        assert!(
+            piece.starts_with(|c: char| c.is_ascii_digit()),
+            "a log line cut by the bar: {piece:?}"
+        );
+    }
+    let winners = winners_of(&rows).len();
+    let line = format!("action: consulta_ganadores | result: success | cant_ganadores: {winners}");
+    assert!(
+        pieces.iter().any(|piece| piece.ends_with(&line)),
+        "{screen}"
+    );
+    // On a terminal the bar replaces the `progreso` lines.
+    assert!(!screen.contains("action: progreso"), "{screen}");
+}
+
+#[test]
+fn off_a_terminal_the_agency_logs_progreso_every_period_and_draws_no_bar() {
+    let dir = util::temp_dir("agency-progress-pipe");
+    let rows = rows(400, 0);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script::default());
+    // 20 batches 50 ms apart: the run lasts a second, ten periods.
+    let done = run(agency(&dir, &central.address())
+        .env("CLI_BATCH_MAXAMOUNT", "20")
+        .env("CLI_LOOP_PERIOD", "50ms")
+        .env("CLI_PROGRESS_PERIOD", "100ms"));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert_stored_exactly(&central, &rows);
+    assert!(
+        !done.log.contains('\x1b') && !done.log.contains('\r'),
+        "{}",
+        done.log
+    );
+    let progress: Vec<&str> = done
+        .log
+        .lines()
+        .filter(|line| line.contains("action: progreso | result: in_progress | enviadas: "))
+        .collect();
+    assert!(!progress.is_empty(), "{}", done.log);
+    for line in &progress {
+        assert!(line.contains(" | total: 400 |"), "{line}");
+        let count = |key: &str| -> usize {
+            let from = line.find(&format!("| {key}: ")).unwrap() + key.len() + 4;
+            line[from..].split(' ').next().unwrap().parse().unwrap()
+        };
+        assert!(count("confirmadas") <= count("enviadas"), "{line}");
+        assert!(count("enviadas") <= 400, "{line}");
+    }
+
+    // A run shorter than the period (5 s by default) logs none.
+    let central = FakeCentral::start(Script::default());
+    let done = run(&mut agency(&dir, &central.address()));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert!(!done.log.contains("action: progreso"), "{}", done.log);
+}

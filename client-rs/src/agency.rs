@@ -38,6 +38,7 @@ use crate::config::{Config, WinnersMode};
 use crate::connection::{ConnError, Connection, Reply};
 use crate::logfmt::clean;
 use crate::pacing::Pacing;
+use crate::progress::Progress;
 use crate::retry::{GiveUp, Retry};
 use crate::stop::Stop;
 use crate::transport::Tls;
@@ -134,6 +135,8 @@ pub struct Agency<'a> {
     centrals: Centrals,
     /// `loop.period`: a pause after each answer before the next step.
     pacing: Pacing,
+    /// What a person watching the run sees of its progress.
+    progress: Progress,
     /// The central's durable count of this agency's bets, as last heard.
     stored: usize,
     stage: Stage,
@@ -171,6 +174,7 @@ impl<'a> Agency<'a> {
             retry: Retry::new(config.connect_timeout),
             centrals: Centrals::new(config.server_addresses.clone(), config.storage_errors),
             pacing: Pacing::new(config.loop_period),
+            progress: Progress::hidden(),
             stored: 0,
             stage: Stage::Sending,
             all_stored: true,
@@ -198,6 +202,12 @@ impl<'a> Agency<'a> {
         self
     }
 
+    /// Shows the run's progress there (the default shows nothing).
+    pub fn showing(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
     /// Where today's sending ends.
     fn sendable(&self) -> usize {
         self.held_from
@@ -207,6 +217,7 @@ impl<'a> Agency<'a> {
 
     /// Runs the agency to its winners, a stop signal, or a failure.
     pub fn run(mut self) -> Result<Outcome, Failure> {
+        let mut connected_before = false;
         loop {
             match self.retry.wait(self.stop) {
                 Ok(()) => {}
@@ -264,6 +275,10 @@ impl<'a> Agency<'a> {
                 clean(&address),
                 self.stored
             );
+            if connected_before {
+                self.progress.reconnected();
+            }
+            connected_before = true;
             match self.converse(&mut conn) {
                 Ok(documents) => {
                     return Ok(Outcome::Winners {
@@ -334,6 +349,7 @@ impl<'a> Agency<'a> {
             debug!("{line}");
         }
         if let Some(to) = self.centrals.failed(cause, answered_since) {
+            self.progress.moved();
             let why = match cause {
                 Cause::Storage => format!(
                     "{} ERROR STORAGE in a row, last: {why}",
@@ -405,6 +421,7 @@ impl<'a> Agency<'a> {
                     conn.send(&out)?;
                     in_flight.push_back(batch);
                     next = batch.end();
+                    self.progress.sent(next);
                 }
             }
             let Some(batch) = in_flight.pop_front() else {
@@ -536,6 +553,7 @@ impl<'a> Agency<'a> {
     /// Asks for the winners until the draw has happened and the whole list
     /// has arrived.
     fn ask_winners(&mut self, conn: &mut Connection<'_>) -> Result<Vec<String>, Interrupt> {
+        self.progress.waiting_for_draw();
         let wait = self.config.winners_mode == WinnersMode::Wait;
         if !self.pacing.step(self.stop) {
             return Err(Interrupt::Stopped);
@@ -685,6 +703,7 @@ impl<'a> Agency<'a> {
     /// The central durably holds the stream up to `stored`.
     fn acknowledge(&mut self, stored: usize) {
         self.stored = self.stored.max(stored);
+        self.progress.acked(self.stored);
         if self.announce_each_bet {
             while self.announced < self.stored {
                 let bet = self.bets.get(self.announced);
@@ -712,6 +731,7 @@ impl<'a> Agency<'a> {
                 self.stored
             );
             self.stored = stored;
+            self.progress.acked(stored);
         } else {
             info!("action: reanudar | result: in_progress | desde: {stored} | motivo: {why}");
             self.acknowledge(stored);

@@ -35,6 +35,8 @@ pub const DEFAULT_SERVER_ADDRESS: &str = "127.0.0.1:12345";
 pub const DEFAULT_STORAGE_ERRORS: u32 = 3;
 /// The most `server.storageErrors` may be: a bound, not a way to stay forever.
 pub const MAX_STORAGE_ERRORS: u32 = 1000;
+/// How often, off a terminal, the agency logs how far it is (`progreso`).
+pub const DEFAULT_PROGRESS_PERIOD: Duration = Duration::from_secs(5);
 /// How long the agency waits for a reply before it takes the connection
 /// for dead (a half-open TCP connection or a wedged central never says so).
 pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -91,6 +93,9 @@ pub struct Config {
     pub winners_mode: WinnersMode,
     /// `log.level` / `CLI_LOG_LEVEL`.
     pub log_level: LevelFilter,
+    /// `log.progressPeriod` / `CLI_PROGRESS_PERIOD`: off a terminal, how
+    /// often the `progreso` line is logged while bets are being sent.
+    pub progress_period: Duration,
     /// `loop.period` / `CLI_LOOP_PERIOD`: the course's pause between two
     /// steps (batches, DONE, the winners question and their report; see
     /// `pacing`); with one, batches go one at a time. `None`: no pause.
@@ -135,6 +140,7 @@ const KEYS: &[(&str, &str)] = &[
     ("server.parkTimeout", "CLI_PARK_TIMEOUT"),
     ("winners.mode", "CLI_WINNERS_MODE"),
     ("log.level", "CLI_LOG_LEVEL"),
+    ("log.progressPeriod", "CLI_PROGRESS_PERIOD"),
     ("loop.period", "CLI_LOOP_PERIOD"),
     ("data.file", "CLI_DATA_FILE"),
     ("tls.ca", "CLI_TLS_CA"),
@@ -219,6 +225,8 @@ struct YamlWinners {
 #[derive(Deserialize)]
 struct YamlLog {
     level: Option<Scalar>,
+    #[serde(rename = "progressPeriod")]
+    progress_period: Option<Scalar>,
 }
 
 #[derive(Deserialize)]
@@ -240,6 +248,7 @@ impl YamlFile {
             "batch.window" => self.batch.as_mut()?.window.take(),
             "winners.mode" => self.winners.as_mut()?.mode.take(),
             "log.level" => self.log.as_mut()?.level.take(),
+            "log.progressPeriod" => self.log.as_mut()?.progress_period.take(),
             "data.file" => self.data.as_mut()?.file.take(),
             "loop.period" => self.loop_.as_mut()?.period.take(),
             "tls.ca" => self.tls.as_mut()?.ca.take(),
@@ -319,6 +328,7 @@ impl Config {
         let connect_timeout = duration("server.connectTimeout", DEFAULT_CONNECT_TIMEOUT)?;
         let reply_timeout = duration("server.replyTimeout", DEFAULT_REPLY_TIMEOUT)?;
         let park_timeout = duration("server.parkTimeout", DEFAULT_PARK_TIMEOUT)?;
+        let progress_period = duration("log.progressPeriod", DEFAULT_PROGRESS_PERIOD)?;
         let winners_mode = match raw("winners.mode") {
             Some(r) => match r.value.trim().to_ascii_lowercase().as_str() {
                 "wait" => WinnersMode::Wait,
@@ -357,6 +367,7 @@ impl Config {
             park_timeout,
             winners_mode,
             log_level,
+            progress_period,
             loop_period,
             bets: match single {
                 Some(fields) => BetSource::Single(fields),
@@ -382,7 +393,7 @@ impl Config {
             None => "tls: none".into(),
         };
         format!(
-            "id: {} | server_address: {} | storage_errors: {} | batch_max_amount: {} | window: {} | connect_timeout_ms: {} | reply_timeout_ms: {} | park_timeout_ms: {} | loop_period_ms: {} | winners_mode: {} | log_level: {} | {} | {}",
+            "id: {} | server_address: {} | storage_errors: {} | batch_max_amount: {} | window: {} | connect_timeout_ms: {} | reply_timeout_ms: {} | park_timeout_ms: {} | loop_period_ms: {} | winners_mode: {} | log_level: {} | progress_period_ms: {} | {} | {}",
             self.id,
             clean(&self.server_addresses.join(",")),
             self.storage_errors,
@@ -398,6 +409,7 @@ impl Config {
                 WinnersMode::Poll => "poll",
             },
             self.log_level,
+            self.progress_period.as_millis(),
             tls,
             bets
         )
@@ -628,6 +640,25 @@ mod tests {
     }
 
     #[test]
+    fn the_progress_period_comes_from_the_file_or_the_environment() {
+        let c = Config::from_sources(None, env(&[("CLI_ID", "1")])).unwrap();
+        assert_eq!(c.progress_period, DEFAULT_PROGRESS_PERIOD);
+        let yaml = "log:\n  level: info\n  progressPeriod: 10s\n";
+        let c = Config::from_sources(Some(yaml), env(&[("CLI_ID", "1")])).unwrap();
+        assert_eq!(c.progress_period, Duration::from_secs(10));
+        assert!(c.describe().contains("| progress_period_ms: 10000 |"));
+        let c = Config::from_sources(
+            Some(yaml),
+            env(&[("CLI_ID", "1"), ("CLI_PROGRESS_PERIOD", "200ms")]),
+        )
+        .unwrap();
+        assert_eq!(c.progress_period, Duration::from_millis(200));
+        let err = Config::from_sources(None, env(&[("CLI_ID", "1"), ("CLI_PROGRESS_PERIOD", "0")]))
+            .unwrap_err();
+        assert!(err.0.contains("CLI_PROGRESS_PERIOD"), "{err}");
+    }
+
+    #[test]
     fn missing_settings_take_their_defaults() {
         let c = Config::from_sources(None, env(&[("CLI_ID", "1")])).unwrap();
         assert_eq!(c.server_addresses, [DEFAULT_SERVER_ADDRESS]);
@@ -710,7 +741,7 @@ mod tests {
     #[test]
     fn the_described_settings_hold_no_bar_but_the_separators() {
         let c = Config::from_sources(None, env(&[("CLI_ID", "1")])).unwrap();
-        assert_eq!(c.describe().matches('|').count(), 12);
+        assert_eq!(c.describe().matches('|').count(), 13);
         assert!(c.describe().contains("| tls: none |"), "{}", c.describe());
     }
 
