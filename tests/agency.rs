@@ -3,7 +3,9 @@
 //! was sent, and can be told to misbehave (close after every reply, lose
 //! bets, refuse to store, shut down, park forever, come up late). It can
 //! also serve mutual TLS (rustls, certificates from `lottery::net::certs`), and
-//! then records the agency each connection's certificate names.
+//! then records the agency each connection's certificate names. Several fake
+//! centrals can share one store ([`FakeCentral::sharing`]), as centrals over
+//! one database do, for the agency that moves between addresses.
 //!
 //! Run with `cargo build --release --workspace && cargo test --release
 //! --workspace --test agency` (the agency is another package's binary).
@@ -59,6 +61,13 @@ struct Script {
     silent_connections: usize,
     /// Answer every request with ERROR FORBIDDEN and close.
     forbid: bool,
+    /// Once the store holds this many bets, answer every request with
+    /// ERROR SHUTTING_DOWN and close (a central going down for good).
+    shutting_down_from: Option<usize>,
+    /// Once the store holds this many bets, close the connection at the
+    /// next request without answering it and stop listening (a central
+    /// whose process died mid-ingest).
+    vanish_at: Option<usize>,
     /// Serve mutual TLS with this configuration.
     tls: Option<Arc<ServerConfig>>,
 }
@@ -102,10 +111,20 @@ impl FakeCentral {
     }
 
     fn start_on(port: u16, script: Script) -> FakeCentral {
+        FakeCentral::start_with(port, script, Arc::new(Mutex::new(Seen::default())))
+    }
+
+    /// Another central with `script`, on its own port, over this one's
+    /// store: what one stores the other holds, and the counts of what
+    /// they saw are shared too.
+    fn sharing(&self, script: Script) -> FakeCentral {
+        FakeCentral::start_with(0, script, Arc::clone(&self.seen))
+    }
+
+    fn start_with(port: u16, script: Script, seen: Arc<Mutex<Seen>>) -> FakeCentral {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let address = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Seen::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (seen, stop) = (Arc::clone(&seen), Arc::clone(&stop));
@@ -156,12 +175,17 @@ fn accept_loop(
                 stream
                     .set_read_timeout(Some(Duration::from_millis(20)))
                     .unwrap();
-                if number <= script.silent_connections {
+                let served = if number <= script.silent_connections {
                     swallow(stream, &stop);
+                    Served::Closed
                 } else if let Some(config) = &script.tls {
-                    serve_tls(stream, config, number, &script, &seen, &stop);
+                    serve_tls(stream, config, number, &script, &seen, &stop)
                 } else {
-                    serve(stream, number, &script, &seen, &stop);
+                    serve(stream, number, &script, &seen, &stop)
+                };
+                if let Served::Vanished = served {
+                    // Dropping the listener: connections are refused from now on.
+                    return;
                 }
             }
             Err(_) => thread::sleep(Duration::from_millis(2)),
@@ -171,7 +195,7 @@ fn accept_loop(
 
 /// Reads and drops whatever comes, answering nothing, until the agency
 /// closes the connection.
-fn swallow(mut stream: TcpStream, stop: &AtomicBool) {
+fn swallow(mut stream: impl Read, stop: &AtomicBool) {
     let mut chunk = [0u8; 16 * 1024];
     while !stop.load(Ordering::Relaxed) {
         match stream.read(&mut chunk) {
@@ -197,23 +221,30 @@ fn serve_tls(
     script: &Script,
     seen: &Mutex<Seen>,
     stop: &AtomicBool,
-) {
+) -> Served {
     let mut conn = ServerConnection::new(config.clone()).unwrap();
     let mut socket = socket;
     while conn.is_handshaking() && !stop.load(Ordering::Relaxed) {
         match conn.complete_io(&mut socket) {
-            Ok((0, 0)) => return,
+            Ok((0, 0)) => return Served::Closed,
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => {
                 seen.lock().unwrap().tls_refused.push(e.to_string());
-                return;
+                return Served::Closed;
             }
         }
     }
     let agency = tls::agency_of(conn.peer_certificates(), 5).unwrap();
     seen.lock().unwrap().tls_agencies.push(agency);
-    serve(StreamOwned::new(conn, socket), number, script, seen, stop);
+    serve(StreamOwned::new(conn, socket), number, script, seen, stop)
+}
+
+/// How serving a connection ended.
+enum Served {
+    Closed,
+    /// The central is gone: it stops listening.
+    Vanished,
 }
 
 /// What to do after answering a request.
@@ -230,20 +261,27 @@ fn serve(
     script: &Script,
     seen: &Mutex<Seen>,
     stop: &AtomicBool,
-) {
+) -> Served {
     let mut inbox = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     let mut parked = false;
     let mut first_request = true;
+    let holds_at_least =
+        |n: Option<usize>| n.is_some_and(|n| seen.lock().unwrap().stored.len() >= n);
     while !stop.load(Ordering::Relaxed) {
         if !parked {
             match wire::decode(&inbox) {
                 Ok(Some((frame, used))) => {
+                    if holds_at_least(script.vanish_at) {
+                        return Served::Vanished;
+                    }
                     let mut out = Vec::new();
                     let then = if script.forbid {
                         wire::encode_error(&mut out, ErrorCode::Forbidden, AGENCY, "not yours");
                         Then::Close
-                    } else if first_request && number <= script.shutting_down {
+                    } else if (first_request && number <= script.shutting_down)
+                        || holds_at_least(script.shutting_down_from)
+                    {
                         wire::encode_error(&mut out, ErrorCode::ShuttingDown, 0, "going down");
                         Then::Close
                     } else {
@@ -256,15 +294,21 @@ fn serve(
                         .and_then(|()| stream.flush())
                         .is_err()
                     {
-                        return;
+                        return Served::Closed;
                     }
                     match then {
                         Then::KeepOpen => {}
-                        Then::Close => return,
+                        Then::Close => {
+                            // As a central closing after an error: closing
+                            // with unread bytes would reset the connection,
+                            // and the agency could lose the error unread.
+                            swallow(&mut stream, stop);
+                            return Served::Closed;
+                        }
                         Then::Park => parked = true,
                     }
                     if script.one_request_per_connection && !parked {
-                        return;
+                        return Served::Closed;
                     }
                     continue;
                 }
@@ -273,16 +317,17 @@ fn serve(
             }
         }
         match stream.read(&mut chunk) {
-            Ok(0) => return,
+            Ok(0) => return Served::Closed,
             Ok(n) => inbox.extend_from_slice(&chunk[..n]),
             Err(e)
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
-            Err(_) => return,
+            Err(_) => return Served::Closed,
         }
     }
+    Served::Closed
 }
 
 /// The protocol's rules for one agency, plus the script's misbehaviour.
@@ -1277,6 +1322,201 @@ fn a_central_that_never_answers_ends_the_run_with_exit_1_at_the_connect_timeout(
 }
 
 // ---------------------------------------------------------------------------
+// Several central addresses (`server.address` = `host:port,host:port`).
+
+/// `action: cambiar_central` from `from` to `to` was logged, its reason
+/// holding `why`.
+fn moved(log: &str, from: &str, to: &str, why: &str) -> bool {
+    log.lines().any(|line| {
+        line.contains(&format!(
+            "action: cambiar_central | result: in_progress | desde: {from} | hacia: {to} |"
+        )) && line.contains(why)
+    })
+}
+
+#[test]
+fn a_first_address_that_refuses_connections_moves_the_agency_to_the_next_central() {
+    let dir = util::temp_dir("agency-failover-refused");
+    let rows = rows(500, 0);
+    let file = write_bets(&dir, &rows);
+    let central = util::Central::start(&dir, 1, &[]);
+    let nobody = format!("127.0.0.1:{}", util::free_port());
+    let done = run(agency(&dir, &format!("{nobody},{}", central.addr()))
+        .env("CLI_ID", "1")
+        .env("CLI_DATA_FILE", &file)
+        .env("CLI_BATCH_MAXAMOUNT", "40"));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert!(
+        moved(&done.log, &nobody, &central.addr(), "cannot connect"),
+        "{}",
+        done.log
+    );
+    let winners = winners_of(&rows).len();
+    assert!(
+        has_line(
+            &done.log,
+            &format!("action: consulta_ganadores | result: success | cant_ganadores: {winners}")
+        ),
+        "{}",
+        done.log
+    );
+    let stored: Vec<String> = central.bets_csv().lines().map(String::from).collect();
+    let expected: Vec<String> = rows.iter().map(|row| format!("1,{row}")).collect();
+    assert_eq!(stored, expected, "the central's bets.csv");
+    assert!(!done.log.contains("result: fail"), "{}", done.log);
+}
+
+#[test]
+fn a_central_that_shuts_down_mid_ingest_hands_the_stream_to_the_next_address_without_loss() {
+    let dir = util::temp_dir("agency-failover-shutting-down");
+    let rows = rows(1000, 0);
+    write_bets(&dir, &rows);
+    let first = FakeCentral::start(Script {
+        shutting_down_from: Some(300),
+        ..Script::default()
+    });
+    let second = first.sharing(Script::default());
+    let done = run(
+        agency(&dir, &format!("{},{}", first.address(), second.address()))
+            .env("CLI_BATCH_MAXAMOUNT", "50"),
+    );
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert!(
+        moved(
+            &done.log,
+            &first.address(),
+            &second.address(),
+            "SHUTTING_DOWN"
+        ),
+        "{}",
+        done.log
+    );
+    assert_stored_exactly(&first, &rows);
+    assert!(!done.log.contains("result: fail"), "{}", done.log);
+}
+
+#[test]
+fn a_central_that_dies_mid_ingest_hands_the_stream_to_the_next_address_without_loss() {
+    let dir = util::temp_dir("agency-failover-vanish");
+    let rows = rows(1000, 0);
+    write_bets(&dir, &rows);
+    let first = FakeCentral::start(Script {
+        vanish_at: Some(300),
+        ..Script::default()
+    });
+    let second = first.sharing(Script::default());
+    let done = run(
+        agency(&dir, &format!("{},{}", first.address(), second.address()))
+            .env("CLI_BATCH_MAXAMOUNT", "50"),
+    );
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert!(
+        // Closed or reset, depending on whether the agency's next batch
+        // was in the central's socket when it went.
+        moved(&done.log, &first.address(), &second.address(), ""),
+        "{}",
+        done.log
+    );
+    assert_stored_exactly(&first, &rows);
+    assert!(!done.log.contains("result: fail"), "{}", done.log);
+}
+
+#[test]
+fn a_silent_central_is_left_for_the_next_address_at_the_reply_deadline() {
+    let dir = util::temp_dir("agency-failover-silent");
+    let rows = rows(200, 0);
+    write_bets(&dir, &rows);
+    let first = FakeCentral::start(Script {
+        silent_connections: usize::MAX,
+        ..Script::default()
+    });
+    let second = first.sharing(Script::default());
+    let done = run(
+        agency(&dir, &format!("{},{}", first.address(), second.address()))
+            .env("CLI_REPLY_TIMEOUT", "300ms"),
+    );
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert!(
+        moved(
+            &done.log,
+            &first.address(),
+            &second.address(),
+            "reply deadline"
+        ),
+        "{}",
+        done.log
+    );
+    assert_stored_exactly(&first, &rows);
+}
+
+#[test]
+fn storage_errors_that_persist_move_the_agency_to_the_next_central_after_the_bound() {
+    let dir = util::temp_dir("agency-failover-storage");
+    let rows = rows(300, 0);
+    write_bets(&dir, &rows);
+    let first = FakeCentral::start(Script {
+        storage_errors: usize::MAX,
+        ..Script::default()
+    });
+    let second = first.sharing(Script::default());
+    let done = run(
+        agency(&dir, &format!("{},{}", first.address(), second.address()))
+            .env("CLI_STORAGE_ERRORS", "2")
+            .env("CLI_BATCH_MAXAMOUNT", "30"),
+    );
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert!(
+        moved(
+            &done.log,
+            &first.address(),
+            &second.address(),
+            "2 ERROR STORAGE in a row"
+        ),
+        "{}",
+        done.log
+    );
+    assert_stored_exactly(&first, &rows);
+    // The first central was asked exactly twice: the bound, then the move.
+    assert_eq!(first.seen().storage_sent, 2);
+    assert!(!done.log.contains("result: fail"), "{}", done.log);
+}
+
+#[test]
+fn a_next_central_holding_fewer_bets_than_were_acknowledged_is_a_loud_failure_and_they_are_resent()
+{
+    let dir = util::temp_dir("agency-failover-lost");
+    let rows = rows(1000, 0);
+    write_bets(&dir, &rows);
+    // Two centrals that share nothing: the second holds none of the bets
+    // the first acknowledged, as a store that lost them would.
+    let first = FakeCentral::start(Script {
+        vanish_at: Some(300),
+        ..Script::default()
+    });
+    let second = FakeCentral::start(Script::default());
+    let done = run(
+        agency(&dir, &format!("{},{}", first.address(), second.address()))
+            .env("CLI_BATCH_MAXAMOUNT", "50"),
+    );
+    // 250 or 300: the last ACK before the first central went may be lost
+    // with its connection.
+    let lost = format!(
+        "action: apuestas_perdidas | result: fail | servidor: {} | confirmadas: ",
+        second.address()
+    );
+    assert!(
+        done.log
+            .lines()
+            .any(|line| line.contains(&lost) && line.contains("| stored: 0 |")),
+        "{}",
+        done.log
+    );
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert_eq!(first.seen().stored.len(), 300);
+    assert_stored_exactly(&second, &rows);
+}
+
+// ---------------------------------------------------------------------------
 // Mutual TLS.
 
 /// A CA and the central's TLS configuration for `names`; certificates of
@@ -1295,9 +1535,19 @@ impl Pki {
     }
 
     fn server_config(&self) -> Arc<ServerConfig> {
+        self.server_config_of(&self.central)
+    }
+
+    /// A central of the same CA whose certificate names `names`.
+    fn server_config_for(&self, names: &[&str]) -> Arc<ServerConfig> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        self.server_config_of(&self.ca.central(&names).unwrap())
+    }
+
+    fn server_config_of(&self, central: &Issued) -> Arc<ServerConfig> {
         tls::server_config(
-            &Pem::from_bytes("server.pem", self.central.cert_pem.clone()),
-            &Pem::from_bytes("server.key", self.central.key_pem.clone()),
+            &Pem::from_bytes("server.pem", central.cert_pem.clone()),
+            &Pem::from_bytes("server.key", central.key_pem.clone()),
             &Pem::from_bytes("ca.pem", self.ca.cert_pem()),
             5,
         )
@@ -1508,4 +1758,138 @@ fn forbidden_ends_the_run_with_exit_2_without_retrying() {
     assert_eq!(done.code, Some(2), "{}", done.log);
     assert!(has_line(&done.log, "(FORBIDDEN)"), "{}", done.log);
     assert_eq!(central.seen().connections, 1);
+}
+
+#[test]
+fn over_tls_each_address_is_checked_against_its_own_host() {
+    let dir = util::temp_dir("agency-failover-tls");
+    let rows = rows(1000, 0);
+    write_bets(&dir, &rows);
+    let pki = Pki::new(&["localhost"]);
+    // The first central is reached as localhost and its certificate names
+    // only that; the second as 127.0.0.1, and its certificate names only that.
+    let first = FakeCentral::start(Script {
+        vanish_at: Some(300),
+        tls: Some(pki.server_config()),
+        ..Script::default()
+    });
+    let second = first.sharing(Script {
+        tls: Some(pki.server_config_for(&["127.0.0.1"])),
+        ..Script::default()
+    });
+    let first_address = format!("localhost:{}", first.address.port());
+    let mut cmd = agency(&dir, &format!("{first_address},{}", second.address()));
+    cmd.env("CLI_BATCH_MAXAMOUNT", "50");
+    let done = run(pki.files(&dir, &pki.ca.agency(AGENCY).unwrap(), &mut cmd));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert!(
+        moved(&done.log, &first_address, &second.address(), ""),
+        "{}",
+        done.log
+    );
+    assert_stored_exactly(&first, &rows);
+    let seen = first.seen();
+    assert!(seen.tls_refused.is_empty(), "{:?}", seen.tls_refused);
+}
+
+// ---------------------------------------------------------------------------
+// Progress: a live line on a terminal, `progreso` log lines off one.
+
+#[test]
+fn on_a_terminal_the_agency_draws_a_live_progress_line_above_which_it_logs() {
+    let dir = util::temp_dir("agency-progress-tty");
+    let rows = rows(2000, 0);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script::default());
+    // `script` (util-linux) runs the agency on a pseudo-terminal and copies
+    // what the terminal shows to its stdout. A new pty has no size; the
+    // bar's width comes from it.
+    let command = format!(
+        "stty rows 24 cols 120; exec '{}'",
+        util::client_bin().display()
+    );
+    let output = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("TERM", "xterm")
+        .env("CLI_ID", AGENCY.to_string())
+        .env("CLI_SERVER_ADDRESS", central.address())
+        .env("CLI_BATCH_MAXAMOUNT", "50")
+        .env("CLI_LOOP_PERIOD", "10ms")
+        .env("CLI_PROGRESS_PERIOD", "100ms")
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the agency under script(1) from util-linux");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{screen}");
+    assert_stored_exactly(&central, &rows);
+    // The live line, redrawn in place (carriage return, erase line).
+    assert!(
+        screen.contains(&format!("/{} confirmadas, ", rows.len())),
+        "{screen}"
+    );
+    assert!(screen.contains("enviadas "), "{screen}");
+    assert!(screen.contains("\r\x1b[2K"), "{screen}");
+    // The log lines are all there, each whole on a line of its own: the
+    // bar is erased before one is printed, never cut by it.
+    let plain = screen.replace("\x1b[2K", "\n");
+    let pieces: Vec<&str> = plain.split(['\r', '\n']).collect();
+    for piece in pieces.iter().filter(|piece| piece.contains("action: ")) {
+        assert!(
+            piece.starts_with(|c: char| c.is_ascii_digit()),
+            "a log line cut by the bar: {piece:?}"
+        );
+    }
+    let winners = winners_of(&rows).len();
+    let line = format!("action: consulta_ganadores | result: success | cant_ganadores: {winners}");
+    assert!(
+        pieces.iter().any(|piece| piece.ends_with(&line)),
+        "{screen}"
+    );
+    // On a terminal the bar replaces the `progreso` lines.
+    assert!(!screen.contains("action: progreso"), "{screen}");
+}
+
+#[test]
+fn off_a_terminal_the_agency_logs_progreso_every_period_and_draws_no_bar() {
+    let dir = util::temp_dir("agency-progress-pipe");
+    let rows = rows(400, 0);
+    write_bets(&dir, &rows);
+    let central = FakeCentral::start(Script::default());
+    // 20 batches 50 ms apart: the run lasts a second, ten periods.
+    let done = run(agency(&dir, &central.address())
+        .env("CLI_BATCH_MAXAMOUNT", "20")
+        .env("CLI_LOOP_PERIOD", "50ms")
+        .env("CLI_PROGRESS_PERIOD", "100ms"));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert_stored_exactly(&central, &rows);
+    assert!(
+        !done.log.contains('\x1b') && !done.log.contains('\r'),
+        "{}",
+        done.log
+    );
+    let progress: Vec<&str> = done
+        .log
+        .lines()
+        .filter(|line| line.contains("action: progreso | result: in_progress | enviadas: "))
+        .collect();
+    assert!(!progress.is_empty(), "{}", done.log);
+    for line in &progress {
+        assert!(line.contains(" | total: 400 |"), "{line}");
+        let count = |key: &str| -> usize {
+            let from = line.find(&format!("| {key}: ")).unwrap() + key.len() + 4;
+            line[from..].split(' ').next().unwrap().parse().unwrap()
+        };
+        assert!(count("confirmadas") <= count("enviadas"), "{line}");
+        assert!(count("enviadas") <= 400, "{line}");
+    }
+
+    // A run shorter than the period (5 s by default) logs none.
+    let central = FakeCentral::start(Script::default());
+    let done = run(&mut agency(&dir, &central.address()));
+    assert_eq!(done.code, Some(0), "{}", done.log);
+    assert!(!done.log.contains("action: progreso"), "{}", done.log);
 }

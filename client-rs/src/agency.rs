@@ -10,9 +10,15 @@
 //! So no bet is ever skipped and none is stored twice, whatever the central
 //! does with connections.
 //!
+//! A central that holds fewer bets than it (or another central of the same
+//! store) acknowledged has lost acknowledged bets: that is logged as a
+//! failure (`apuestas_perdidas`), loudly, and the agency sends them again
+//! from the lower count, since it holds every bet and the lottery needs them.
+//!
 //! What comes back decides what happens (see [`Agency::refusal`]): a lost
 //! connection, SHUTTING_DOWN or STORAGE means "reconnect and resume" (within
-//! the retry budget of [`Retry`]); a rejected bet or agency is the agency's
+//! the retry budget of [`Retry`]; to the next address of `server.address`
+//! when [`Centrals`] says so); a rejected bet or agency is the agency's
 //! own input being wrong (exit 2); a TLS refusal (a certificate either side
 //! refuses, a central that speaks TLS to a plain agency or the reverse) is
 //! the deployment's TLS setup being wrong (exit 2, no retry: the same
@@ -27,11 +33,13 @@ use lottery::wire::{self, ErrorCode, MAX_FRAME};
 
 use crate::batch::{self, Batch};
 use crate::bets::Bets;
+use crate::centrals::{Cause, Centrals};
 use crate::config::{Config, WinnersMode};
 use crate::connection::{ConnError, Connection, Reply};
 use crate::logfmt::clean;
 use crate::not_ready::NotReadyPause;
 use crate::pacing::Pacing;
+use crate::progress::Progress;
 use crate::retry::{GiveUp, Retry};
 use crate::stop::Stop;
 use crate::transport::Tls;
@@ -96,6 +104,7 @@ enum Interrupt {
     Lost {
         why: String,
         at_least: Duration,
+        cause: Cause,
     },
     Stopped,
     Failed(Failure),
@@ -107,6 +116,7 @@ impl From<ConnError> for Interrupt {
             ConnError::Lost(why) => Interrupt::Lost {
                 why,
                 at_least: Duration::ZERO,
+                cause: Cause::Lost,
             },
             ConnError::Stopped => Interrupt::Stopped,
             ConnError::Garbled(why) => Interrupt::Failed(Failure::Central(why)),
@@ -122,8 +132,12 @@ pub struct Agency<'a> {
     /// Mutual TLS to the central, or `None` for plain TCP.
     tls: Option<&'a Tls>,
     retry: Retry,
+    /// The central's addresses and the one in use.
+    centrals: Centrals,
     /// `loop.period`: a pause after each answer before the next step.
     pacing: Pacing,
+    /// What a person watching the run sees of its progress.
+    progress: Progress,
     /// The central's durable count of this agency's bets, as last heard.
     stored: usize,
     stage: Stage,
@@ -163,7 +177,9 @@ impl<'a> Agency<'a> {
             stop,
             tls: None,
             retry: Retry::new(config.connect_timeout),
+            centrals: Centrals::new(config.server_addresses.clone(), config.storage_errors),
             pacing: Pacing::new(config.loop_period),
+            progress: Progress::hidden(),
             stored: 0,
             stage: Stage::Sending,
             all_stored: true,
@@ -192,6 +208,12 @@ impl<'a> Agency<'a> {
         self
     }
 
+    /// Shows the run's progress there (the default shows nothing).
+    pub fn showing(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
     /// Where today's sending ends.
     fn sendable(&self) -> usize {
         self.held_from
@@ -201,6 +223,7 @@ impl<'a> Agency<'a> {
 
     /// Runs the agency to its winners, a stop signal, or a failure.
     pub fn run(mut self) -> Result<Outcome, Failure> {
+        let mut connected_before = false;
         loop {
             match self.retry.wait(self.stop) {
                 Ok(()) => {}
@@ -208,13 +231,13 @@ impl<'a> Agency<'a> {
                 Err(GiveUp::Exhausted { failures, waited }) => {
                     let why = format!(
                         "no answer from the central at {} for {} ms ({failures} attempts), last: {}",
-                        self.config.server_address,
+                        self.centrals.all(),
                         waited.as_millis(),
                         self.last_loss
                     );
                     error!(
                         "action: conectar | result: fail | servidor: {} | motivo: {}",
-                        clean(&self.config.server_address),
+                        clean(&self.centrals.all()),
                         clean(&why)
                     );
                     return Err(Failure::Central(why));
@@ -224,17 +247,27 @@ impl<'a> Agency<'a> {
                 .retry
                 .remaining()
                 .clamp(Duration::from_millis(10), CONNECT_ATTEMPT);
+            let address = self.centrals.current().to_string();
+            // Each central's certificate must name its own host.
+            let tls = match self.tls.map(|tls| tls.toward(&address)).transpose() {
+                Ok(tls) => tls,
+                Err(e) => return Err(self.fail(Failure::Tls(e.to_string()))),
+            };
             let opened = Connection::open(
-                &self.config.server_address,
+                &address,
                 timeout,
                 self.config.reply_timeout,
-                self.tls,
+                tls.as_ref(),
                 self.stop,
             );
             let mut conn = match opened {
                 Ok(conn) => conn,
                 Err(ConnError::Lost(why)) => {
-                    self.lost(format!("cannot connect: {why}"), Duration::ZERO);
+                    self.lost(
+                        format!("cannot connect: {why}"),
+                        Duration::ZERO,
+                        Cause::Unreachable,
+                    );
                     continue;
                 }
                 Err(e) => match Interrupt::from(e) {
@@ -245,9 +278,13 @@ impl<'a> Agency<'a> {
             };
             debug!(
                 "action: conectar | result: success | servidor: {} | desde: {}",
-                clean(&self.config.server_address),
+                clean(&address),
                 self.stored
             );
+            if connected_before {
+                self.progress.reconnected();
+            }
+            connected_before = true;
             match self.converse(&mut conn) {
                 Ok(documents) => {
                     return Ok(Outcome::Winners {
@@ -255,7 +292,11 @@ impl<'a> Agency<'a> {
                         all_stored: self.all_stored,
                     });
                 }
-                Err(Interrupt::Lost { why, at_least }) => self.lost(why, at_least),
+                Err(Interrupt::Lost {
+                    why,
+                    at_least,
+                    cause,
+                }) => self.lost(why, at_least, cause),
                 Err(Interrupt::Stopped) => return Ok(self.stopped()),
                 Err(Interrupt::Failed(failure)) => return Err(self.fail(failure)),
             }
@@ -272,7 +313,7 @@ impl<'a> Agency<'a> {
             ),
             Failure::Tls(why) => error!(
                 "action: conectar | result: fail | servidor: {} | tls: {} | motivo: {}",
-                clean(&self.config.server_address),
+                clean(self.centrals.current()),
                 if self.tls.is_some() { "mutual" } else { "none" },
                 clean(why)
             ),
@@ -297,13 +338,14 @@ impl<'a> Agency<'a> {
 
     /// Records a failed attempt. A retry right after progress is routine (a
     /// central may close every connection after one reply), so only a streak
-    /// of failures is worth an INFO line.
-    fn lost(&mut self, why: String, at_least: Duration) {
+    /// of failures is worth an INFO line; a move to another central always is.
+    fn lost(&mut self, why: String, at_least: Duration, cause: Cause) {
+        let answered_since = self.retry.failures() == 0;
         self.retry.failed(at_least);
         let failures = self.retry.failures();
         let line = format!(
             "action: conectar | result: in_progress | servidor: {} | intentos: {failures} | espera_ms: {} | motivo: {}",
-            clean(&self.config.server_address),
+            clean(self.centrals.current()),
             self.retry.delay().as_millis(),
             clean(&why)
         );
@@ -311,6 +353,23 @@ impl<'a> Agency<'a> {
             info!("{line}");
         } else {
             debug!("{line}");
+        }
+        if let Some(to) = self.centrals.failed(cause, answered_since) {
+            self.progress.moved();
+            let why = match cause {
+                Cause::Storage => format!(
+                    "{} ERROR STORAGE in a row, last: {why}",
+                    self.centrals.storage_limit()
+                ),
+                _ => why.clone(),
+            };
+            info!(
+                "action: cambiar_central | result: in_progress | desde: {} | hacia: {} | stored: {} | motivo: {}",
+                clean(&to.from),
+                clean(&to.to),
+                self.stored,
+                clean(&why)
+            );
         }
         self.last_loss = why;
     }
@@ -368,6 +427,7 @@ impl<'a> Agency<'a> {
                     conn.send(&out)?;
                     in_flight.push_back(batch);
                     next = batch.end();
+                    self.progress.sent(next);
                 }
             }
             let Some(batch) = in_flight.pop_front() else {
@@ -499,6 +559,7 @@ impl<'a> Agency<'a> {
     /// Asks for the winners until the draw has happened and the whole list
     /// has arrived.
     fn ask_winners(&mut self, conn: &mut Connection<'_>) -> Result<Vec<String>, Interrupt> {
+        self.progress.waiting_for_draw();
         let wait = self.config.winners_mode == WinnersMode::Wait;
         if !self.pacing.step(self.stop) {
             return Err(Interrupt::Stopped);
@@ -596,8 +657,9 @@ impl<'a> Agency<'a> {
         };
         match code {
             Some(ErrorCode::ShuttingDown) => Interrupt::Lost {
-                why: format!("the central is shutting down: {message}"),
+                why: format!("the central is shutting down (SHUTTING_DOWN): {message}"),
                 at_least: Duration::ZERO,
+                cause: Cause::ShuttingDown,
             },
             Some(ErrorCode::Storage) => {
                 warn!(
@@ -607,8 +669,9 @@ impl<'a> Agency<'a> {
                     clean(&message)
                 );
                 Interrupt::Lost {
-                    why: format!("the central could not store: {message}"),
+                    why: format!("the central could not store (STORAGE): {message}"),
                     at_least: STORAGE_BACKOFF,
+                    cause: Cause::Storage,
                 }
             }
             Some(ErrorCode::InvalidBet) => {
@@ -653,6 +716,7 @@ impl<'a> Agency<'a> {
     /// The central durably holds the stream up to `stored`.
     fn acknowledge(&mut self, stored: usize) {
         self.stored = self.stored.max(stored);
+        self.progress.acked(self.stored);
         if self.announce_each_bet {
             while self.announced < self.stored {
                 let bet = self.bets.get(self.announced);
@@ -665,15 +729,22 @@ impl<'a> Agency<'a> {
         }
     }
 
-    /// The central holds `stored` bets, which may be fewer than it
-    /// acknowledged before (it lost some): resend from there.
+    /// The central holds `stored` bets, which may be fewer than were
+    /// acknowledged before (its storage lost some): that is a failure of the
+    /// central, logged as one, and the agency resends from there.
     fn resume_from(&mut self, stored: usize, why: &str) {
         if stored < self.stored {
+            error!(
+                "action: apuestas_perdidas | result: fail | servidor: {} | confirmadas: {} | stored: {stored} | motivo: {why}: the central holds fewer bets than were acknowledged, so its storage lost acknowledged bets; they are sent again",
+                clean(self.centrals.current()),
+                self.stored
+            );
             warn!(
-                "action: reanudar | result: in_progress | desde: {stored} | motivo: {why}: the central holds {stored} bets but had acknowledged {}",
+                "action: reanudar | result: in_progress | desde: {stored} | motivo: {why}: the central holds {stored} bets but {} were acknowledged",
                 self.stored
             );
             self.stored = stored;
+            self.progress.acked(stored);
         } else {
             info!("action: reanudar | result: in_progress | desde: {stored} | motivo: {why}");
             self.acknowledge(stored);

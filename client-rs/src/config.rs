@@ -30,6 +30,13 @@ pub const MAX_WINDOW: usize = 1024;
 /// How long the agency keeps trying to reach the central without an answer.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SERVER_ADDRESS: &str = "127.0.0.1:12345";
+/// How many `ERROR STORAGE` in a row (no useful answer between them) one
+/// central may give before an agency with several addresses moves on.
+pub const DEFAULT_STORAGE_ERRORS: u32 = 3;
+/// The most `server.storageErrors` may be: a bound, not a way to stay forever.
+pub const MAX_STORAGE_ERRORS: u32 = 1000;
+/// How often, off a terminal, the agency logs how far it is (`progreso`).
+pub const DEFAULT_PROGRESS_PERIOD: Duration = Duration::from_secs(5);
 /// How long the agency waits for a reply before it takes the connection
 /// for dead (a half-open TCP connection or a wedged central never says so).
 pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,8 +70,12 @@ pub const SINGLE_BET_VARS: [&str; 5] = ["NOMBRE", "APELLIDO", "DOCUMENTO", "NACI
 pub struct Config {
     /// `id` / `CLI_ID`: this agency's number at the central (required).
     pub id: u32,
-    /// `server.address` / `CLI_SERVER_ADDRESS`: `host:port` of the central.
-    pub server_address: String,
+    /// `server.address` / `CLI_SERVER_ADDRESS`: `host:port[,host:port...]`,
+    /// the central's addresses in the order they are tried (see `centrals`).
+    pub server_addresses: Vec<String>,
+    /// `server.storageErrors` / `CLI_STORAGE_ERRORS`: how many `ERROR
+    /// STORAGE` in a row from one central before moving to the next address.
+    pub storage_errors: u32,
     /// `batch.maxAmount` / `CLI_BATCH_MAXAMOUNT`: bets per BATCH.
     pub batch_max_amount: usize,
     /// `batch.window` / `CLI_WINDOW`: batches sent before their ACKs arrive.
@@ -82,6 +93,9 @@ pub struct Config {
     pub winners_mode: WinnersMode,
     /// `log.level` / `CLI_LOG_LEVEL`.
     pub log_level: LevelFilter,
+    /// `log.progressPeriod` / `CLI_PROGRESS_PERIOD`: off a terminal, how
+    /// often the `progreso` line is logged while bets are being sent.
+    pub progress_period: Duration,
     /// `loop.period` / `CLI_LOOP_PERIOD`: the course's pause between two
     /// steps (batches, DONE, the winners question and their report; see
     /// `pacing`); with one, batches go one at a time. `None`: no pause.
@@ -118,6 +132,7 @@ pub use lottery::support::settings::ConfigError;
 const KEYS: &[(&str, &str)] = &[
     ("id", "CLI_ID"),
     ("server.address", "CLI_SERVER_ADDRESS"),
+    ("server.storageErrors", "CLI_STORAGE_ERRORS"),
     ("batch.maxAmount", "CLI_BATCH_MAXAMOUNT"),
     ("batch.window", "CLI_WINDOW"),
     ("server.connectTimeout", "CLI_CONNECT_TIMEOUT"),
@@ -125,6 +140,7 @@ const KEYS: &[(&str, &str)] = &[
     ("server.parkTimeout", "CLI_PARK_TIMEOUT"),
     ("winners.mode", "CLI_WINNERS_MODE"),
     ("log.level", "CLI_LOG_LEVEL"),
+    ("log.progressPeriod", "CLI_PROGRESS_PERIOD"),
     ("loop.period", "CLI_LOOP_PERIOD"),
     ("data.file", "CLI_DATA_FILE"),
     ("tls.ca", "CLI_TLS_CA"),
@@ -190,6 +206,8 @@ struct YamlServer {
     reply_timeout: Option<Scalar>,
     #[serde(rename = "parkTimeout")]
     park_timeout: Option<Scalar>,
+    #[serde(rename = "storageErrors")]
+    storage_errors: Option<Scalar>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +225,8 @@ struct YamlWinners {
 #[derive(Deserialize)]
 struct YamlLog {
     level: Option<Scalar>,
+    #[serde(rename = "progressPeriod")]
+    progress_period: Option<Scalar>,
 }
 
 #[derive(Deserialize)]
@@ -223,10 +243,12 @@ impl YamlFile {
             "server.connectTimeout" => self.server.as_mut()?.connect_timeout.take(),
             "server.replyTimeout" => self.server.as_mut()?.reply_timeout.take(),
             "server.parkTimeout" => self.server.as_mut()?.park_timeout.take(),
+            "server.storageErrors" => self.server.as_mut()?.storage_errors.take(),
             "batch.maxAmount" => self.batch.as_mut()?.max_amount.take(),
             "batch.window" => self.batch.as_mut()?.window.take(),
             "winners.mode" => self.winners.as_mut()?.mode.take(),
             "log.level" => self.log.as_mut()?.level.take(),
+            "log.progressPeriod" => self.log.as_mut()?.progress_period.take(),
             "data.file" => self.data.as_mut()?.file.take(),
             "loop.period" => self.loop_.as_mut()?.period.take(),
             "tls.ca" => self.tls.as_mut()?.ca.take(),
@@ -275,9 +297,16 @@ impl Config {
             .parse::<u32>("expected the agency number, a whole number from 1", |n| {
                 *n > 0
             })?;
-        let server_address = match raw("server.address") {
-            Some(r) => check_address(&r)?,
-            None => DEFAULT_SERVER_ADDRESS.to_string(),
+        let server_addresses = match raw("server.address") {
+            Some(r) => check_addresses(&r)?,
+            None => vec![DEFAULT_SERVER_ADDRESS.to_string()],
+        };
+        let storage_errors = match raw("server.storageErrors") {
+            Some(r) => r.parse::<u32>(
+                &format!("expected a whole number of answers from 1 to {MAX_STORAGE_ERRORS}"),
+                |n| (1..=MAX_STORAGE_ERRORS).contains(n),
+            )?,
+            None => DEFAULT_STORAGE_ERRORS,
         };
         let batch_max_amount = match raw("batch.maxAmount") {
             Some(r) => r.parse::<usize>("expected a whole number of bets from 1", |n| *n > 0)?,
@@ -299,6 +328,7 @@ impl Config {
         let connect_timeout = duration("server.connectTimeout", DEFAULT_CONNECT_TIMEOUT)?;
         let reply_timeout = duration("server.replyTimeout", DEFAULT_REPLY_TIMEOUT)?;
         let park_timeout = duration("server.parkTimeout", DEFAULT_PARK_TIMEOUT)?;
+        let progress_period = duration("log.progressPeriod", DEFAULT_PROGRESS_PERIOD)?;
         let winners_mode = match raw("winners.mode") {
             Some(r) => match r.value.trim().to_ascii_lowercase().as_str() {
                 "wait" => WinnersMode::Wait,
@@ -328,7 +358,8 @@ impl Config {
         let tls = tls_files([raw("tls.ca"), raw("tls.cert"), raw("tls.key")])?;
         Ok(Config {
             id,
-            server_address,
+            server_addresses,
+            storage_errors,
             batch_max_amount,
             window,
             connect_timeout,
@@ -336,6 +367,7 @@ impl Config {
             park_timeout,
             winners_mode,
             log_level,
+            progress_period,
             loop_period,
             bets: match single {
                 Some(fields) => BetSource::Single(fields),
@@ -361,9 +393,10 @@ impl Config {
             None => "tls: none".into(),
         };
         format!(
-            "id: {} | server_address: {} | batch_max_amount: {} | window: {} | connect_timeout_ms: {} | reply_timeout_ms: {} | park_timeout_ms: {} | loop_period_ms: {} | winners_mode: {} | log_level: {} | {} | {}",
+            "id: {} | server_address: {} | storage_errors: {} | batch_max_amount: {} | window: {} | connect_timeout_ms: {} | reply_timeout_ms: {} | park_timeout_ms: {} | loop_period_ms: {} | winners_mode: {} | log_level: {} | progress_period_ms: {} | {} | {}",
             self.id,
-            clean(&self.server_address),
+            clean(&self.server_addresses.join(",")),
+            self.storage_errors,
             self.batch_max_amount,
             self.window,
             self.connect_timeout.as_millis(),
@@ -376,24 +409,33 @@ impl Config {
                 WinnersMode::Poll => "poll",
             },
             self.log_level,
+            self.progress_period.as_millis(),
             tls,
             bets
         )
     }
 }
 
-/// `host:port` with a port from 1; the host is resolved only when
-/// connecting, because in a compose network the central's name may not
-/// exist yet when the agency starts.
-fn check_address(raw: &Setting) -> Result<String, ConfigError> {
-    let value = raw.value.trim();
-    let ok = value
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+/// `host:port[,host:port...]`, each with a port from 1; the hosts are
+/// resolved only when connecting, because in a compose network a central's
+/// name may not exist yet when the agency starts.
+fn check_addresses(raw: &Setting) -> Result<Vec<String>, ConfigError> {
+    let addresses: Vec<String> = raw
+        .value
+        .split(',')
+        .map(|address| address.trim().to_string())
+        .collect();
+    let ok = addresses.iter().all(|address| {
+        address.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        })
+    });
     if ok {
-        Ok(value.to_string())
+        Ok(addresses)
     } else {
-        Err(raw.error("expected host:port, such as server:12345"))
+        Err(raw.error(
+            "expected host:port, such as server:12345, or several separated by commas, such as central-a:12345,central-b:12345",
+        ))
     }
 }
 
@@ -490,7 +532,7 @@ mod tests {
     fn the_course_config_yaml_is_read_and_unknown_keys_are_ignored() {
         let c = Config::from_sources(Some(COURSE_YAML), env(&[("CLI_ID", "3")])).unwrap();
         assert_eq!(c.id, 3);
-        assert_eq!(c.server_address, "server:12345");
+        assert_eq!(c.server_addresses, ["server:12345"]);
         assert_eq!(c.batch_max_amount, 120);
         assert_eq!(c.window, DEFAULT_WINDOW);
         assert_eq!(c.log_level, LevelFilter::Info);
@@ -547,7 +589,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(c.server_address, "127.0.0.1:9000");
+        assert_eq!(c.server_addresses, ["127.0.0.1:9000"]);
         assert_eq!(c.batch_max_amount, 7);
         assert_eq!(c.window, 1);
         assert_eq!(c.connect_timeout, Duration::from_millis(250));
@@ -557,9 +599,69 @@ mod tests {
     }
 
     #[test]
+    fn several_central_addresses_are_read_in_order_and_each_is_checked() {
+        let c = Config::from_sources(
+            Some("server:\n  address: \"central-a:12345, central-b:12346\"\n  storageErrors: 5\n"),
+            env(&[("CLI_ID", "1")]),
+        )
+        .unwrap();
+        assert_eq!(c.server_addresses, ["central-a:12345", "central-b:12346"]);
+        assert_eq!(c.storage_errors, 5);
+        assert!(
+            c.describe().contains(
+                "| server_address: central-a:12345,central-b:12346 | storage_errors: 5 |"
+            ),
+            "{}",
+            c.describe()
+        );
+        let c = Config::from_sources(
+            None,
+            env(&[
+                ("CLI_ID", "1"),
+                ("CLI_SERVER_ADDRESS", "[::1]:1,127.0.0.1:2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server_addresses, ["[::1]:1", "127.0.0.1:2"]);
+        assert_eq!(c.storage_errors, DEFAULT_STORAGE_ERRORS);
+        for bad in ["a:1,", "a:1,b", ",a:1", "a:1,,b:2", "a:1,b:0"] {
+            let err =
+                Config::from_sources(None, env(&[("CLI_ID", "1"), ("CLI_SERVER_ADDRESS", bad)]))
+                    .unwrap_err();
+            assert!(err.0.contains("CLI_SERVER_ADDRESS"), "{bad}: {err}");
+            assert!(err.0.contains("separated by commas"), "{bad}: {err}");
+        }
+        for bad in ["0", "1001", "many"] {
+            let err =
+                Config::from_sources(None, env(&[("CLI_ID", "1"), ("CLI_STORAGE_ERRORS", bad)]))
+                    .unwrap_err();
+            assert!(err.0.contains("CLI_STORAGE_ERRORS"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_progress_period_comes_from_the_file_or_the_environment() {
+        let c = Config::from_sources(None, env(&[("CLI_ID", "1")])).unwrap();
+        assert_eq!(c.progress_period, DEFAULT_PROGRESS_PERIOD);
+        let yaml = "log:\n  level: info\n  progressPeriod: 10s\n";
+        let c = Config::from_sources(Some(yaml), env(&[("CLI_ID", "1")])).unwrap();
+        assert_eq!(c.progress_period, Duration::from_secs(10));
+        assert!(c.describe().contains("| progress_period_ms: 10000 |"));
+        let c = Config::from_sources(
+            Some(yaml),
+            env(&[("CLI_ID", "1"), ("CLI_PROGRESS_PERIOD", "200ms")]),
+        )
+        .unwrap();
+        assert_eq!(c.progress_period, Duration::from_millis(200));
+        let err = Config::from_sources(None, env(&[("CLI_ID", "1"), ("CLI_PROGRESS_PERIOD", "0")]))
+            .unwrap_err();
+        assert!(err.0.contains("CLI_PROGRESS_PERIOD"), "{err}");
+    }
+
+    #[test]
     fn missing_settings_take_their_defaults() {
         let c = Config::from_sources(None, env(&[("CLI_ID", "1")])).unwrap();
-        assert_eq!(c.server_address, DEFAULT_SERVER_ADDRESS);
+        assert_eq!(c.server_addresses, [DEFAULT_SERVER_ADDRESS]);
         assert_eq!(c.batch_max_amount, DEFAULT_BATCH_MAX_AMOUNT);
         assert_eq!(c.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
         let c = Config::from_sources(Some("  \n"), env(&[("CLI_ID", "1")])).unwrap();
@@ -639,7 +741,7 @@ mod tests {
     #[test]
     fn the_described_settings_hold_no_bar_but_the_separators() {
         let c = Config::from_sources(None, env(&[("CLI_ID", "1")])).unwrap();
-        assert_eq!(c.describe().matches('|').count(), 11);
+        assert_eq!(c.describe().matches('|').count(), 13);
         assert!(c.describe().contains("| tls: none |"), "{}", c.describe());
     }
 

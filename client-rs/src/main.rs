@@ -11,8 +11,12 @@
 //! - [`connection`]: the socket, its read buffer, frames in and out.
 //! - [`retry`]: back-off and the retry budget.
 //! - [`not_ready`]: the pause before asking for the winners again after an early NOT_READY.
+//! - [`centrals`]: the central's addresses, and when to move to the next one.
 //! - [`agency`]: the conversation with the central, reconnects and resumes.
 //! - [`logfmt`]: keeping `action:` log lines well-formed.
+//! - [`logging`]: the log on stderr, above the live progress line.
+//! - [`progress`]: how far the run is: a live line on a terminal, else a
+//!   `progreso` log line every `log.progressPeriod`.
 //!
 //! Exit codes: 0 when the winners arrived (or a stop signal ended the run),
 //! 2 when the agency's own input is wrong (config, bets file, a bad row, a
@@ -24,11 +28,14 @@ mod agency;
 mod batch;
 mod bets;
 mod bets_file;
+mod centrals;
 mod config;
 mod connection;
 mod logfmt;
 mod not_ready;
+mod logging;
 mod pacing;
+mod progress;
 mod retry;
 mod stop;
 mod transport;
@@ -42,6 +49,7 @@ use crate::agency::{Agency, Outcome};
 use crate::bets_file::LoadError;
 use crate::config::{BetSource, Config};
 use crate::logfmt::clean;
+use crate::progress::Progress;
 use crate::stop::Stop;
 use crate::transport::Tls;
 
@@ -52,7 +60,7 @@ fn main() -> ExitCode {
     let stop = match Stop::install() {
         Ok(stop) => stop,
         Err(e) => {
-            init_logging(LevelFilter::Info);
+            logging::init(LevelFilter::Info);
             error!(
                 "action: signals | result: fail | motivo: {}",
                 clean(&e.to_string())
@@ -64,12 +72,12 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => {
             // The level is part of what failed, so the error is logged at INFO's.
-            init_logging(LevelFilter::Info);
+            logging::init(LevelFilter::Info);
             error!("action: config | result: fail | motivo: {}", clean(&e.0));
             return ExitCode::from(BAD_INPUT);
         }
     };
-    init_logging(config.log_level);
+    logging::init(config.log_level);
     // The TLS files are part of the configuration: a bad one (or a
     // certificate of another agency) stops the agency before it connects.
     let tls = match Tls::load(&config) {
@@ -100,9 +108,11 @@ fn main() -> ExitCode {
     };
 
     let single = matches!(config.bets, BetSource::Single(_));
+    let progress = Progress::start(loaded.bets.len(), config.progress_period);
     let agency = Agency::new(&config, &loaded.bets, &stop, single)
         .hold_from(loaded.held_from)
-        .over(tls.as_ref());
+        .over(tls.as_ref())
+        .showing(progress);
     match agency.run() {
         Ok(Outcome::Winners { all_stored, .. }) => {
             if loaded.invalid > 0 {
@@ -127,13 +137,4 @@ fn main() -> ExitCode {
 
 fn log_shutdown(signal: &str, stored: usize) {
     info!("action: shutdown | result: success | signal: {signal} | stored: {stored}");
-}
-
-/// Timestamped lines on stderr, like the central's.
-fn init_logging(level: LevelFilter) {
-    // Only fails if a logger is already set, which cannot happen here.
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_utc_timestamps()
-        .init();
 }

@@ -6,7 +6,9 @@
 //! - The TLS configuration is built once, at start-up ([`Tls::load`]): it
 //!   trusts only `tls.ca`, presents `tls.cert`, which must name this
 //!   agency (`agency-{id}`), and checks the central's certificate against
-//!   the host of `server.address`. A bad file is a configuration error.
+//!   the host of the address it connects to ([`Tls::toward`]; with several
+//!   addresses in `server.address`, each its own host, all checked at
+//!   start-up). A bad file or host is a configuration error.
 //! - Both transports look alike to [`crate::connection`]: `Read` and
 //!   `Write`, with the socket's short timeouts showing as `WouldBlock`.
 //! - A TLS error is never a lost connection: a certificate refused by
@@ -30,13 +32,14 @@ use crate::stop::Stop;
 #[derive(Clone, Debug)]
 pub struct Tls {
     config: Arc<ClientConfig>,
-    /// The host of `server.address`, which the central's certificate must name.
+    /// The host of the central's address, which its certificate must name.
     server_name: ServerName<'static>,
 }
 
 impl Tls {
     /// The TLS the configuration asks for (`None`: plain TCP), its files
-    /// read and checked now; an error names the file.
+    /// and the host of every address read and checked now; an error names
+    /// the file or the address. It is toward the first address.
     pub fn load(config: &Config) -> Result<Option<Tls>, TlsError> {
         let Some(TlsFiles { ca, cert, key }) = &config.tls else {
             return Ok(None);
@@ -47,10 +50,22 @@ impl Tls {
             &Pem::read(key)?,
             config.id,
         )?;
+        for address in &config.server_addresses {
+            tls::server_name(address)?;
+        }
         Ok(Some(Tls {
             config: client,
-            server_name: tls::server_name(&config.server_address)?,
+            server_name: tls::server_name(&config.server_addresses[0])?,
         }))
+    }
+
+    /// The same TLS toward the central at `address`, whose certificate
+    /// must name its host.
+    pub fn toward(&self, address: &str) -> Result<Tls, TlsError> {
+        Ok(Tls {
+            config: Arc::clone(&self.config),
+            server_name: tls::server_name(address)?,
+        })
     }
 
     #[cfg(test)]
