@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS lottery.closed_agencies (
 ";
 
 /// The advisory lock key the schema is made under ("lottery" in ASCII).
-const SCHEMA_LOCK: i64 = 0x6c6f_7474_6572_79;
+const SCHEMA_LOCK: i64 = 0x006c_6f74_7465_7279;
 
 /// What the database holds of the lottery.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

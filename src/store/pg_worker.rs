@@ -134,8 +134,8 @@ impl Worker {
     }
 
     /// Hands a group to the thread; gives it back if the thread is gone.
-    pub fn send(&self, job: Job) -> Result<(), Job> {
-        self.jobs.send(job).map_err(|e| e.0)
+    pub fn send(&self, job: Job) -> Result<(), Box<Job>> {
+        self.jobs.send(job).map_err(|e| Box::new(e.0))
     }
 
     /// The outcome of the group under way, if it is over.
