@@ -107,7 +107,10 @@ fn the_formation_promotes_the_secondary_by_itself_after_the_primary_host_dies() 
 
     let mut client = config.connect(NoTls).unwrap();
     let (rows, below): (i64, i64) = client
-        .query_one("SELECT count(*), count(*) FILTER (WHERE id < $1) FROM bets", &[&ROWS])
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE id < $1) FROM bets",
+            &[&ROWS],
+        )
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
     let standby_names: String = client

@@ -218,7 +218,9 @@ impl Formation {
         formation.start_monitor(deadline);
         formation.start_node(0);
         formation.wait_until("node1 is a single primary", deadline, |f| {
-            f.states().iter().any(|n| n.name == "node1" && n.is_primary())
+            f.states()
+                .iter()
+                .any(|n| n.name == "node1" && n.is_primary())
         });
         formation.start_node(1);
         formation.wait_until(
@@ -403,7 +405,10 @@ impl Formation {
         let mut out = String::new();
         for service in std::iter::once(&self.monitor).chain(&self.nodes) {
             out += &format!("--- {} ({})\n", service.name, service.log.display());
-            out += &tail(&std::fs::read_to_string(&service.log).unwrap_or_default(), 30);
+            out += &tail(
+                &std::fs::read_to_string(&service.log).unwrap_or_default(),
+                30,
+            );
         }
         out
     }
@@ -497,7 +502,10 @@ impl Formation {
                 }
             }
             if let Some(exited) = exited {
-                panic!("waiting until {what}: pg_autoctl run of {exited}\n{}", self.logs());
+                panic!(
+                    "waiting until {what}: pg_autoctl run of {exited}\n{}",
+                    self.logs()
+                );
             }
             assert!(
                 Instant::now() < deadline,
