@@ -6,7 +6,10 @@
 # (initdb's catalog scripts), every shared library they load (by ldd), the
 # dynamic loader, Debian's dash as /bin/sh with coreutils' sleep, rm and sync for
 # the entrypoint, a passwd and group with the user `postgres` (999:999), and
-# compose/postgres/{entrypoint.sh,postgresql.conf,pg_hba.conf,pg_ident.conf}.
+# compose/postgres/{entrypoint.sh,postgresql.conf,pg_hba.conf,pg_ident.conf};
+# and pg_auto_failover's /usr/bin/pg_autoctl with its libraries when the
+# host has it (Debian's pg-auto-failover-cli; the monitor's extension,
+# postgresql-15-auto-failover, is in the directories above).
 # No image is pulled: the engine here cannot. `make postgres-image` runs it.
 #
 # All of it goes into one tar (owned by root, but for the server's own
@@ -75,6 +78,13 @@ put /usr/bin/sync
 put /usr/bin/locale
 mkdir -p "$root/usr/lib/locale"
 cp -a /usr/lib/locale/C.utf8 "$root/usr/lib/locale/"
+# pg_auto_failover's pg_autoctl (Debian's pg-auto-failover-cli), when
+# installed: it runs initdb, pg_ctl, postgres, pg_basebackup and pg_rewind
+# of $pgbin; its monitor extension (postgresql-15-auto-failover) lives in
+# $pglib and $pgshare/extension, copied below.
+if [[ -x /usr/bin/pg_autoctl ]]; then
+    put /usr/bin/pg_autoctl
+fi
 for dir in "$pgbin" "$pglib" "$pgshare"; do
     mkdir -p "$root$dir"
     cp -a "$dir/." "$root$dir/"

@@ -2,6 +2,8 @@
 //! free ports, temporary directories, the course dataset.
 #![allow(dead_code)]
 
+pub mod formation;
+
 use std::path::{Path, PathBuf};
 
 /// The central's binary, built by cargo for this test run, or the one
