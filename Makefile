@@ -10,7 +10,7 @@ demo:
 
 test:
 	$(CARGO) build --release --workspace
-	$(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace --no-fail-fast
 
 # ---------------------------------------------------------------------------
 # Docker compose: one central and N agencies (generar-compose.sh, compose/).

@@ -8,10 +8,102 @@
 //! counting other bets than are stored, is an error ([`PgError::Corrupt`]):
 //! nothing is ever staged against counts that cannot be trusted.
 
+use std::fmt;
+
 use tokio_postgres::Client;
 
-use super::postgres::{LOTTERY, PgError, describe_async};
 use super::seam::{RecoveredAgency, Recovery};
+
+/// The one lottery of a database (one lottery per deployment).
+pub const LOTTERY: i32 = 1;
+
+/// Why the database could not be opened or recovered.
+#[derive(Debug)]
+pub enum PgError {
+    /// The connection string does not parse.
+    Settings { why: String },
+    /// No server of the connection string took the connection (down,
+    /// refusing, wrong credentials, no read-write server).
+    Connect { location: String, why: String },
+    /// A statement of the open or the recovery failed.
+    Query { location: String, why: String },
+    /// A table of the schema `lottery` that this store did not make.
+    ForeignTable {
+        location: String,
+        table: String,
+        found: Vec<(String, String)>,
+    },
+    /// The database holds a lottery made with other settings.
+    OtherLottery { location: String, why: String },
+    /// Rows that disagree with each other (a gap, a close of another count).
+    Corrupt { location: String, why: String },
+}
+
+impl fmt::Display for PgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PgError::Settings { why } => {
+                write!(f, "STORAGE is not a usable connection string: {why}")
+            }
+            PgError::Connect { location, why } => write!(
+                f,
+                "cannot connect to PostgreSQL at {location}: {why}. Check that a read-write server \
+                 is up at one of those hosts and that the user and password in STORAGE are right"
+            ),
+            PgError::Query { location, why } => write!(f, "PostgreSQL at {location}: {why}"),
+            PgError::ForeignTable {
+                location,
+                table,
+                found,
+            } => {
+                let found: Vec<String> = found.iter().map(|(c, t)| format!("{c} {t}")).collect();
+                let expected: Vec<String> = TABLES
+                    .iter()
+                    .find(|(name, _)| name == table)
+                    .map(|(_, cols)| cols.iter().map(|(c, t)| format!("{c} {t}")).collect())
+                    .unwrap_or_default();
+                write!(
+                    f,
+                    "PostgreSQL at {location}: table lottery.{table} is not one this central made: it has \
+                     columns ({}) where the central expects ({}). Nothing was read or written; use another \
+                     database, or move that table out of the schema lottery",
+                    found.join(", "),
+                    expected.join(", ")
+                )
+            }
+            PgError::OtherLottery { location, why } => write!(
+                f,
+                "PostgreSQL at {location} holds another lottery: {why}. To start a new lottery use \
+                 another database (or drop the schema lottery); to go on with that one, start the \
+                 central with its settings"
+            ),
+            PgError::Corrupt { location, why } => {
+                write!(f, "PostgreSQL at {location} holds inconsistent bets: {why}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PgError {}
+
+/// What went wrong in a call to the database, with the server's own words
+/// when it said something.
+pub fn describe(e: &postgres::Error) -> String {
+    describe_async(e)
+}
+
+/// [`describe`] for the store thread's clients.
+pub fn describe_async(e: &tokio_postgres::Error) -> String {
+    let text = match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    };
+    // The log lines keep one shape: `|` only between pairs.
+    text.replace('|', "/")
+}
 
 /// The tables this store makes, as `information_schema.columns` lists them.
 pub const TABLES: &[(&str, &[(&str, &str)])] = &[

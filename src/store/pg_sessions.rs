@@ -35,6 +35,11 @@ use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 /// (bench/README.md, PostgreSQL).
 pub const SESSIONS: usize = 2;
 
+pub const COPY_BETS: &str = "COPY lottery.bets (lottery, agency, position, seq, first_name, last_name, document, birthdate, number) FROM STDIN (FORMAT binary)";
+
+pub const INSERT_CLOSES: &str = "INSERT INTO lottery.closed_agencies (lottery, agency, total) \
+     SELECT $1, a, t FROM unnest($2::integer[], $3::bigint[]) AS c(a, t) ON CONFLICT DO NOTHING";
+
 /// The bets a share's check finds missing: `(agency, position)` pairs.
 const CHECK_FOLLOWS: &str = "SELECT c.a, c.p FROM unnest($2::integer[], $3::bigint[]) AS c(a, p) \
      WHERE NOT EXISTS (SELECT 1 FROM lottery.bets b WHERE b.lottery = $1 AND b.agency = c.a AND b.position = c.p) LIMIT 1";

@@ -36,9 +36,8 @@ use log::{error, info};
 use tokio::sync::mpsc as tokio_mpsc;
 use tokio_postgres::Client;
 
-use super::pg_schema::{self, Held};
-use super::pg_sessions::{self, CommitFailure, Sessions, Split};
-use super::postgres::{COPY_BETS, INSERT_CLOSES, LOTTERY, PgError, describe_async};
+use super::pg_schema::{self, Held, LOTTERY, PgError, describe_async};
+use super::pg_sessions::{self, COPY_BETS, CommitFailure, INSERT_CLOSES, Sessions, Split};
 use super::seam::{CommitError, CommitStats, Finished};
 
 /// How long a commit may be under way before it is logged as stalled.

@@ -39,19 +39,12 @@ use postgres::config::Host;
 use postgres::{Client, Config, NoTls};
 
 use super::pg_schema::{self, Held};
+pub use super::pg_schema::{LOTTERY, PgError, describe, describe_async};
 use super::pg_sessions::Split;
 use super::pg_worker::{Job, Worker};
 use super::seam::{BatchToStage, CommitError, Finished, Recovery, Started, Store};
 use crate::bets::bet::{self, InvalidBet};
 use crate::wire::{BetFields, Date};
-
-/// The one lottery of a database (one lottery per deployment).
-pub const LOTTERY: i32 = 1;
-
-pub const COPY_BETS: &str = "COPY lottery.bets (lottery, agency, position, seq, first_name, last_name, document, birthdate, number) FROM STDIN (FORMAT binary)";
-
-pub const INSERT_CLOSES: &str = "INSERT INTO lottery.closed_agencies (lottery, agency, total) \
-     SELECT $1, a, t FROM unnest($2::integer[], $3::bigint[]) AS c(a, t) ON CONFLICT DO NOTHING";
 
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's date epoch.
 const PG_EPOCH_DAYS: i64 = 10_957;
@@ -67,94 +60,6 @@ const KEEPALIVES_RETRIES: u32 = 3;
 /// tokio-postgres's own keepalive idle time, which it uses when the
 /// connection string names none.
 const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
-
-/// Why the database could not be opened or recovered.
-#[derive(Debug)]
-pub enum PgError {
-    /// The connection string does not parse.
-    Settings { why: String },
-    /// No server of the connection string took the connection (down,
-    /// refusing, wrong credentials, no read-write server).
-    Connect { location: String, why: String },
-    /// A statement of the open or the recovery failed.
-    Query { location: String, why: String },
-    /// A table of the schema `lottery` that this store did not make.
-    ForeignTable {
-        location: String,
-        table: String,
-        found: Vec<(String, String)>,
-    },
-    /// The database holds a lottery made with other settings.
-    OtherLottery { location: String, why: String },
-    /// Rows that disagree with each other (a gap, a close of another count).
-    Corrupt { location: String, why: String },
-}
-
-impl fmt::Display for PgError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PgError::Settings { why } => {
-                write!(f, "STORAGE is not a usable connection string: {why}")
-            }
-            PgError::Connect { location, why } => write!(
-                f,
-                "cannot connect to PostgreSQL at {location}: {why}. Check that a read-write server \
-                 is up at one of those hosts and that the user and password in STORAGE are right"
-            ),
-            PgError::Query { location, why } => write!(f, "PostgreSQL at {location}: {why}"),
-            PgError::ForeignTable {
-                location,
-                table,
-                found,
-            } => {
-                let found: Vec<String> = found.iter().map(|(c, t)| format!("{c} {t}")).collect();
-                let expected: Vec<String> = pg_schema::TABLES
-                    .iter()
-                    .find(|(name, _)| name == table)
-                    .map(|(_, cols)| cols.iter().map(|(c, t)| format!("{c} {t}")).collect())
-                    .unwrap_or_default();
-                write!(
-                    f,
-                    "PostgreSQL at {location}: table lottery.{table} is not one this central made: it has \
-                     columns ({}) where the central expects ({}). Nothing was read or written; use another \
-                     database, or move that table out of the schema lottery",
-                    found.join(", "),
-                    expected.join(", ")
-                )
-            }
-            PgError::OtherLottery { location, why } => write!(
-                f,
-                "PostgreSQL at {location} holds another lottery: {why}. To start a new lottery use \
-                 another database (or drop the schema lottery); to go on with that one, start the \
-                 central with its settings"
-            ),
-            PgError::Corrupt { location, why } => {
-                write!(f, "PostgreSQL at {location} holds inconsistent bets: {why}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for PgError {}
-
-/// What went wrong in a call to the database, with the server's own words
-/// when it said something.
-pub fn describe(e: &postgres::Error) -> String {
-    describe_async(e)
-}
-
-/// [`describe`] for the store thread's clients.
-pub fn describe_async(e: &tokio_postgres::Error) -> String {
-    let text = match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => match std::error::Error::source(e) {
-            Some(source) => format!("{e}: {source}"),
-            None => e.to_string(),
-        },
-    };
-    // The log lines keep one shape: `|` only between pairs.
-    text.replace('|', "/")
-}
 
 /// The connection string as the log lines show it: no password, no `|`.
 pub fn location_of(config: &Config) -> String {
