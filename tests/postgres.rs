@@ -1513,3 +1513,52 @@ fn a_database_found_set_back_at_a_reconnect_stops_the_central_and_nothing_more_i
     );
     assert_eq!(pg.stored()[0], 150, "nothing written past the hole");
 }
+
+/// Starts `n` centrals on `url` at the same moment (their processes
+/// spawned together), each in a directory of its own.
+fn start_together(name: &str, n: usize, url: &str) -> Vec<Central> {
+    let barrier = Arc::new(std::sync::Barrier::new(n));
+    let starts: Vec<_> = (0..n)
+        .map(|i| {
+            let (url, barrier) = (url.to_string(), Arc::clone(&barrier));
+            let dir = temp_dir(&format!("pg-{name}-{i}"));
+            std::thread::spawn(move || {
+                barrier.wait();
+                Central::start(&dir, 3, &[("STORAGE", &url)])
+            })
+        })
+        .collect();
+    starts.into_iter().map(|s| s.join().unwrap()).collect()
+}
+
+#[test]
+fn centrals_started_at_once_on_an_empty_database_all_come_up_and_serve() {
+    let Some(bin) = pg_bin("many-at-once") else {
+        return;
+    };
+    let root = PgRoot::new("many-at-once");
+    let pg = Pg::primary(&bin, &root, "primary", None);
+    // Each round on an empty database: every central makes the schema if
+    // it is missing, all at the same moment.
+    for round in 0..5 {
+        pg.client()
+            .batch_execute("DROP SCHEMA IF EXISTS lottery CASCADE")
+            .unwrap();
+        let centrals = start_together(&format!("many-at-once-{round}"), 6, &pg.url());
+        for (i, central) in centrals.iter().enumerate() {
+            let mut peer = central.connect();
+            peer.send(&get_winners_frame(i as u32 % 3 + 1, false));
+            assert_eq!(
+                peer.recv().kind,
+                lottery::wire::kind::NOT_READY,
+                "{}",
+                central.logs()
+            );
+        }
+        let bets = stream(1, 100);
+        let mut peer = centrals[round].connect();
+        peer.send(&batch_frame(1, 0, &bets));
+        assert_eq!(ack_of(&mut peer), Ok(100));
+        assert_eq!(pg.stored()[0], 100);
+    }
+}
