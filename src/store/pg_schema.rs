@@ -235,16 +235,22 @@ pub async fn open(
 /// store makes (so another program's `bets` is never written into).
 pub async fn check_tables(client: &Client, location: &str) -> Result<(), PgError> {
     let rows = client
-        .query(
-            "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
-             WHERE table_schema = 'lottery' ORDER BY table_name, ordinal_position",
-            &[],
-        )
+        .query(COLUMNS, &[])
         .await
         .map_err(|e| PgError::Query {
             location: location.into(),
             why: describe_async(&e),
         })?;
+    check_columns(&rows, location)
+}
+
+/// The columns of the schema `lottery`'s tables, for [`check_columns`].
+pub const COLUMNS: &str = "SELECT table_name::text, column_name::text, data_type::text \
+     FROM information_schema.columns WHERE table_schema = 'lottery' ORDER BY table_name, ordinal_position";
+
+/// Refuses the tables whose columns ([`COLUMNS`]'s rows) are not this
+/// store's.
+pub fn check_columns(rows: &[tokio_postgres::Row], location: &str) -> Result<(), PgError> {
     let columns: Vec<(String, String, String)> = rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))

@@ -408,27 +408,12 @@ impl Store for PgStore {
 /// store makes (so another program's `bets` is never read as this lottery's).
 fn check_tables(client: &mut Client, location: &str) -> Result<(), PgError> {
     let rows = client
-        .query(
-            "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
-             WHERE table_schema = 'lottery' ORDER BY table_name, ordinal_position",
-            &[],
-        )
+        .query(pg_schema::COLUMNS, &[])
         .map_err(|e| PgError::Query {
             location: location.into(),
             why: describe(&e),
         })?;
-    let columns: Vec<(String, String, String)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    match pg_schema::foreign_table(&columns) {
-        Some((table, found)) => Err(PgError::ForeignTable {
-            location: location.into(),
-            table,
-            found,
-        }),
-        None => Ok(()),
-    }
+    pg_schema::check_columns(&rows, location)
 }
 
 /// Writes the lottery's bets as `bets.csv`, byte for byte as the CSV store
