@@ -981,6 +981,21 @@ fn ack_of(peer: &mut Peer) -> Result<u32, (u8, u32)> {
     }
 }
 
+/// Sends `frame` until it is acknowledged (every refusal meanwhile an
+/// `ERROR STORAGE`), at most `within`; the stored count acknowledged.
+fn resend_until_acked(central: &Central, peer: &mut Peer, frame: &[u8], within: Duration) -> u32 {
+    let deadline = Instant::now() + within;
+    loop {
+        peer.send(frame);
+        match ack_of(peer) {
+            Ok(stored) => return stored,
+            Err((code, _)) => assert_eq!(code, ErrorCode::Storage as u8),
+        }
+        assert!(Instant::now() < deadline, "{}", central.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_database_down_mid_run_refuses_the_batches_logs_once_and_takes_them_when_back() {
     let Some(bin) = pg_bin("mid-run") else {
@@ -1005,19 +1020,9 @@ fn a_database_down_mid_run_refuses_the_batches_logs_once_and_takes_them_when_bac
     peer.send(&get_winners_frame(1, false));
     assert_eq!(peer.recv().kind, lottery::wire::kind::NOT_READY);
     pg.start();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        peer.send(&batch_frame(1, 100, &bets[100..200]));
-        match ack_of(&mut peer) {
-            Ok(stored) => {
-                assert_eq!(stored, 200);
-                break;
-            }
-            Err((code, _)) => assert_eq!(code, ErrorCode::Storage as u8),
-        }
-        assert!(Instant::now() < deadline, "{}", central.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let frame = batch_frame(1, 100, &bets[100..200]);
+    let stored = resend_until_acked(&central, &mut peer, &frame, Duration::from_secs(60));
+    assert_eq!(stored, 200);
     let logs = central.logs();
     assert_eq!(
         logs.matches("action: guardar_apuestas | result: fail")
@@ -1380,19 +1385,9 @@ fn a_stalled_synchronous_standby_holds_only_the_waiting_group_and_sigterm_still_
     let again = temp_dir("pg-stall-again");
     let central = Central::start(&again, 3, &[("STORAGE", &primary.url())]);
     let mut agency1 = central.connect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        agency1.send(&batch_frame(1, 100, &bets[100..]));
-        match ack_of(&mut agency1) {
-            Ok(stored) => {
-                assert_eq!(stored, 200);
-                break;
-            }
-            Err((code, _)) => assert_eq!(code, ErrorCode::Storage as u8),
-        }
-        assert!(Instant::now() < deadline, "{}", central.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let frame = batch_frame(1, 100, &bets[100..]);
+    let stored = resend_until_acked(&central, &mut agency1, &frame, Duration::from_secs(30));
+    assert_eq!(stored, 200);
     assert_eq!(primary.stored()[0], 200);
 }
 
