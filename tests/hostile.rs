@@ -509,7 +509,8 @@ impl LiveSetup {
         // for making no progress.
         assert_eq!(refused, refused_lines, "every refusal is the cap's");
         assert!(refused_at_cap > 0, "the cap refused the excess");
-        assert!(idle_closed > 0, "idle and slow connections were closed");
+        // Which of them the cap refuses and which it admits (to be closed
+        // idle) depends on who connects first: a round may refuse them all.
         assert!(
             refused_at_cap + idle_closed >= self.long_lived,
             "{} long-lived attackers: {refused_at_cap} refused, {idle_closed} closed idle",
