@@ -1261,6 +1261,23 @@ fn freeze(pg: &Pg, sig: i32) {
     }
 }
 
+/// A server's processes stopped (SIGSTOP) until this is dropped, so a
+/// failing test leaves nothing frozen behind.
+struct Frozen<'a>(&'a Pg);
+
+impl<'a> Frozen<'a> {
+    fn new(pg: &'a Pg) -> Frozen<'a> {
+        freeze(pg, libc::SIGSTOP);
+        Frozen(pg)
+    }
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        freeze(self.0, libc::SIGCONT);
+    }
+}
+
 /// Waits until one of the primary's sessions waits for its synchronous
 /// standby (`wait_event = 'SyncRep'`): a commit is under way and stuck.
 fn wait_for_sync_rep(primary: &Pg) {
@@ -1313,7 +1330,7 @@ fn a_stalled_synchronous_standby_holds_only_the_waiting_group_and_sigterm_still_
     agency1.send(&batch_frame(1, 0, &bets[..100]));
     assert_eq!(ack_of(&mut agency1), Ok(100));
 
-    freeze(&standby, libc::SIGSTOP);
+    let frozen = Frozen::new(&standby);
     agency1.send(&batch_frame(1, 100, &bets[100..]));
     wait_for_sync_rep(&primary);
     // While that commit waits, the central serves everyone else: a new
@@ -1373,7 +1390,7 @@ fn a_stalled_synchronous_standby_holds_only_the_waiting_group_and_sigterm_still_
             "the group under way at SIGTERM is answered ERROR STORAGE, never ACKed"
         );
     }
-    freeze(&standby, libc::SIGCONT);
+    drop(frozen);
     util::report(format_args!(
         "postgres stall: GET_WINNERS answered in {} ms while a commit waited; SIGTERM ended the central in {} ms",
         waited.as_millis(),
