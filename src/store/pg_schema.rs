@@ -88,12 +88,7 @@ impl std::error::Error for PgError {}
 
 /// What went wrong in a call to the database, with the server's own words
 /// when it said something.
-pub fn describe(e: &postgres::Error) -> String {
-    describe_async(e)
-}
-
-/// [`describe`] for the store thread's clients.
-pub fn describe_async(e: &tokio_postgres::Error) -> String {
+pub fn describe(e: &tokio_postgres::Error) -> String {
     let text = match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
         None => match std::error::Error::source(e) {
@@ -193,7 +188,7 @@ pub async fn open(
 ) -> Result<(Held, Recovery), PgError> {
     let query = |e: tokio_postgres::Error| PgError::Query {
         location: location.into(),
-        why: describe_async(&e),
+        why: describe(&e),
     };
     check_tables(client, location).await?;
     let tx = client.transaction().await.map_err(query)?;
@@ -239,7 +234,7 @@ pub async fn check_tables(client: &Client, location: &str) -> Result<(), PgError
         .await
         .map_err(|e| PgError::Query {
             location: location.into(),
-            why: describe_async(&e),
+            why: describe(&e),
         })?;
     check_columns(&rows, location)
 }
@@ -297,7 +292,7 @@ async fn check_lottery(
 ) -> Result<(), PgError> {
     let query = |e: tokio_postgres::Error| PgError::Query {
         location: location.into(),
-        why: describe_async(&e),
+        why: describe(&e),
     };
     client
         .execute(
@@ -347,7 +342,7 @@ async fn check_lottery(
 pub async fn read_held(client: &Client, location: &str, agencies: u32) -> Result<Held, PgError> {
     let query = |e: tokio_postgres::Error| PgError::Query {
         location: location.into(),
-        why: describe_async(&e),
+        why: describe(&e),
     };
     let mut counts = Vec::new();
     for row in client

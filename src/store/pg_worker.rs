@@ -36,7 +36,7 @@ use log::{error, info};
 use tokio::sync::mpsc as tokio_mpsc;
 use tokio_postgres::Client;
 
-use super::pg_schema::{self, Held, LOTTERY, PgError, describe_async};
+use super::pg_schema::{self, Held, LOTTERY, PgError, describe};
 use super::pg_sessions::{self, COPY_BETS, CommitFailure, INSERT_CLOSES, Sessions, Split};
 use super::seam::{CommitError, CommitStats, Finished};
 
@@ -60,7 +60,7 @@ pub struct Job {
     pub draws: bool,
 }
 
-/// What became of a [`Job`]; its buffers come back emptied, for the next.
+/// What became of a [`Job`]; its buffers come back, for the next.
 #[derive(Debug)]
 pub struct Outcome {
     pub split: Split,
@@ -219,7 +219,7 @@ impl Committer {
     async fn open(&mut self) -> Result<(Held, super::seam::Recovery), PgError> {
         let connect = |e: tokio_postgres::Error| PgError::Connect {
             location: self.location.clone(),
-            why: describe_async(&e),
+            why: describe(&e),
         };
         let mut reader = pg_sessions::connect(&self.config).await.map_err(connect)?;
         let (held, recovery) = pg_schema::open(
@@ -242,8 +242,9 @@ impl Committer {
             Ok((stats, winners)) => (Ok(stats), winners),
             Err(e) => (Err(e), None),
         };
+        // The split comes back empty; `staged` as it was, for the loop to
+        // move its counts on by.
         job.split.clear();
-        job.staged.clear();
         Outcome {
             split: job.split,
             staged: job.staged,
@@ -308,7 +309,7 @@ impl Committer {
                         self.location
                     )),
                     CommitFailure::Postgres(e) => {
-                        CommitError::failed(format!("{}: {}", self.location, describe_async(&e)))
+                        CommitError::failed(format!("{}: {}", self.location, describe(&e)))
                     }
                 });
             }
@@ -326,7 +327,7 @@ impl Committer {
                 pg_schema::read_winners(reader, self.agencies, self.winning_number)
                     .await
                     .map_err(|e| {
-                        CommitError::failed(format!("{}: {}", self.location, describe_async(&e)))
+                        CommitError::failed(format!("{}: {}", self.location, describe(&e)))
                     }),
             )
         } else {
@@ -342,7 +343,7 @@ impl Committer {
             CommitError::failed(format!(
                 "cannot connect to {}: {}",
                 self.location,
-                describe_async(&e)
+                describe(&e)
             ))
         };
         let reader = pg_sessions::connect(&self.config)
@@ -416,7 +417,7 @@ async fn stall_cause(reader: &Client, pids: &[i32]) -> String {
         Ok(Ok((waits, standbys))) => describe_waits(&waits, standbys.as_ref()),
         Ok(Err(e)) => format!(
             "the database did not answer a probe ({}): the server or the network may be down",
-            describe_async(&e)
+            describe(&e)
         ),
         Err(_) => {
             "the database did not answer a probe either: the server or the network may be down"

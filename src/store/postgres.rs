@@ -39,7 +39,7 @@ use postgres::config::Host;
 use postgres::{Client, Config, NoTls};
 
 use super::pg_schema::{self, Held};
-pub use super::pg_schema::{LOTTERY, PgError, describe, describe_async};
+pub use super::pg_schema::{LOTTERY, PgError, describe};
 use super::pg_sessions::Split;
 use super::pg_worker::{Job, Worker};
 use super::seam::{BatchToStage, CommitError, Finished, Recovery, Started, Store};
@@ -191,9 +191,10 @@ pub struct PgStore {
     split: Option<Split>,
     staged_bets: u64,
     /// Bets staged per agency (index 0 is agency 1), and the agencies with
-    /// some, as `(agency, bets)` once the group is handed over.
+    /// some.
     staged_per_agency: Vec<u32>,
     touched: Vec<u32>,
+    /// The buffer the next group's `(agency, bets)` are handed over in.
     staged: Vec<(u32, u32)>,
     /// Bets and closes of the group under way, if one is.
     under_way: Option<u64>,
@@ -249,7 +250,7 @@ impl PgStore {
     fn finished(&mut self, outcome: super::pg_worker::Outcome) -> Finished {
         let bets = self.under_way.take().unwrap_or(0);
         if outcome.finished.result.is_ok() {
-            for &(agency, n) in &self.staged {
+            for &(agency, n) in &outcome.staged {
                 self.held.stored[agency as usize - 1] += n;
             }
             self.held.next_seq += bets as i64;
@@ -341,7 +342,6 @@ impl Store for PgStore {
             staged.push((agency, n));
         }
         let bets = std::mem::take(&mut self.staged_bets);
-        self.staged = staged.clone();
         self.under_way = Some(bets);
         let job = Job {
             split,
@@ -357,7 +357,8 @@ impl Store for PgStore {
                 job.split.clear();
                 self.split = Some(job.split);
                 self.under_way = None;
-                self.staged.clear();
+                job.staged.clear();
+                self.staged = job.staged;
                 Started::Done(Finished {
                     result: Err(CommitError::failed(format!(
                         "{}: the store's thread has ended",
