@@ -301,6 +301,20 @@ impl Server {
                             self.schedule.defer(key, conn);
                             break;
                         }
+                        Ok(Some((frame, _)))
+                            if stages(&frame)
+                                && requests::named_agency(&frame)
+                                    .filter(|&a| r.agency.is_none_or(|bound| bound == a))
+                                    .is_some_and(|a| !self.central.counts_seen(a, r.counts)) =>
+                        {
+                            // A bet or close is decided on the agency's
+                            // count: with a store other centrals share, it
+                            // waits, undecoded, until that count is read.
+                            // (GET_WINNERS needs no count: the draw comes
+                            // as news.)
+                            self.schedule.defer(key, conn);
+                            break;
+                        }
                         Ok(Some((frame, n))) => {
                             used += n;
                             let verdict = requests::handle(frame, &mut self.central, &mut r);

@@ -75,6 +75,10 @@ pub struct Lottery {
     /// Closed agencies, staged closes included.
     closed_with_staged: u32,
     drawn: bool,
+    /// The draw is the store's (several centrals share it): this lottery
+    /// never draws on its own count, it adopts the draw the store recorded
+    /// ([`Lottery::adopt_draw`]).
+    store_draws: bool,
     /// The WINNERS frames of each durably closed agency.
     answers: Answers,
 }
@@ -89,6 +93,7 @@ impl Lottery {
             durable_closed: 0,
             closed_with_staged: 0,
             drawn: false,
+            store_draws: false,
             answers: Answers::new(agencies as usize),
         }
     }
@@ -123,8 +128,54 @@ impl Lottery {
             durable_closed,
             closed_with_staged: durable_closed,
             drawn,
+            store_draws: false,
             answers,
         }
+    }
+
+    /// From now on the draw is the store's: see [`Lottery::adopt_draw`].
+    pub fn leave_draw_to_store(&mut self) {
+        self.store_draws = true;
+    }
+
+    /// Raises `agency`'s durable count and close to what the store holds
+    /// (stored by another central); never lowers them. Only while nothing
+    /// of the agency is staged.
+    pub fn raise(&mut self, agency: u32, stored: u32, closed: bool) {
+        let Some(a) = (agency as usize)
+            .checked_sub(1)
+            .and_then(|i| self.agencies.get_mut(i))
+        else {
+            return;
+        };
+        debug_assert!(!a.staged, "raised with bets or a close staged");
+        if stored > a.durable_stored {
+            a.stored = stored;
+            a.durable_stored = stored;
+        }
+        if closed && !a.durable_closed {
+            a.closed = true;
+            a.durable_closed = true;
+            self.durable_closed += 1;
+            self.closed_with_staged += 1;
+        }
+    }
+
+    /// Adopts the draw as the store recorded it: every agency's count and
+    /// close, and its winners (index 0 is agency 1). Returns whether the
+    /// lottery was not drawn before.
+    pub fn adopt_draw(&mut self, agencies: Vec<RecoveredAgency>) -> bool {
+        for (index, r) in agencies.into_iter().enumerate() {
+            let agency = index as u32 + 1;
+            self.raise(agency, r.stored, r.closed);
+            let a = &mut self.agencies[index];
+            a.winners = r.winners;
+            a.durable_winners = a.winners.len();
+            self.answers.record(index, &a.winners);
+        }
+        let newly = !self.drawn;
+        self.drawn = true;
+        newly
     }
 
     pub fn expected(&self) -> u32 {
@@ -302,29 +353,11 @@ impl Lottery {
                 self.answers.record(index, &a.winners);
             }
         }
-        if !self.drawn && self.durable_closed == self.expected() {
+        if !self.drawn && !self.store_draws && self.durable_closed == self.expected() {
             self.drawn = true;
             return true;
         }
         false
-    }
-
-    /// Replaces the durable winners with `winners` (index 0 is agency 1),
-    /// as the store read them back at the draw. Returns whether they were
-    /// the same as the lottery's own.
-    pub fn replace_winners(&mut self, winners: Vec<Vec<Box<str>>>) -> bool {
-        let mut same = winners.len() == self.agencies.len();
-        for (index, (a, w)) in self.agencies.iter_mut().zip(winners).enumerate() {
-            if a.winners[..a.durable_winners] != w[..] {
-                same = false;
-                a.winners = w;
-                a.durable_winners = a.winners.len();
-                if a.durable_closed {
-                    self.answers.record(index, &a.winners);
-                }
-            }
-        }
-        same
     }
 
     /// Forgets everything staged since the last commit.
@@ -490,13 +523,46 @@ mod tests {
     }
 
     #[test]
-    fn winners_read_back_from_the_store_replace_the_counted_ones() {
+    fn counts_stored_by_another_central_raise_an_agency_and_never_lower_it() {
         let mut l = Lottery::new(2, 7574);
-        stage(&mut l, 1, &[7574, 1]);
+        stage(&mut l, 1, &[1, 2, 3]);
         l.commit();
-        assert!(l.replace_winners(vec![vec!["0".into()], vec![]]));
-        assert!(!l.replace_winners(vec![vec!["0".into()], vec!["9".into()]]));
-        assert_eq!(l.winners(2).unwrap(), &["9".into()] as &[Box<str>]);
+        l.raise(1, 2, false);
+        assert_eq!(l.stored(1), Some(3), "never lowered");
+        l.raise(1, 10, false);
+        assert_eq!(l.stored(1), Some(10));
+        assert_eq!(
+            l.check_batch(1, 3, 1),
+            BatchVerdict::AlreadyStored { stored: 10 }
+        );
+        l.raise(2, 4, true);
+        assert_eq!(l.closed(), 1);
+        assert_eq!(l.done(2, 4), DoneVerdict::AlreadyClosed { stored: 4 });
+        l.raise(2, 4, true);
+        assert_eq!(l.closed(), 1, "a close is counted once");
+        l.raise(3, 1, true);
+        assert_eq!(l.closed(), 1, "no such agency");
+    }
+
+    #[test]
+    fn a_lottery_that_leaves_the_draw_to_its_store_draws_only_when_told() {
+        let mut l = Lottery::new(1, 7574);
+        l.leave_draw_to_store();
+        stage(&mut l, 1, &[7574]);
+        assert_eq!(l.done(1, 1), DoneVerdict::Close);
+        assert!(l.draw_pending());
+        assert!(!l.commit(), "every agency closed, but the store draws");
+        assert!(!l.drawn());
+        let drawn = vec![RecoveredAgency {
+            stored: 5,
+            closed: true,
+            winners: vec!["7".into(), "8".into()],
+        }];
+        assert!(l.adopt_draw(drawn.clone()));
+        assert!(!l.adopt_draw(drawn), "drawn once");
+        assert!(l.drawn());
+        assert_eq!(l.stored(1), Some(5));
+        assert_eq!(answered(&l, 1), Some(vec!["7".into(), "8".into()]));
     }
 
     #[test]
@@ -570,13 +636,25 @@ mod tests {
     }
 
     #[test]
-    fn winners_read_back_from_the_store_are_what_the_agencies_are_answered() {
+    fn an_adopted_draw_answers_the_stores_winners_not_the_counted_ones() {
         let mut l = Lottery::new(2, 7574);
+        l.leave_draw_to_store();
         stage(&mut l, 1, &[7574, 1]);
         l.done(1, 2);
-        l.done(2, 0);
-        assert!(l.commit());
-        assert!(!l.replace_winners(vec![vec!["0".into()], vec!["9".into()]]));
+        l.commit();
+        let drawn = vec![
+            RecoveredAgency {
+                stored: 2,
+                closed: true,
+                winners: vec!["0".into()],
+            },
+            RecoveredAgency {
+                stored: 9,
+                closed: true,
+                winners: vec!["9".into()],
+            },
+        ];
+        assert!(l.adopt_draw(drawn));
         assert_eq!(answered(&l, 1), Some(vec!["0".into()]));
         assert_eq!(answered(&l, 2), Some(vec!["9".into()]));
     }

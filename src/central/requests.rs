@@ -31,7 +31,7 @@ use crate::bets::bet::{self, InvalidBet};
 use crate::central::answers::encode_answer;
 use crate::central::lottery::{BatchVerdict, DoneVerdict, Refusal};
 use crate::central::replies::Replies;
-use crate::central::state::Central;
+use crate::central::state::{Central, CountsSeen};
 use crate::wire::{self, ErrorCode, Frame, MAX_FRAME, WireError};
 
 /// Lines about its requests (refusals, winners answers) logged per
@@ -54,6 +54,9 @@ pub struct Requests<'a> {
     pub unsent: usize,
     /// The agency the connection acts for, once bound (PROTOCOL.md rev. 2).
     pub agency: &'a mut Option<u32>,
+    /// Whether the connection has seen its agency's counts read from a
+    /// store other centrals also write.
+    pub counts: &'a mut CountsSeen,
 }
 
 /// What the loop does with the connection after a request.
@@ -138,7 +141,7 @@ pub fn handle(frame: Frame<'_>, central: &mut Central, conn: &mut Requests<'_>) 
 }
 
 /// The agency a request names.
-fn named_agency(frame: &Frame<'_>) -> Option<u32> {
+pub fn named_agency(frame: &Frame<'_>) -> Option<u32> {
     match *frame {
         Frame::Batch { agency, .. }
         | Frame::Done { agency, .. }
@@ -481,6 +484,7 @@ mod tests {
             peer: PEER,
             unsent: 0,
             agency,
+            counts: Box::leak(Box::new(CountsSeen::Read)),
         }
     }
 

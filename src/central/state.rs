@@ -20,7 +20,9 @@ use log::{debug, error, info, log_enabled, warn};
 use super::lottery::{DoneVerdict, Lottery};
 use crate::bets::bet::{self, InvalidBet};
 use crate::store::open::{self, OpenError, StoreSettings};
-use crate::store::seam::{BatchToStage, CommitError, CommitStats, Started, Store};
+use crate::store::seam::{
+    BatchToStage, CommitError, CommitStats, News, RecoveredAgency, Started, Store,
+};
 use crate::support::log_budget::Tally;
 use crate::wire::{Bets, Date};
 
@@ -54,6 +56,41 @@ pub struct Commit {
     pub fatal: Option<String>,
 }
 
+/// Whether a connection has seen its agency's counts read from a store
+/// other centrals also write (always so for a store only this one writes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CountsSeen {
+    /// Its requests wait until it has.
+    #[default]
+    Unread,
+    /// A read was asked for it: it goes on once that read is in.
+    Asked,
+    Read,
+}
+
+/// Where the read of an agency's counts stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Reading {
+    #[default]
+    Idle,
+    /// To be asked of the store at this iteration's end.
+    Wanted,
+    /// Asked; its answer is awaited.
+    Sent,
+    /// Asked, and asked again since by a connection that bound the agency
+    /// after the first was sent: a second read follows the first.
+    SentAgain,
+}
+
+/// What the store's news changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Learned {
+    /// Counts were read: connections waiting for them go on.
+    pub counts: bool,
+    /// The draw, recorded by another central: every parked request wakes.
+    pub drew: bool,
+}
+
 pub struct Central {
     lottery: Lottery,
     store: Box<dyn Store>,
@@ -64,6 +101,10 @@ pub struct Central {
     failed_commits: u64,
     /// A commit is under way on the store's thread.
     under_way: bool,
+    /// Per agency (index 0 is agency 1), its counts' read, for a store
+    /// other centrals also write; and those to ask for.
+    reading: Vec<Reading>,
+    wanted: Vec<u32>,
 }
 
 impl Central {
@@ -80,9 +121,12 @@ impl Central {
             "action: recuperar | result: success | apuestas: {stored} | agencias_cerradas: {closed} | {}",
             store.location()
         );
-        let lottery = Lottery::recovered(recovery.agencies, winning_number);
+        let mut lottery = Lottery::recovered(recovery.agencies, winning_number);
         if lottery.drawn() {
             info!("action: sorteo | result: success");
+        }
+        if store.shared() {
+            lottery.leave_draw_to_store();
         }
         Ok(Central {
             lottery,
@@ -91,6 +135,8 @@ impl Central {
             group: Group::default(),
             failed_commits: 0,
             under_way: false,
+            reading: vec![Reading::Idle; agencies as usize],
+            wanted: Vec::new(),
         })
     }
 
@@ -105,6 +151,103 @@ impl Central {
 
     pub fn refresh_today(&mut self) {
         self.today = bet::today();
+    }
+
+    /// Whether a connection that has `seen` what it has of `agency`'s counts
+    /// may act on them now. With a store other centrals also write, the
+    /// first request that names a known agency waits until its counts are
+    /// read from the store (asked here): an agency that moved from another
+    /// central is never told a count below the one it was acknowledged.
+    pub fn counts_seen(&mut self, agency: u32, seen: &mut CountsSeen) -> bool {
+        if *seen == CountsSeen::Read {
+            return true;
+        }
+        if !self.store.shared() || self.lottery.check_agency(agency).is_err() {
+            *seen = CountsSeen::Read;
+            return true;
+        }
+        let reading = &mut self.reading[agency as usize - 1];
+        if *seen == CountsSeen::Asked {
+            if *reading == Reading::Idle {
+                *seen = CountsSeen::Read;
+                return true;
+            }
+            return false;
+        }
+        *seen = CountsSeen::Asked;
+        match *reading {
+            Reading::Idle => {
+                *reading = Reading::Wanted;
+                self.wanted.push(agency);
+            }
+            Reading::Sent => *reading = Reading::SentAgain,
+            Reading::Wanted | Reading::SentAgain => {}
+        }
+        false
+    }
+
+    /// Asks the store for the counts wanted this iteration.
+    pub fn ask_counts(&mut self) {
+        if self.wanted.is_empty() {
+            return;
+        }
+        for &agency in &self.wanted {
+            self.reading[agency as usize - 1] = Reading::Sent;
+        }
+        self.store.read_counts(&self.wanted);
+        self.wanted.clear();
+    }
+
+    /// Applies what the store learned (only with nothing staged, nothing
+    /// under way: the lottery's counts are durable ones then).
+    pub fn learn(&mut self) -> Learned {
+        let mut learned = Learned::default();
+        while !self.under_way && !self.store.has_staged() {
+            let Some(news) = self.store.news() else {
+                break;
+            };
+            match news {
+                News::Counts(counts) => {
+                    for (agency, stored, closed) in counts {
+                        self.lottery.raise(agency, stored, closed);
+                        let reading = &mut self.reading[agency as usize - 1];
+                        match *reading {
+                            Reading::Sent => *reading = Reading::Idle,
+                            Reading::SentAgain => {
+                                *reading = Reading::Wanted;
+                                self.wanted.push(agency);
+                            }
+                            Reading::Idle | Reading::Wanted => {}
+                        }
+                    }
+                    learned.counts = true;
+                }
+                News::Held(counts) => {
+                    for (agency, stored, closed) in counts {
+                        self.lottery.raise(agency, stored, closed);
+                    }
+                }
+                News::Drawn(agencies) => {
+                    if self.adopt_draw(agencies) {
+                        info!(
+                            "action: sorteo | result: success | detail: recorded by another central"
+                        );
+                        learned.drew = true;
+                    }
+                }
+            }
+        }
+        learned
+    }
+
+    /// Adopts the draw the store recorded; whether it is new here.
+    fn adopt_draw(&mut self, agencies: Vec<RecoveredAgency>) -> bool {
+        let winners: usize = agencies.iter().map(|a| a.winners.len()).sum();
+        let newly = self.lottery.adopt_draw(agencies);
+        if newly {
+            debug!("action: leer_ganadores | result: success | ganadores: {winners}");
+        }
+        newly
     }
 
     /// How many bets wait for the next commit.
@@ -181,7 +324,7 @@ impl Central {
             });
         }
         match self.store.start_commit(self.lottery.draw_pending()) {
-            Started::Done(finished) => Some(self.settle(finished.result, finished.winners)),
+            Started::Done(finished) => Some(self.settle(finished.result, finished.drawn)),
             Started::Pending => {
                 self.under_way = true;
                 None
@@ -198,14 +341,14 @@ impl Central {
     pub fn finish_commit(&mut self) -> Option<Commit> {
         let finished = self.store.finish_commit()?;
         self.under_way = false;
-        Some(self.settle(finished.result, finished.winners))
+        Some(self.settle(finished.result, finished.drawn))
     }
 
     /// Waits at most `timeout` for the commit under way (shutdown only).
     pub fn wait_commit(&mut self, timeout: Duration) -> Option<Commit> {
         let finished = self.store.wait_commit(timeout)?;
         self.under_way = false;
-        Some(self.settle(finished.result, finished.winners))
+        Some(self.settle(finished.result, finished.drawn))
     }
 
     /// Gives up on the commit under way (shutdown): its outcome is
@@ -236,7 +379,7 @@ impl Central {
     fn settle(
         &mut self,
         result: Result<CommitStats, CommitError>,
-        winners: Option<Result<Vec<Vec<Box<str>>>, CommitError>>,
+        drawn: Option<Result<Vec<RecoveredAgency>, CommitError>>,
     ) -> Commit {
         let mut fatal = None;
         let committed = match result {
@@ -269,43 +412,31 @@ impl Central {
                 false
             }
         };
-        let drew = if committed {
+        let mut drew = if committed {
             self.lottery.commit()
         } else {
             self.lottery.rollback();
             false
         };
+        match drawn {
+            Some(Ok(agencies)) => drew |= self.adopt_draw(agencies),
+            Some(Err(e)) => {
+                // Read again by the store's thread until it is in.
+                let e = e.to_string().replace('|', "/");
+                warn!(
+                    "action: leer_ganadores | result: fail | error: {e} | detail: the draw is recorded; its winners are read again"
+                );
+            }
+            None => {}
+        }
         self.log_group(committed);
         if drew {
-            self.announce_drawn_winners(winners);
             info!("action: sorteo | result: success");
         }
         Commit {
             committed,
             drew,
             fatal,
-        }
-    }
-
-    /// A store that read the winners back with the draw's commit
-    /// (PostgreSQL) answers the draw with what it holds; the lottery's own
-    /// count stays if it could not.
-    fn announce_drawn_winners(&mut self, winners: Option<Result<Vec<Vec<Box<str>>>, CommitError>>) {
-        let winners = match winners {
-            None => return,
-            Some(Ok(winners)) => winners,
-            Some(Err(e)) => {
-                let e = e.to_string().replace('|', "/");
-                warn!(
-                    "action: leer_ganadores | result: fail | error: {e} | detail: announcing the winners counted by this run"
-                );
-                return;
-            }
-        };
-        if !self.lottery.replace_winners(winners) {
-            warn!(
-                "action: leer_ganadores | result: success | detail: the store's winners differ from this run's count; the store's are announced"
-            );
         }
     }
 

@@ -39,29 +39,53 @@ pub fn commit_group(
     schedule: &mut Schedule,
     now: Instant,
 ) -> Settled {
-    if central.commit_under_way() {
+    let mut settled = if central.commit_under_way() {
         match central.finish_commit() {
             Some(outcome) => {
                 schedule.touch_committing(connections);
                 let settled = settle(outcome, central, connections, parking, schedule, now);
                 schedule.undefer(connections);
-                return settled;
+                settled
             }
             None => {
                 // Answered from the durable state: nothing these replies
                 // count is staged but the group under way.
                 schedule.settle_touched(connections, false);
-                return Settled::default();
+                Settled::default()
             }
         }
-    }
-    match central.start_commit() {
-        Some(outcome) => settle(outcome, central, connections, parking, schedule, now),
-        None => {
-            // Under way: the replies held for it wait; nothing else is held.
-            schedule.hold_for_commit(connections);
-            Settled::default()
+    } else {
+        match central.start_commit() {
+            Some(outcome) => settle(outcome, central, connections, parking, schedule, now),
+            None => {
+                // Under way: the replies held for it wait; nothing else is held.
+                schedule.hold_for_commit(connections);
+                Settled::default()
+            }
         }
+    };
+    learn(central, connections, parking, schedule, &mut settled);
+    central.ask_counts();
+    settled
+}
+
+/// What a store shared with other centrals learned: connections waiting
+/// for their agency's counts go on, and a draw another central recorded
+/// wakes every parked request.
+fn learn(
+    central: &mut Central,
+    connections: &mut Slab<Connection>,
+    parking: &mut Parking,
+    schedule: &mut Schedule,
+    settled: &mut Settled,
+) {
+    let learned = central.learn();
+    if learned.counts {
+        schedule.undefer(connections);
+    }
+    if learned.drew {
+        let parked = parking.wake_drawn(connections, schedule);
+        settled.woken = Some((Instant::now(), parked));
     }
 }
 
@@ -76,8 +100,9 @@ pub fn settle(
     schedule: &mut Schedule,
     now: Instant,
 ) -> Settled {
-    if !outcome.committed {
-        // The commit that was to run the draw failed: wait=0 requests
+    if !outcome.drew {
+        // The commit that was to run the draw failed (or, the draw being
+        // the store's, did not find every agency closed): wait=0 requests
         // parked behind it get the NOT_READY they would have got without it.
         let lottery = central.lottery();
         let wake = Wake::NotReady {

@@ -28,6 +28,7 @@ use mio::{Interest, Registry, Token};
 use crate::central::replies::Replies;
 pub use crate::central::requests::OUTPUT_HIGH_WATER;
 use crate::central::requests::{RequestLog, Requests};
+use crate::central::state::CountsSeen;
 use crate::net::transport::Transport;
 use crate::wire::{self, MAX_FRAME};
 
@@ -85,6 +86,9 @@ pub struct Connection {
     /// The agency this connection acts for: set by its first request that
     /// names a known agency (or at a TLS handshake), never changed after.
     agency: Option<u32>,
+    /// Whether its agency's counts were read from a shared store since it
+    /// named the agency.
+    counts: CountsSeen,
     /// Received bytes not yet decoded (a partial frame, or frames behind a parked request).
     input: Vec<u8>,
     replies: Replies,
@@ -131,6 +135,7 @@ impl Connection {
             id,
             stage: Stage::Receiving,
             agency: None,
+            counts: CountsSeen::default(),
             input: Vec::new(),
             replies: Replies::default(),
             out: Vec::new(),
@@ -246,6 +251,7 @@ impl Connection {
             peer: self.peer,
             unsent: self.out.len() - self.out_sent,
             agency: &mut self.agency,
+            counts: &mut self.counts,
         }
     }
 

@@ -442,7 +442,7 @@ impl Store for CsvStore {
     fn start_commit(&mut self, _draws: bool) -> Started {
         Started::Done(Finished {
             result: CsvStore::commit(self).map_err(CommitError::from),
-            winners: None,
+            drawn: None,
         })
     }
 

@@ -132,6 +132,13 @@ pub const TABLES: &[(&str, &[(&str, &str)])] = &[
             ("total", "bigint"),
         ],
     ),
+    (
+        "draw",
+        &[
+            ("lottery", "integer"),
+            ("drawn_at", "timestamp with time zone"),
+        ],
+    ),
 ];
 
 /// Made under a transaction-scoped advisory lock: `CREATE ... IF NOT
@@ -162,7 +169,30 @@ CREATE TABLE IF NOT EXISTS lottery.closed_agencies (
     total bigint NOT NULL,
     PRIMARY KEY (lottery, agency)
 );
+CREATE TABLE IF NOT EXISTS lottery.draw (
+    lottery integer PRIMARY KEY,
+    drawn_at timestamptz NOT NULL
+);
 ";
+
+/// The channel a draw is announced on, in the transaction that records it.
+pub const DRAWN_CHANNEL: &str = "lottery_drawn";
+
+/// Records the draw if every agency is closed and it is not recorded yet;
+/// one row when it did. Run after `LOCK_LOTTERY` in the transaction of the
+/// closes, so that two centrals committing the last two closes at once are
+/// serialized: the second sees the first's close and draws, neither both
+/// nor none.
+pub const RECORD_DRAW: &str = "INSERT INTO lottery.draw (lottery, drawn_at) \
+     SELECT l.id, now() FROM lottery.lottery l WHERE l.id = $1 \
+     AND (SELECT count(*) FROM lottery.closed_agencies c WHERE c.lottery = $1) = l.agencies \
+     ON CONFLICT DO NOTHING RETURNING 1";
+
+/// Taken by every transaction that inserts closes, before it counts them.
+pub const LOCK_LOTTERY: &str = "SELECT 1 FROM lottery.lottery WHERE id = $1 FOR UPDATE";
+
+/// Announces the draw to every central listening (sent at the commit).
+pub const NOTIFY_DRAWN: &str = "SELECT pg_notify('lottery_drawn', '')";
 
 /// The advisory lock key the schema is made under ("lottery" in ASCII).
 const SCHEMA_LOCK: i64 = 0x006c_6f74_7465_7279;
@@ -206,22 +236,18 @@ pub async fn open(
     .map_err(query)?;
     tx.commit().await.map_err(query)?;
     check_lottery(client, location, agencies, winning_number).await?;
+    // A lottery whose agencies all closed before the draw was recorded in
+    // a table of its own has it recorded now.
+    client
+        .execute(RECORD_DRAW, &[&LOTTERY])
+        .await
+        .map_err(query)?;
     let held = read_held(client, location, agencies).await?;
     let winners = read_winners(client, agencies, winning_number)
         .await
         .map_err(query)?;
     let recovery = Recovery {
-        agencies: held
-            .stored
-            .iter()
-            .zip(&held.closed)
-            .zip(winners)
-            .map(|((&stored, &closed), winners)| RecoveredAgency {
-                stored,
-                closed,
-                winners,
-            })
-            .collect(),
+        agencies: recovered(&held, winners),
     };
     Ok((held, recovery))
 }
@@ -451,6 +477,79 @@ pub async fn read_winners(
         }
     }
     Ok(winners)
+}
+
+/// What the database holds of `agencies` now: `(agency, stored, closed)`
+/// each, the stored count from the agency's last position (one probe of
+/// the primary key's index per agency, however many bets it has), and the
+/// `seq` of that last bet.
+pub async fn read_counts(
+    client: &Client,
+    agencies: &[u32],
+) -> Result<Vec<(u32, u32, bool, i64)>, tokio_postgres::Error> {
+    let agencies: Vec<i32> = agencies.iter().map(|&a| a as i32).collect();
+    let rows = client
+        .query(
+            "SELECT a.agency, coalesce(b.position + 1, 0), c.total IS NOT NULL, coalesce(b.seq, -1) \
+             FROM unnest($2::integer[]) AS a(agency) \
+             LEFT JOIN LATERAL (SELECT position, seq FROM lottery.bets WHERE lottery = $1 AND agency = a.agency \
+                                ORDER BY position DESC LIMIT 1) b ON true \
+             LEFT JOIN lottery.closed_agencies c ON c.lottery = $1 AND c.agency = a.agency",
+            &[&LOTTERY, &agencies],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let (agency, stored, closed, seq): (i32, i64, bool, i64) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
+            (agency as u32, stored as u32, closed, seq)
+        })
+        .collect())
+}
+
+/// Whether the draw is recorded.
+pub async fn is_drawn(client: &Client) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_opt("SELECT 1 FROM lottery.draw WHERE lottery = $1", &[&LOTTERY])
+        .await?;
+    Ok(row.is_some())
+}
+
+/// The draw as the database holds it, if it is recorded: every agency's
+/// count, close and winners.
+pub async fn read_draw(
+    client: &Client,
+    location: &str,
+    agencies: u32,
+    winning_number: u16,
+) -> Result<Option<Vec<RecoveredAgency>>, PgError> {
+    let query = |e: tokio_postgres::Error| PgError::Query {
+        location: location.into(),
+        why: describe(&e),
+    };
+    if !is_drawn(client).await.map_err(query)? {
+        return Ok(None);
+    }
+    let held = read_held(client, location, agencies).await?;
+    let winners = read_winners(client, agencies, winning_number)
+        .await
+        .map_err(query)?;
+    Ok(Some(recovered(&held, winners)))
+}
+
+/// Per agency, what is held and its winners.
+pub fn recovered(held: &Held, winners: Vec<Vec<Box<str>>>) -> Vec<RecoveredAgency> {
+    held.stored
+        .iter()
+        .zip(&held.closed)
+        .zip(winners)
+        .map(|((&stored, &closed), winners)| RecoveredAgency {
+            stored,
+            closed,
+            winners,
+        })
+        .collect()
 }
 
 /// What the sessions' commits wait for, as `pg_stat_activity` says:

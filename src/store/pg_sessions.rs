@@ -23,13 +23,20 @@
 //! every ACK after it would promise bets that are not there. A share that
 //! finds a hole rolls back and says so ([`CommitFailure::Hole`]).
 //!
+//! A share with closes is serialized with every other central's closes (it
+//! locks the lottery's row), and records the draw when its closes complete
+//! the set, announcing it on [`super::pg_schema::DRAWN_CHANNEL`].
+//!
 //! The sessions are tokio-postgres clients driven by the runtime of the
 //! store's thread (`super::pg_worker`), never by the central's loop.
 
 use bytes::Bytes;
 use futures_util::SinkExt;
 use log::debug;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+
+use super::pg_schema::{LOCK_LOTTERY, NOTIFY_DRAWN, RECORD_DRAW};
 
 /// Transactions a group is split into: more did no better on the bench
 /// (bench/README.md, PostgreSQL).
@@ -224,52 +231,87 @@ impl Sessions {
     }
 
     /// Commits every share of `split`, each in its own transaction, all at
-    /// once; `Ok` once every one of them has committed. On `Err` some
-    /// shares may have committed (see the module's notes).
+    /// once; `Ok` once every one of them has committed, `Ok(true)` if one
+    /// of them recorded the draw. On `Err` some shares may have committed
+    /// (see the module's notes).
     pub async fn commit(
         &mut self,
         split: &mut Split,
         copy_bets: &str,
         insert_closes: &str,
         lottery: i32,
-    ) -> Result<(), CommitFailure> {
+    ) -> Result<bool, CommitFailure> {
         let commits = self
             .clients
             .iter_mut()
             .zip(split.shares.iter_mut())
             .map(|(client, share)| commit_share(client, share, copy_bets, insert_closes, lottery));
         let results = futures_util::future::join_all(commits).await;
-        results.into_iter().collect()
+        let mut drew = false;
+        for result in results {
+            drew |= result?;
+        }
+        Ok(drew)
     }
+}
+
+/// What a listening connection's driver reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// A notification on a channel it listens to.
+    Notified,
+    /// The connection ended.
+    Lost,
 }
 
 /// One client, its connection driven by a task of the current runtime that
 /// logs the server's notices at DEBUG and ends with the connection.
 pub async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
+    connect_listening(config, None).await
+}
+
+/// [`connect`], with the connection's notifications, and its end, told to
+/// `heard`.
+pub async fn connect_listening(
+    config: &Config,
+    heard: Option<UnboundedSender<Heard>>,
+) -> Result<Client, tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         while let Some(Ok(message)) =
             futures_util::future::poll_fn(|cx| connection.poll_message(cx)).await
         {
-            if let AsyncMessage::Notice(notice) = message {
-                debug!("PostgreSQL notice: {}", notice.message());
+            match message {
+                AsyncMessage::Notice(notice) => {
+                    debug!("PostgreSQL notice: {}", notice.message());
+                }
+                AsyncMessage::Notification(_) => {
+                    if let Some(heard) = &heard {
+                        let _ = heard.send(Heard::Notified);
+                    }
+                }
+                _ => {}
             }
+        }
+        if let Some(heard) = &heard {
+            let _ = heard.send(Heard::Lost);
         }
     });
     Ok(client)
 }
 
 /// One share's transaction: its `COPY`, the check that its rows follow
-/// what the database holds, its closes, `COMMIT`.
+/// what the database holds, its closes and the draw they may complete,
+/// `COMMIT`. `Ok(true)`: it recorded the draw.
 async fn commit_share(
     client: &mut Client,
     share: &mut Share,
     copy_bets: &str,
     insert_closes: &str,
     lottery: i32,
-) -> Result<(), CommitFailure> {
+) -> Result<bool, CommitFailure> {
     if share.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let tx = client.transaction().await?;
     if share.rows > 0 {
@@ -294,12 +336,18 @@ async fn commit_share(
             });
         }
     }
+    let mut drew = false;
     if !share.closes.0.is_empty() {
+        tx.execute(LOCK_LOTTERY, &[&lottery]).await?;
         tx.execute(insert_closes, &[&lottery, &share.closes.0, &share.closes.1])
             .await?;
+        drew = tx.execute(RECORD_DRAW, &[&lottery]).await? > 0;
+        if drew {
+            tx.execute(NOTIFY_DRAWN, &[]).await?;
+        }
     }
     tx.commit().await?;
-    Ok(())
+    Ok(drew)
 }
 
 #[cfg(test)]

@@ -21,6 +21,13 @@
 //! engine kept) refuses the group once, and the loop stages the next one
 //! against the new counts.
 //!
+//! Other centrals may write the same database (the store is shared): the
+//! thread reads an agency's count when the loop asks ([`Task::ReadCounts`],
+//! at each bind), and listens for the draw on
+//! [`pg_schema::DRAWN_CHANNEL`] (listened again after every reconnect, and
+//! polled every [`DRAW_POLL`] until seen, in case a notification was lost
+//! with a connection). What it learns goes to the loop as [`News`].
+//!
 //! A commit still under way after [`COMMIT_STALL`] is logged once per
 //! incident, with what the server says it waits for (a synchronous standby
 //! that is gone, most often). It is never abandoned: a commit waiting for
@@ -32,22 +39,28 @@ use std::sync::{Arc, OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use log::{error, info};
+use log::{debug, error, info};
 use tokio::sync::mpsc as tokio_mpsc;
 use tokio_postgres::Client;
 
-use super::pg_schema::{self, Held, LOTTERY, PgError, describe};
-use super::pg_sessions::{self, COPY_BETS, CommitFailure, INSERT_CLOSES, Sessions, Split};
-use super::seam::{CommitError, CommitStats, Finished};
+use super::pg_schema::{self, DRAWN_CHANNEL, Held, LOTTERY, PgError, describe};
+use super::pg_sessions::{self, COPY_BETS, CommitFailure, Heard, INSERT_CLOSES, Sessions, Split};
+use super::seam::{CommitError, CommitStats, Finished, News, RecoveredAgency};
 
 /// How long a commit may be under way before it is logged as stalled.
 pub const COMMIT_STALL: Duration = Duration::from_secs(3);
 /// How long the probe of a stalled commit may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often the thread looks for a draw it has not heard of, and tries
+/// again the counts it could not read.
+pub const DRAW_POLL: Duration = Duration::from_secs(1);
+
 /// The first wait after a failure, and the longest.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+// Short: a database that fails over is back within seconds, and the
+// lottery should be too.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// A group for the thread to commit.
 #[derive(Debug)]
@@ -58,6 +71,26 @@ pub struct Job {
     pub bets: u64,
     /// The commit runs the draw if it succeeds: the winners are read back.
     pub draws: bool,
+}
+
+/// What the loop asks of the thread.
+#[derive(Debug)]
+pub enum Task {
+    Commit(Box<Job>),
+    /// Read what the database holds of these agencies (answered as
+    /// [`News::Counts`]).
+    ReadCounts(Vec<u32>),
+}
+
+/// What the thread tells the loop, in the order it happened.
+#[derive(Debug)]
+pub enum Report {
+    Committed(Box<Outcome>),
+    News(News),
+    /// The `seq` the next bet may take, at least: past the last bet of
+    /// agencies whose counts were read, so an agency's bets stay in `seq`
+    /// order whichever central stored them.
+    NextSeq(i64),
 }
 
 /// What became of a [`Job`]; its buffers come back, for the next.
@@ -73,8 +106,8 @@ pub struct Outcome {
 
 /// The loop's handle on the thread.
 pub struct Worker {
-    jobs: tokio_mpsc::UnboundedSender<Job>,
-    outcomes: mpsc::Receiver<Outcome>,
+    jobs: tokio_mpsc::UnboundedSender<Task>,
+    outcomes: mpsc::Receiver<Report>,
     waker: Arc<OnceLock<mio::Waker>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -109,6 +142,8 @@ impl Worker {
             backoff: Backoff::default(),
             known: Held::default(),
             stalled: false,
+            drawn_told: false,
+            unread: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("lottery-store".into())
@@ -134,16 +169,27 @@ impl Worker {
 
     /// Hands a group to the thread; gives it back if the thread is gone.
     pub fn send(&self, job: Job) -> Result<(), Box<Job>> {
-        self.jobs.send(job).map_err(|e| Box::new(e.0))
+        self.jobs
+            .send(Task::Commit(Box::new(job)))
+            .map_err(|e| match e.0 {
+                Task::Commit(job) => job,
+                Task::ReadCounts(_) => unreachable!("sent a commit"),
+            })
     }
 
-    /// The outcome of the group under way, if it is over.
-    pub fn try_outcome(&self) -> Option<Outcome> {
+    /// Asks the thread for what the database holds of `agencies`.
+    pub fn read_counts(&self, agencies: Vec<u32>) {
+        // A thread gone is seen by the next commit.
+        let _ = self.jobs.send(Task::ReadCounts(agencies));
+    }
+
+    /// The next report, if one is in.
+    pub fn try_report(&self) -> Option<Report> {
         self.outcomes.try_recv().ok()
     }
 
-    /// Waits at most `timeout` for the outcome of the group under way.
-    pub fn wait_outcome(&self, timeout: Duration) -> Option<Outcome> {
+    /// Waits at most `timeout` for the next report.
+    pub fn wait_report(&self, timeout: Duration) -> Option<Report> {
         self.outcomes.recv_timeout(timeout).ok()
     }
 
@@ -178,6 +224,10 @@ struct Committer {
     known: Held,
     /// A stalled commit was logged, and no commit has finished in time since.
     stalled: bool,
+    /// The draw was told to the loop.
+    drawn_told: bool,
+    /// Agencies whose counts the loop asked for and could not be read yet.
+    unread: Vec<u32>,
 }
 
 /// The thread's connections: the commits' sessions and one for the reads.
@@ -190,12 +240,14 @@ impl Committer {
     async fn run(
         mut self,
         open: mpsc::Sender<Result<(Held, super::seam::Recovery), PgError>>,
-        mut jobs: tokio_mpsc::UnboundedReceiver<Job>,
-        outcomes: mpsc::Sender<Outcome>,
+        mut tasks: tokio_mpsc::UnboundedReceiver<Task>,
+        reports: mpsc::Sender<Report>,
         waker: Arc<OnceLock<mio::Waker>>,
     ) {
-        match self.open().await {
+        let (heard_tx, mut heard) = tokio_mpsc::unbounded_channel();
+        match self.open(&heard_tx).await {
             Ok(opened) => {
+                self.drawn_told = opened.0.closed.iter().all(|&c| c);
                 if open.send(Ok(opened)).is_err() {
                     return;
                 }
@@ -205,23 +257,170 @@ impl Committer {
                 return;
             }
         }
-        while let Some(job) = jobs.recv().await {
-            let outcome = self.commit(job).await;
-            if outcomes.send(outcome).is_err() {
-                return;
-            }
+        let tell = |report: Report| {
+            let sent = reports.send(report).is_ok();
             if let Some(waker) = waker.get() {
                 let _ = waker.wake();
+            }
+            sent
+        };
+        loop {
+            let mut told = Vec::new();
+            tokio::select! {
+                task = tasks.recv() => match task {
+                    None => return,
+                    Some(Task::Commit(job)) => {
+                        let outcome = self.commit(*job, &heard_tx).await;
+                        told.push(Report::Committed(Box::new(outcome)));
+                    }
+                    Some(Task::ReadCounts(agencies)) => {
+                        self.unread.extend(agencies);
+                        self.catch_up(&heard_tx, &mut told).await;
+                    }
+                },
+                Some(h) = heard.recv() => {
+                    if h == Heard::Lost
+                        && self.conn.as_ref().is_some_and(|c| c.reader.is_closed())
+                    {
+                        self.conn = None;
+                    }
+                    self.catch_up(&heard_tx, &mut told).await;
+                }
+                _ = tokio::time::sleep(DRAW_POLL) => {
+                    self.catch_up(&heard_tx, &mut told).await;
+                }
+            }
+            for report in told {
+                if !tell(report) {
+                    return;
+                }
             }
         }
     }
 
-    async fn open(&mut self) -> Result<(Held, super::seam::Recovery), PgError> {
+    /// Between commits: reads the counts asked for and not read yet, and
+    /// the draw if it is recorded and not told yet, connecting again first
+    /// if the connection was lost (within the backoff).
+    async fn catch_up(
+        &mut self,
+        heard: &tokio_mpsc::UnboundedSender<Heard>,
+        told: &mut Vec<Report>,
+    ) {
+        if self.unread.is_empty() && self.drawn_told {
+            return;
+        }
+        if self.conn.is_none() {
+            if self.backoff.wait(Instant::now()).is_some() {
+                return;
+            }
+            match self.reconnect(heard).await {
+                Ok(held) => {
+                    if held != self.known {
+                        told.push(Report::News(News::Held(all_counts(&held))));
+                    }
+                    self.known = held;
+                }
+                Err(e) => {
+                    self.backoff.failed(Instant::now());
+                    if e.fatal {
+                        // The next commit finds it again and stops the central.
+                        error!(
+                            "action: leer_base | result: fail | error: {}",
+                            e.to_string().replace('|', "/")
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.read_unread(told).await {
+            debug!("action: leer_base | result: fail | error: {}", describe(&e));
+            self.conn = None;
+            self.backoff.failed(Instant::now());
+            return;
+        }
+        if let Some(news) = self.read_draw().await {
+            told.push(Report::News(news));
+        }
+    }
+
+    /// The counts asked for, as [`News::Counts`]; they raise what this
+    /// central knows the database holds.
+    async fn read_unread(&mut self, told: &mut Vec<Report>) -> Result<(), tokio_postgres::Error> {
+        if self.unread.is_empty() {
+            return Ok(());
+        }
+        self.unread.sort_unstable();
+        self.unread.dedup();
+        let reader = &self.conn.as_ref().expect("connected").reader;
+        let rows = pg_schema::read_counts(reader, &self.unread).await?;
+        self.unread.clear();
+        let mut counts = Vec::with_capacity(rows.len());
+        for (agency, stored, closed, seq) in rows {
+            let index = agency as usize - 1;
+            let known = &mut self.known;
+            known.stored[index] = known.stored[index].max(stored);
+            known.closed[index] |= closed;
+            known.next_seq = known.next_seq.max(seq + 1);
+            counts.push((agency, stored, closed, seq));
+        }
+        told.push(Report::News(News::Counts(
+            counts.iter().map(|&(a, s, c, _)| (a, s, c)).collect(),
+        )));
+        if let Some(seq) = counts.iter().map(|c| c.3).max() {
+            told.push(Report::NextSeq(seq + 1));
+        }
+        Ok(())
+    }
+
+    /// The draw, if it is recorded and not told yet.
+    async fn read_draw(&mut self) -> Option<News> {
+        if self.drawn_told {
+            return None;
+        }
+        let reader = &self.conn.as_ref()?.reader;
+        match pg_schema::read_draw(reader, &self.location, self.agencies, self.winning_number).await
+        {
+            Ok(Some(agencies)) => {
+                self.drawn_told = true;
+                self.raise_known(&agencies);
+                Some(News::Drawn(agencies))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                debug!(
+                    "action: leer_sorteo | result: fail | error: {}",
+                    e.to_string().replace('|', "/")
+                );
+                self.conn = None;
+                self.backoff.failed(Instant::now());
+                None
+            }
+        }
+    }
+
+    fn raise_known(&mut self, agencies: &[RecoveredAgency]) {
+        for (index, a) in agencies.iter().enumerate() {
+            self.known.stored[index] = self.known.stored[index].max(a.stored);
+            self.known.closed[index] |= a.closed;
+        }
+    }
+
+    async fn open(
+        &mut self,
+        heard: &tokio_mpsc::UnboundedSender<Heard>,
+    ) -> Result<(Held, super::seam::Recovery), PgError> {
         let connect = |e: tokio_postgres::Error| PgError::Connect {
             location: self.location.clone(),
             why: describe(&e),
         };
-        let mut reader = pg_sessions::connect(&self.config).await.map_err(connect)?;
+        let mut reader = pg_sessions::connect_listening(&self.config, Some(heard.clone()))
+            .await
+            .map_err(connect)?;
+        reader
+            .batch_execute(&format!("LISTEN {DRAWN_CHANNEL}"))
+            .await
+            .map_err(connect)?;
         let (held, recovery) = pg_schema::open(
             &mut reader,
             &self.location,
@@ -235,11 +434,15 @@ impl Committer {
         Ok((held, recovery))
     }
 
-    async fn commit(&mut self, mut job: Job) -> Outcome {
+    async fn commit(
+        &mut self,
+        mut job: Job,
+        heard: &tokio_mpsc::UnboundedSender<Heard>,
+    ) -> Outcome {
         let mut held = None;
-        let result = self.try_commit(&mut job, &mut held).await;
-        let (result, winners) = match result {
-            Ok((stats, winners)) => (Ok(stats), winners),
+        let result = self.try_commit(&mut job, &mut held, heard).await;
+        let (result, drawn) = match result {
+            Ok((stats, drawn)) => (Ok(stats), drawn),
             Err(e) => (Err(e), None),
         };
         // The split comes back empty; `staged` as it was, for the loop to
@@ -248,7 +451,7 @@ impl Committer {
         Outcome {
             split: job.split,
             staged: job.staged,
-            finished: Finished { result, winners },
+            finished: Finished { result, drawn },
             held,
         }
     }
@@ -258,7 +461,14 @@ impl Committer {
         &mut self,
         job: &mut Job,
         held_out: &mut Option<Held>,
-    ) -> Result<(CommitStats, Option<Result<Vec<Vec<Box<str>>>, CommitError>>), CommitError> {
+        heard: &tokio_mpsc::UnboundedSender<Heard>,
+    ) -> Result<
+        (
+            CommitStats,
+            Option<Result<Vec<RecoveredAgency>, CommitError>>,
+        ),
+        CommitError,
+    > {
         if self.conn.is_none() {
             // Commits within the backoff are refused without a try, and do
             // not push the next try further away.
@@ -269,7 +479,7 @@ impl Committer {
                     wait.as_millis()
                 )));
             }
-            let held = match self.reconnect().await {
+            let held = match self.reconnect(heard).await {
                 Ok(held) => held,
                 Err(e) => {
                     self.backoff.failed(Instant::now());
@@ -296,8 +506,8 @@ impl Committer {
             bets: job.bets,
             closes: closes.len() as u64,
         };
-        match self.run_commit(&mut job.split).await {
-            Ok(()) => {}
+        let drew = match self.run_commit(&mut job.split).await {
+            Ok(drew) => drew,
             Err(failure) => {
                 self.conn = None;
                 self.backoff.failed(Instant::now());
@@ -313,7 +523,7 @@ impl Committer {
                     }
                 });
             }
-        }
+        };
         self.backoff.succeeded();
         for &(agency, bets) in &job.staged {
             self.known.stored[agency as usize - 1] += bets;
@@ -321,24 +531,34 @@ impl Committer {
         for &(agency, _) in &closes {
             self.known.closed[agency as usize - 1] = true;
         }
-        let winners = if job.draws {
+        // The draw read back when this commit recorded it, or when this
+        // central's count says it should have: another central's close may
+        // have completed the set first.
+        let drawn = if (drew || job.draws) && !self.drawn_told {
             let reader = &self.conn.as_ref().expect("connected").reader;
-            Some(
-                pg_schema::read_winners(reader, self.agencies, self.winning_number)
-                    .await
-                    .map_err(|e| {
-                        CommitError::failed(format!("{}: {}", self.location, describe(&e)))
-                    }),
-            )
+            match pg_schema::read_draw(reader, &self.location, self.agencies, self.winning_number)
+                .await
+            {
+                Ok(Some(agencies)) => {
+                    self.drawn_told = true;
+                    self.raise_known(&agencies);
+                    Some(Ok(agencies))
+                }
+                Ok(None) => None,
+                Err(e) => Some(Err(CommitError::failed(e.to_string()))),
+            }
         } else {
             None
         };
-        Ok((stats, winners))
+        Ok((stats, drawn))
     }
 
     /// Connects again after a failure and reads what the database holds,
     /// refusing a database that holds less than this central knows it does.
-    async fn reconnect(&mut self) -> Result<Held, CommitError> {
+    async fn reconnect(
+        &mut self,
+        heard: &tokio_mpsc::UnboundedSender<Heard>,
+    ) -> Result<Held, CommitError> {
         let unreachable = |e: tokio_postgres::Error| {
             CommitError::failed(format!(
                 "cannot connect to {}: {}",
@@ -346,7 +566,13 @@ impl Committer {
                 describe(&e)
             ))
         };
-        let reader = pg_sessions::connect(&self.config)
+        let reader = pg_sessions::connect_listening(&self.config, Some(heard.clone()))
+            .await
+            .map_err(unreachable)?;
+        // Listened again before anything is read: a draw recorded after
+        // this is heard, one recorded before it is read.
+        reader
+            .batch_execute(&format!("LISTEN {DRAWN_CHANNEL}"))
             .await
             .map_err(unreachable)?;
         let held = pg_schema::read_held(&reader, &self.location, self.agencies)
@@ -370,7 +596,7 @@ impl Committer {
 
     /// The group's commit; past [`COMMIT_STALL`] the stall is logged (once
     /// per incident) with its likely cause, and the commit waited for.
-    async fn run_commit(&mut self, split: &mut Split) -> Result<(), CommitFailure> {
+    async fn run_commit(&mut self, split: &mut Split) -> Result<bool, CommitFailure> {
         let Connected { sessions, reader } = self.conn.as_mut().expect("connected");
         let pids = sessions.pids().to_vec();
         let started = Instant::now();
@@ -400,6 +626,16 @@ impl Committer {
             }
         }
     }
+}
+
+/// Every agency's `(agency, stored, closed)` in `held`.
+fn all_counts(held: &Held) -> Vec<(u32, u32, bool)> {
+    held.stored
+        .iter()
+        .zip(&held.closed)
+        .enumerate()
+        .map(|(index, (&stored, &closed))| (index as u32 + 1, stored, closed))
+        .collect()
 }
 
 /// What a stalled commit waits for, as the server reports it.
@@ -468,7 +704,7 @@ pub fn set_back(known: &Held, held: &Held) -> Option<String> {
 }
 
 /// When to try the database again after a failure: 100 ms, doubling up to
-/// 5 s, back to nothing once a commit goes through.
+/// 1 s, back to nothing once a commit goes through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backoff {
     delay: Duration,
@@ -516,7 +752,7 @@ mod tests {
     }
 
     #[test]
-    fn the_backoff_doubles_up_to_five_seconds_and_resets_on_success() {
+    fn the_backoff_doubles_up_to_one_second_and_resets_on_success() {
         let mut b = Backoff::default();
         let t = Instant::now();
         assert_eq!(b.wait(t), None);
@@ -527,8 +763,8 @@ mod tests {
         for _ in 0..10 {
             b.failed(t);
         }
-        assert_eq!(b.wait(t), Some(Duration::from_secs(5)));
-        assert_eq!(b.wait(t + Duration::from_secs(5)), None);
+        assert_eq!(b.wait(t), Some(Duration::from_secs(1)));
+        assert_eq!(b.wait(t + Duration::from_secs(1)), None);
         b.succeeded();
         assert_eq!(b.wait(t), None);
     }

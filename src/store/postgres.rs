@@ -29,6 +29,7 @@
 //! ([`with_timeouts`]): a database host that is gone costs a try seconds,
 //! not the kernel's minutes of SYN retries.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;
@@ -41,8 +42,8 @@ use postgres::{Client, Config, NoTls};
 use super::pg_schema::{self, Held};
 pub use super::pg_schema::{LOTTERY, PgError, describe};
 use super::pg_sessions::Split;
-use super::pg_worker::{Job, Worker};
-use super::seam::{BatchToStage, CommitError, Finished, Recovery, Started, Store};
+use super::pg_worker::{Job, Report, Worker};
+use super::seam::{BatchToStage, CommitError, Finished, News, Recovery, Started, Store};
 use crate::bets::bet::{self, InvalidBet};
 use crate::wire::{BetFields, Date};
 
@@ -198,6 +199,10 @@ pub struct PgStore {
     staged: Vec<(u32, u32)>,
     /// Bets and closes of the group under way, if one is.
     under_way: Option<u64>,
+    /// The outcome of the group under way, once the thread reported it.
+    outcome: Option<Finished>,
+    /// What the thread learned, for the central, in the order it did.
+    news: VecDeque<News>,
 }
 
 impl fmt::Debug for PgStore {
@@ -234,6 +239,8 @@ impl PgStore {
                 touched: Vec::new(),
                 staged: Vec::new(),
                 under_way: None,
+                outcome: None,
+                news: VecDeque::new(),
             },
             recovery,
         ))
@@ -256,12 +263,39 @@ impl PgStore {
             self.held.next_seq += bets as i64;
         }
         if let Some(held) = outcome.held {
+            // Read again after a failure: the central's counts follow.
+            self.news.push_back(News::Held(
+                (1..=held.stored.len() as u32)
+                    .map(|a| (a, held.stored[a as usize - 1], held.closed[a as usize - 1]))
+                    .collect(),
+            ));
             self.held = held;
         }
         self.split = Some(outcome.split);
         self.staged = outcome.staged;
         self.staged.clear();
         outcome.finished
+    }
+
+    /// Takes in every report the thread sent: a commit's outcome is kept
+    /// for [`Store::finish_commit`], news for [`Store::news`].
+    fn take_reports(&mut self, wait: Option<Duration>) {
+        let mut wait = wait;
+        loop {
+            let report = match wait.take() {
+                Some(timeout) if self.outcome.is_none() => self.worker().wait_report(timeout),
+                _ => self.worker().try_report(),
+            };
+            match report {
+                None => return,
+                Some(Report::Committed(outcome)) => {
+                    let finished = self.finished(*outcome);
+                    self.outcome = Some(finished);
+                }
+                Some(Report::News(news)) => self.news.push_back(news),
+                Some(Report::NextSeq(seq)) => self.held.next_seq = self.held.next_seq.max(seq),
+            }
+        }
     }
 
     fn split(&mut self) -> &mut Split {
@@ -364,22 +398,54 @@ impl Store for PgStore {
                         "{}: the store's thread has ended",
                         self.location
                     ))),
-                    winners: None,
+                    drawn: None,
                 })
             }
         }
     }
 
     fn finish_commit(&mut self) -> Option<Finished> {
-        self.under_way?;
-        let outcome = self.worker().try_outcome()?;
-        Some(self.finished(outcome))
+        self.take_reports(None);
+        self.outcome.take()
     }
 
     fn wait_commit(&mut self, timeout: Duration) -> Option<Finished> {
-        self.under_way?;
-        let outcome = self.worker().wait_outcome(timeout)?;
-        Some(self.finished(outcome))
+        if self.under_way.is_some() {
+            self.take_reports(Some(timeout));
+        }
+        self.outcome.take()
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn read_counts(&mut self, agencies: &[u32]) {
+        self.worker().read_counts(agencies.to_vec());
+    }
+
+    /// A count read raises the one bets are staged against: the bets below
+    /// it are in the database, whichever central stored them.
+    fn news(&mut self) -> Option<News> {
+        self.take_reports(None);
+        if self.under_way.is_some() || self.outcome.is_some() {
+            return None;
+        }
+        let news = self.news.pop_front()?;
+        match &news {
+            News::Counts(counts) | News::Held(counts) => {
+                for &(agency, stored, _) in counts {
+                    let held = &mut self.held.stored[agency as usize - 1];
+                    *held = (*held).max(stored);
+                }
+            }
+            News::Drawn(agencies) => {
+                for (held, a) in self.held.stored.iter_mut().zip(agencies) {
+                    *held = (*held).max(a.stored);
+                }
+            }
+        }
+        Some(news)
     }
 
     fn register(&mut self, registry: &mio::Registry, token: mio::Token) -> io::Result<()> {

@@ -105,12 +105,26 @@ impl From<std::io::Error> for CommitError {
 #[derive(Debug)]
 pub struct Finished {
     pub result: Result<CommitStats, CommitError>,
-    /// For a commit that ran the draw, the winners of every agency (index 0
-    /// is agency 1) in stored order, as the store read them back with the
-    /// commit: the draw then announces what the store holds. `None` when
-    /// the central's own count is the answer (the CSV store), or when the
-    /// commit did not run the draw.
-    pub winners: Option<Result<Vec<Vec<Box<str>>>, CommitError>>,
+    /// For a store that records the draw itself (PostgreSQL, shared by
+    /// several centrals), the draw as the store holds it once this commit
+    /// found it recorded: every agency's count, close and winners (index 0
+    /// is agency 1). `None` when the central's own count is the answer (the
+    /// CSV store), or when the store holds no draw yet.
+    pub drawn: Option<Result<Vec<RecoveredAgency>, CommitError>>,
+}
+
+/// What a store shared by several centrals learned of the lottery that
+/// this central did not do itself.
+#[derive(Debug, PartialEq, Eq)]
+pub enum News {
+    /// Agencies as the store holds them now: `(agency, stored, closed)`,
+    /// the answer to [`Store::read_counts`].
+    Counts(Vec<(u32, u32, bool)>),
+    /// The same, read by the store on its own (after a reconnect).
+    Held(Vec<(u32, u32, bool)>),
+    /// The draw, recorded in the store by some central: every agency's
+    /// count, close and winners (index 0 is agency 1).
+    Drawn(Vec<RecoveredAgency>),
 }
 
 /// How starting a commit went.
@@ -165,7 +179,7 @@ pub trait Store {
     /// Starts making everything staged durable at once, or nothing of it.
     /// `draws`: the commit runs the draw if it succeeds (it closes the last
     /// agency), so a backend that can read the winners back with one query
-    /// does so with it (see [`Finished::winners`]).
+    /// does so with it (see [`Finished::drawn`]).
     fn start_commit(&mut self, draws: bool) -> Started;
 
     /// The outcome of the commit under way, once it is over; `None` while
@@ -180,6 +194,21 @@ pub trait Store {
         None
     }
 
+    /// Whether other centrals may write the same store at the same time:
+    /// then an agency's count is read from the store whenever a connection
+    /// binds it ([`Store::read_counts`]), and the draw is the store's.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Starts reading what the store holds of `agencies`; the answer comes
+    /// as [`News::Counts`] from [`Store::news`].
+    fn read_counts(&mut self, _agencies: &[u32]) {}
+    /// What the store learned since last asked, one piece at a time; only
+    /// while no commit is under way, so that nothing is staged when the
+    /// central applies it.
+    fn news(&mut self) -> Option<News> {
+        None
+    }
     /// Registers the waker that fires when a commit under way is over.
     fn register(&mut self, _registry: &mio::Registry, _token: mio::Token) -> std::io::Result<()> {
         Ok(())

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod formation;
+pub mod pg;
 
 use std::path::{Path, PathBuf};
 
