@@ -112,14 +112,14 @@ fn two_centrals_serve_one_lottery_with_agencies_cut_and_moved_between_them_and_d
     };
     let root = PgRoot::new("two-centrals");
     let pg = Pg::primary(&bin, &root, "primary", None);
-    let per_agency: u64 = util::env_or("PG_BETS", 20_000);
+    let per_agency: u64 = util::env_or("PG_BETS", 60_000);
     let streams = streams(per_agency);
     let [a, b] = two_centrals("two-centrals", &pg.url(), AGENCIES as u32);
     // Agencies 4 and 5 are closed by the test, on the two centrals at once.
     let done = vec![true, true, true, false, false];
     let drive = Drive {
         addrs: vec![a.addr(), b.addr()],
-        cut_every: Some(Duration::from_millis(300)),
+        cut_every: Some(Duration::from_millis(200)),
         done: done.clone(),
     };
     let drivers = Drivers::start_with(drive, &streams);
@@ -140,7 +140,7 @@ fn two_centrals_serve_one_lottery_with_agencies_cut_and_moved_between_them_and_d
     assert_eq!(draws_recorded(&pg), 1);
     assert_eq!(pg.closed(), vec![true; AGENCIES]);
     util::report(format_args!(
-        "two centrals: {} bets, {} connections (cut every 300 ms), {} ACKs, 0 told lower, one draw",
+        "two centrals: {} bets, {} connections (cut every 200 ms), {} ACKs, 0 told lower, one draw",
         per_agency * AGENCIES as u64,
         ledger.connections,
         ledger.acks
@@ -190,7 +190,7 @@ fn a_central_cut_off_from_the_database_again_and_again_acks_nothing_it_cannot_ke
     };
     let root = PgRoot::new("cut-off");
     let pg = Pg::primary(&bin, &root, "primary", None);
-    let per_agency: u64 = util::env_or("PG_BETS", 20_000);
+    let per_agency: u64 = util::env_or("PG_BETS", 60_000);
     let streams = streams(per_agency);
     let [a, b] = two_centrals("cut-off", &pg.url(), AGENCIES as u32);
     // Every agency starts on central A, and moves on when it fails it.
