@@ -17,6 +17,12 @@
 #             least 80% of plain), how long the 1,000 handshakes took
 #   pg        STORAGE=postgres with a synchronous standby (bench/pg.sh), beside
 #             the CSV figure and bare COPYs of the same bets into the same pair
+#   failover  a pg_auto_failover formation on loopback (a monitor, two nodes),
+#             two centrals, 5 agencies x 100,000 bets (FAILOVER_BETS) with both
+#             addresses; mid-ingest the primary node and one central are
+#             SIGKILLed: bets/s before, the seconds to the next ACK (goal
+#             <= 10 s), bets/s after, acked bets lost (the lottery failover
+#             test of tests/formation.rs, its figures printed)
 #
 # Builds the release binaries first. Each run writes bench/out/NAME.json, .svg
 # and .png; the last line printed sums the preset up:
@@ -34,7 +40,7 @@ usage() {
 }
 
 case "$preset" in
-    smoke | course | standard | scale | conn | tls | pg) ;;
+    smoke | course | standard | scale | conn | tls | pg | failover) ;;
     *) usage ;;
 esac
 
@@ -46,6 +52,24 @@ mkdir -p "$out"
 case "$preset" in
     pg)
         exec "$here/pg.sh" "$bench" "$@"
+        ;;
+    failover)
+        # As root, the servers run as user postgres (they refuse root).
+        REQUIRE_POSTGRES=1 cargo test --release --manifest-path "$root/Cargo.toml" -p lottery \
+            --test formation -- --exact --nocapture \
+            the_lottery_goes_on_by_itself_when_the_primary_node_and_a_central_die_mid_ingest \
+            2>&1 | tee "$out/failover.txt" | grep -E '^(lottery failover|test result)'
+        python3 - "$out/failover.txt" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+m = re.search(r"acked; ([0-9.]+) s from the kill to the next ACK; ([0-9]+) bets/s before, ([0-9]+) after; ([0-9]+) acked lost", text)
+if m is None:
+    sys.exit("bench failover: the run printed no figures (see bench/out/failover.txt)")
+gap, before, after, lost = float(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4))
+print(f"bench failover: {before} bets/s before the kill, {gap:.1f} s to the next ACK (goal <= 10 s), "
+      f"{after} bets/s after, {lost} acked bets lost")
+PY
+        exit 0
         ;;
     smoke)
         exec "$bench" --out "$out" --name smoke --agencies 20 --bets 2000 "$@"
