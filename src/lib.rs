@@ -7,7 +7,7 @@
 //!
 //! 0. [`support`]: settings, the open-files limit, a loopback port, log
 //!    budgets, a deadline heap: nothing of the lottery in them.
-//! 1. [`wire`]: `PROTOCOL.md` byte for byte: codes, decoder, encoders,
+//! 1. [`wire`]: `docs/protocol.md` byte for byte: codes, decoder, encoders,
 //!    owned replies (pure).
 //! 2. [`bets`]: what a valid bet is, and an agency's CSV file (pure).
 //! 3. [`store`]: where the bets are kept, behind one seam (`bets.csv` and

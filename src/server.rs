@@ -119,7 +119,11 @@ impl Server {
             connections: Slab::new(),
             central,
             parking: Parking::new(config.park_timeout, config.max_parked_per_agency),
-            schedule: Schedule::new(config.idle_timeout, config.tls_handshake_timeout),
+            schedule: Schedule::new(
+                config.idle_timeout,
+                config.tls_handshake_timeout,
+                config.park_timeout,
+            ),
             next_id: 0,
             scratch: vec![0; INPUT_CAPACITY],
             flushing: Vec::new(),
@@ -420,7 +424,7 @@ impl Server {
             let (frames, next) =
                 requests::next_winners(&self.central, conn.request_log(), agency, next, pending);
             conn.set_stage(next.map_or(Stage::Receiving, |next| Stage::Answering { agency, next }));
-            if let Err(e) = conn.send(&frames, self.now) {
+            if let Err(e) = conn.send(frames, self.now) {
                 self.lost(key, &e);
                 return false;
             }
@@ -455,8 +459,9 @@ impl Server {
         self.close(key);
     }
 
-    /// The only place a connection is removed: out of the parked list,
-    /// deregister, then drop. Entries naming it elsewhere go stale.
+    /// Where the loop removes a connection (the shutdown closes what is left
+    /// its own way): out of the parked list, deregister, then drop. Entries
+    /// naming it elsewhere go stale.
     fn close(&mut self, key: usize) {
         let mut conn = self.connections.remove(key);
         self.parking.forget(&conn);

@@ -1,5 +1,5 @@
 //! The agency binary (`lottery-client`) against a fake central: a thread in
-//! this test that speaks `PROTOCOL.md` over a real socket, records what it
+//! this test that speaks `docs/protocol.md` over a real socket, records what it
 //! was sent, and can be told to misbehave (close after every reply, lose
 //! bets, refuse to store, shut down, park forever, come up late). It can
 //! also serve mutual TLS (rustls, certificates from `lottery::net::certs`), and

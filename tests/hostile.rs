@@ -832,7 +832,7 @@ fn idle_and_slow_connections_are_closed_after_the_idle_timeout_and_active_or_par
 /// UNKNOWN_AGENCY answers are no progress, so asking every 100 ms does not
 /// keep it past the idle timeout (a crowd of them would hold every slot of
 /// the connection cap for good). Each request is still answered, on the
-/// same connection, as `PROTOCOL.md` has it.
+/// same connection, as `docs/protocol.md` has it.
 #[test]
 fn a_connection_bound_to_no_agency_is_closed_at_the_idle_timeout_however_often_it_asks() {
     let _serial = serial();

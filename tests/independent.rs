@@ -1,5 +1,5 @@
 //! Cross-checks the Rust central and agency against an independent Python
-//! peer, `tests/independent/lottery_peer.py`, written from PROTOCOL.md and
+//! peer, `tests/independent/lottery_peer.py`, written from docs/protocol.md and
 //! the vectors alone (never from the Rust sources).
 //!
 //! This file owns the independent cross-check: the peer's self-check against
@@ -676,7 +676,7 @@ fn python_central_answers_every_edge_case_of_the_spec_as_the_python_probe_expect
     probe_the_python_central("independent-probe-python", 3, "edges");
 }
 
-/// PROTOCOL.md: the server answers "in request order per connection", DONE
+/// docs/protocol.md: the server answers "in request order per connection", DONE
 /// is acknowledged once the agency "is closed", the draw happens "when the
 /// last expected agency is closed", and GET_WINNERS wait=0 gets "WINNERS if
 /// the draw happened". So a GET_WINNERS pipelined right behind the last

@@ -1,4 +1,4 @@
-//! The wire format against the normative vectors of PROTOCOL.md
+//! The wire format against the normative vectors of docs/protocol.md
 //! (`tests/fixtures/protocol-vectors.txt`), frame splits, and broken input.
 
 use lottery::bets::bet::Bet;

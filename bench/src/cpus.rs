@@ -5,10 +5,10 @@
 //! Why: on this kind of machine (a 2-vCPU guest) the kernel puts a task
 //! woken by another process on the waker's CPU even when its own is idle.
 //! Every WINNERS the central sends wakes the bench's agency thread, which
-//! then runs on the central's CPU and preempts it there: in a traced run
-//! 1,356 of the bench's 1,363 wake-ups landed on the central's CPU while the
-//! other sat idle, and the central spent 20 to 35 ms of its wake-up
-//! runnable and waiting. The floor's reader, a thread of the writer's own
+//! then runs on the central's CPU and preempts it there (a trace shows
+//! nearly every one of the bench's wake-ups landing on the central's CPU
+//! while the other sits idle, and the central runnable and waiting for
+//! much of its wake-up). The floor's reader, a thread of the writer's own
 //! process, is woken on its own CPU. Real agencies run on their own
 //! machines, so neither measure should pay for the other side's work:
 //! pinning both pairs the same way puts the central and the floor on the

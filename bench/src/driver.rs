@@ -521,13 +521,12 @@ impl Run<'_> {
         if session.asked && !was_asked {
             // An agency's connection, after its requests and replies, is in
             // the kernel's interactive mode, which holds back the ACK of
-            // what it reads for up to 40 ms in the hope of a reply to carry
-            // it. On one machine, the timers that send those ACKs for the
-            // WINNERS then expire on the central's CPU, 10,000 of them
-            // inside the wake-up (20 to 35 ms of softirq there in a traced
-            // run). Real agencies send them from their own machines, and the
-            // floor's readers, on fresh connections, ACK at once: so
-            // do the agencies once they ask.
+            // what it reads in the hope of a reply to carry it. The timers
+            // that send those ACKs for the WINNERS can then expire on the
+            // central's CPU, one per agency, inside the wake-up being
+            // measured. Real agencies send them from their own machines, and
+            // the floor's readers, on fresh connections, ACK at once: so do
+            // the agencies once they ask.
             rustix::net::sockopt::set_tcp_quickack(session.stream.socket(), true).with_context(
                 || format!("agency {}: TCP_QUICKACK", self.workload.agencies[i].agency),
             )?;

@@ -1,4 +1,4 @@
-//! The agency's conversation with the central (`PROTOCOL.md`): send the bet
+//! The agency's conversation with the central (`docs/protocol.md`): send the bet
 //! stream in batches with several in flight, close it with DONE, ask for the
 //! winners; reconnect and resume whenever the connection is lost.
 //!

@@ -1,6 +1,6 @@
 //! What a valid bet is, for the central and the agency alike.
 //!
-//! One set of rules (`PROTOCOL.md`, "A valid bet") checked in one place:
+//! One set of rules (`docs/protocol.md`, "A valid bet") checked in one place:
 //! names are 1..=255 bytes of UTF-8 without control characters, the document
 //! is 1..=16 ASCII digits kept as text, the birthdate is a real calendar date
 //! from 1900-01-01 up to today, the number is 0..=9999. The agency checks its

@@ -7,7 +7,7 @@
 //! - Every request, first: on a connection bound to an agency, a request
 //!   naming any other agency (an unknown one too) is `FORBIDDEN` and closes
 //!   the connection, nothing of it staged; on an unbound connection, a
-//!   request naming a known agency binds it (PROTOCOL.md rev. 2).
+//!   request naming a known agency binds it (docs/protocol.md rev. 2).
 //! - BATCH: unknown agency, agency closed, an invalid bet (nothing of the
 //!   batch stored), then the stored count: retry (ACK), overlap (store the
 //!   new ones), gap (`OUT_OF_ORDER`).
@@ -22,13 +22,11 @@
 //! [`RequestLog`], so a peer repeating a request cannot grow the log without
 //! bound.
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use log::{info, warn};
 
 use crate::bets::bet::{self, InvalidBet};
-use crate::central::answers::encode_answer;
 use crate::central::lottery::{BatchVerdict, DoneVerdict, Refusal};
 use crate::central::replies::Replies;
 use crate::central::state::{Central, CountsSeen};
@@ -52,7 +50,7 @@ pub struct Requests<'a> {
     pub peer: SocketAddr,
     /// Output bytes the socket has not taken yet (beside `replies`).
     pub unsent: usize,
-    /// The agency the connection acts for, once bound (PROTOCOL.md rev. 2).
+    /// The agency the connection acts for, once bound (docs/protocol.md rev. 2).
     pub agency: &'a mut Option<u32>,
     /// Whether the connection has seen its agency's counts read from a
     /// store other centrals also write.
@@ -373,7 +371,7 @@ pub fn answer_winners(
     let pending = conn.unsent + conn.replies.worst_len();
     let (frames, next) = next_winners(central, conn.log, agency, next, pending);
     conn.replies
-        .push(false, |out| out.extend_from_slice(&frames));
+        .push(false, |out| out.extend_from_slice(frames));
     next
 }
 
@@ -387,25 +385,16 @@ pub fn next_winners<'c>(
     agency: u32,
     next: usize,
     pending: usize,
-) -> (Cow<'c, [u8]>, Option<usize>) {
+) -> (&'c [u8], Option<usize>) {
     let lottery = central.lottery();
-    // Encoded when the agency closed; every agency has closed by the draw,
-    // so this encodes here only if that ever stopped being so.
-    let answer: Cow<'c, [u8]> = match lottery.answer(agency) {
-        Some(answer) => Cow::Borrowed(answer),
-        None => {
-            let mut answer = Vec::new();
-            let winners = lottery.winners(agency).unwrap_or_default();
-            encode_answer(&mut answer, agency, winners);
-            Cow::Owned(answer)
-        }
-    };
+    // Encoded when the agency's close became durable (or when the draw was
+    // adopted from the store): the draw implies every agency is closed.
+    let answer = lottery
+        .answer(agency)
+        .expect("after the draw every agency's answer is encoded");
     let n = wire::whole_frames(&answer[next..], OUTPUT_HIGH_WATER.saturating_sub(pending));
     let (end, len) = (next + n, answer.len());
-    let frames = match answer {
-        Cow::Borrowed(answer) => Cow::Borrowed(&answer[next..end]),
-        Cow::Owned(answer) => Cow::Owned(answer[next..end].to_vec()),
-    };
+    let frames = &answer[next..end];
     if end < len {
         return (frames, Some(end));
     }

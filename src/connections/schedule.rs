@@ -33,10 +33,15 @@ pub struct Schedule {
     /// Lines about idle closes: one per connection, so a crowd is budgeted.
     idle_log: LogBudget,
     handshake_timeout: Duration,
+    park_timeout: Duration,
 }
 
 impl Schedule {
-    pub fn new(idle_timeout: Duration, handshake_timeout: Duration) -> Schedule {
+    pub fn new(
+        idle_timeout: Duration,
+        handshake_timeout: Duration,
+        park_timeout: Duration,
+    ) -> Schedule {
         Schedule {
             ready: VecDeque::new(),
             touched: Vec::new(),
@@ -46,6 +51,7 @@ impl Schedule {
             idle_timeout,
             idle_log: LogBudget::default(),
             handshake_timeout,
+            park_timeout,
         }
     }
 
@@ -53,12 +59,12 @@ impl Schedule {
         self.idle_timeout
     }
 
-    /// How long the deadline of `timer` waits for: the idle or handshake
-    /// timeout (the park timeout is the parking's).
+    /// How long the deadline of `timer` waits for.
     pub fn timeout(&self, timer: Timer) -> Duration {
         match timer {
             Timer::Handshake => self.handshake_timeout,
-            Timer::Idle | Timer::Park => self.idle_timeout,
+            Timer::Idle => self.idle_timeout,
+            Timer::Park => self.park_timeout,
         }
     }
 

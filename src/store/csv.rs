@@ -290,7 +290,7 @@ impl CsvStore {
 
     /// Appends and syncs everything staged. On error nothing staged is kept:
     /// both files are cut back to their last committed length.
-    pub fn commit(&mut self) -> io::Result<CommitStats> {
+    pub fn commit(&mut self) -> Result<CommitStats, CommitError> {
         let stats = CommitStats {
             bets: self.staged_bets,
             closes: self.staged_closes.iter().filter(|&&b| b == b'\n').count() as u64,
@@ -308,7 +308,7 @@ impl CsvStore {
         result.map(|_| stats)
     }
 
-    fn write_both(&mut self, rows: &[u8], closes: &[u8]) -> io::Result<()> {
+    fn write_both(&mut self, rows: &[u8], closes: &[u8]) -> Result<(), CommitError> {
         let ahead = self.written_ahead;
         if !rows.is_empty()
             && let Err(e) = match self.ahead_error.take() {
@@ -316,8 +316,8 @@ impl CsvStore {
                 None => append(&mut self.bets, &rows[ahead..], self.sync),
             }
         {
-            cut_back(&mut self.bets, &self.bets_path, self.bets_len);
-            return Err(e);
+            cut_back(&mut self.bets, &self.bets_path, self.bets_len)?;
+            return Err(e.into());
         }
         if !closes.is_empty()
             && let Err(e) = append(&mut self.journal, closes, self.sync)
@@ -325,9 +325,9 @@ impl CsvStore {
             // The whole group fails: its bets go too, even if they reached
             // the disk, because the loop forgets them and the agencies will
             // send them again.
-            cut_back(&mut self.journal, &self.journal_path, self.journal_len);
-            cut_back(&mut self.bets, &self.bets_path, self.bets_len);
-            return Err(e);
+            cut_back(&mut self.journal, &self.journal_path, self.journal_len)?;
+            cut_back(&mut self.bets, &self.bets_path, self.bets_len)?;
+            return Err(e.into());
         }
         if self.sync == SyncPolicy::Always && !rows.is_empty() {
             forget_cached(&self.bets, self.bets_len, rows.len() as u64);
@@ -441,7 +441,7 @@ impl Store for CsvStore {
     /// and its group's ACKs wait for nothing else.
     fn start_commit(&mut self, _draws: bool) -> Started {
         Started::Done(Finished {
-            result: CsvStore::commit(self).map_err(CommitError::from),
+            result: CsvStore::commit(self),
             drawn: None,
         })
     }
@@ -619,11 +619,10 @@ fn append(file: &mut File, bytes: &[u8], sync: SyncPolicy) -> io::Result<()> {
 }
 
 /// Staged rows go to the file ahead of their commit once this many bytes
-/// of them wait (about 6,700 rows): a group of 100,000 bets is some 4 MB,
-/// which the bench's disk takes ~4 ms to write and sync (~1 GB/s), a
-/// quarter of the group's time if it all waited for the commit. 256 KiB
-/// beat 1 MiB and no write ahead in alternated `standard` runs
-/// (bench/README.md); smaller chunks only add system calls.
+/// of them wait: a large group written only at its commit would make the
+/// commit wait for all of its bytes to reach the disk, not just the last
+/// chunk's; smaller chunks only add system calls. The size is the bench's
+/// choice (`bench/run.sh standard`, alternating sizes).
 const WRITE_AHEAD: usize = 256 << 10;
 
 /// Starts writing `len` bytes at `offset` of `file` to the disk, without
@@ -651,20 +650,24 @@ fn forget_cached(file: &File, offset: u64, len: u64) {
 /// unacknowledged row stays.
 ///
 /// If even that fails, the file holds rows the loop does not count, and
-/// carrying on could store them twice. Exiting is the safe move: the next
-/// start recovers the counts from the file itself.
-fn cut_back(file: &mut File, path: &Path, len: u64) {
-    let cut = file
-        .set_len(len)
+/// carrying on could store them twice: the error is fatal, the central
+/// stops (exit 1), and the next start recovers the counts from the file
+/// itself.
+fn cut_back(file: &mut File, path: &Path, len: u64) -> Result<(), CommitError> {
+    file.set_len(len)
         .and_then(|_| file.seek(SeekFrom::Start(len)).map(drop))
-        .and_then(|_| file.sync_all());
-    if let Err(e) = cut {
-        log::error!(
-            "action: cortar_archivo | result: fail | archivo: {} | error: {e} | detail: exiting so that a restart recovers from the file",
-            path.display()
-        );
-        std::process::exit(1);
-    }
+        .and_then(|_| file.sync_all())
+        .map_err(|e| {
+            log::error!(
+                "action: cortar_archivo | result: fail | archivo: {} | error: {e} | detail: stopping so that a restart recovers from the file",
+                path.display()
+            );
+            CommitError::fatal(format!(
+                "cannot cut {} back after a failed write ({e}): it may hold rows nothing acknowledged; \
+                 stopping so that a restart recovers from the file",
+                path.display()
+            ))
+        })
 }
 
 /// Makes `path`'s directory entry durable. A file just created (by this

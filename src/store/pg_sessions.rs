@@ -2,7 +2,8 @@
 //! sessions that run the two halves at once.
 //!
 //! One binary `COPY` is parsed, indexed and logged by one backend of the
-//! engine, one core; two at once load more (bench/README.md, PostgreSQL).
+//! engine, one core; two at once load more (`bench/run.sh pg` compares one
+//! bare `COPY` with two at once).
 //! So a group is two *shares*, each one transaction (its rows' `COPY`, the
 //! check that its rows follow what the database holds, its closes,
 //! `COMMIT`) on a connection of its own, both in flight together, and the
@@ -39,7 +40,7 @@ use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 use super::pg_schema::{LOCK_LOTTERY, NOTIFY_DRAWN, RECORD_DRAW};
 
 /// Transactions a group is split into: more did no better on the bench
-/// (bench/README.md, PostgreSQL).
+/// (`bench/run.sh pg`).
 pub const SESSIONS: usize = 2;
 
 pub const COPY_BETS: &str = "COPY lottery.bets (lottery, agency, position, seq, first_name, last_name, document, birthdate, number) FROM STDIN (FORMAT binary)";

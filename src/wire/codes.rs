@@ -1,4 +1,4 @@
-//! The protocol's numbers (`PROTOCOL.md` v1): frame sizes, the type
+//! The protocol's numbers (`docs/protocol.md` v1): frame sizes, the type
 //! bytes, the fixed parts of a body, and the `ERROR` codes with their names.
 //! Pure constants and their names; the decoder and the encoders share them.
 

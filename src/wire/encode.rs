@@ -1,5 +1,5 @@
 //! Frames to bytes: each `encode_*` function appends exactly one whole
-//! frame of `PROTOCOL.md` v1 to a `Vec<u8>`, so a connection's replies and
+//! frame of `docs/protocol.md` v1 to a `Vec<u8>`, so a connection's replies and
 //! an agency's batches are built in place, without copies.
 
 use super::codes::{

@@ -1,4 +1,4 @@
-//! Bytes to frames: the decoder of `PROTOCOL.md` v1 and the borrowed frames it yields.
+//! Bytes to frames: the decoder of `docs/protocol.md` v1 and the borrowed frames it yields.
 //!
 //! Pure code, no I/O. Every frame is `len: u16 BE | type: u8 | body`, at most
 //! [`MAX_FRAME`] bytes in all. [`decode`] borrows from the caller's buffer so the

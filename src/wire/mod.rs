@@ -1,4 +1,4 @@
-//! The wire: `PROTOCOL.md` v1, byte for byte, pure (no I/O).
+//! The wire: `docs/protocol.md` v1, byte for byte, pure (no I/O).
 //!
 //! - [`codes`]: frame sizes, type bytes, `ERROR` codes.
 //! - [`frame`]: bytes to borrowed frames (the decoder's `Ok(None)` /

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""An independent Python peer for the lottery wire protocol (PROTOCOL.md v1).
+"""An independent Python peer for the lottery wire protocol (docs/protocol.md v1).
 
 This file is owned by the independent cross-check (tests/independent.rs). It
-is written from the text of PROTOCOL.md and protocol-vectors.txt only, never
+is written from the text of docs/protocol.md and protocol-vectors.txt only, never
 from the Rust sources, so that the Rust central and agency are checked against
 a second reading of the spec. Standard library only (Python 3.11).
 
@@ -1039,7 +1039,7 @@ def ymd(d):
 
 class Probe:
     """Drives a fresh central (winning number 7574) through the edge cases
-    PROTOCOL.md settles, checking every reply; see `run` for the cases.
+    docs/protocol.md settles, checking every reply; see `run` for the cases.
     Checks go on after a mismatch, so one run lists every discrepancy."""
 
     def __init__(self, args):
