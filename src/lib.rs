@@ -7,9 +7,8 @@
 //!
 //! 0. [`support`]: settings, the open-files limit, a loopback port, log
 //!    budgets, a deadline heap: nothing of the lottery in them.
-//! 1. [`wire`]: `docs/protocol.md` byte for byte: codes, decoder, encoders,
-//!    owned replies (pure).
-//! 2. [`bets`]: what a valid bet is, and an agency's CSV file (pure).
+//! 1. [`wire`] and 2. [`bets`]: the wire and the bet rules, from the
+//!    `lottery-proto` crate (`proto/`), which the agency shares.
 //! 3. [`store`]: where the bets are kept, behind one seam (`bets.csv` and
 //!    its journal: group commit and recovery); [`net`]: plain TCP or mutual
 //!    TLS, certificates, the listening socket.
@@ -25,7 +24,8 @@
 //! `lottery-server` (`src/main.rs`) only reads the config, starts logging and
 //! calls [`server::Server::run`], so tests can run a central in-process.
 
-pub mod bets;
+pub use lottery_proto::{bets, wire};
+
 pub mod central;
 pub mod config;
 pub mod connections;
@@ -35,4 +35,3 @@ pub mod shutdown;
 pub mod start;
 pub mod store;
 pub mod support;
-pub mod wire;

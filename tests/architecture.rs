@@ -208,25 +208,32 @@ fn upward_imports(src: &Path) -> Vec<String> {
 }
 
 #[test]
-fn every_import_of_the_central_points_down_a_floor_or_within_its_folder() {
-    let src = crate_dir("src");
+fn every_import_of_the_central_and_of_the_shared_crate_points_down_a_floor_or_within_its_folder() {
+    // The floors `wire` and `bets` (and part of `support`) are the shared
+    // crate's (`proto/`), re-exported by the central under the same names:
+    // one set of floors for both crates.
+    let (src, proto) = (crate_dir("src"), crate_dir("proto/src"));
     for folder in FLOORS.iter().flat_map(|f| f.iter()) {
         assert!(
-            src.join(folder).is_dir(),
-            "src/{folder} is a floor but missing"
+            src.join(folder).is_dir() || proto.join(folder).is_dir(),
+            "{folder} is a floor but missing from src/ and proto/src/"
         );
     }
-    let wrong = upward_imports(&src);
-    assert!(
-        wrong.is_empty(),
-        "imports against the floors:\n{}",
-        wrong.join("\n")
-    );
+    for dir in [&src, &proto] {
+        let wrong = upward_imports(dir);
+        assert!(
+            wrong.is_empty(),
+            "imports against the floors in {}:\n{}",
+            dir.display(),
+            wrong.join("\n")
+        );
+    }
 }
 
 #[test]
-fn no_module_of_the_central_the_agency_or_the_bench_imports_itself_round_a_circle() {
-    for dir in ["src", "client-rs/src", "bench/src"] {
+fn no_module_of_the_central_the_shared_crate_the_agency_or_the_bench_imports_itself_round_a_circle()
+{
+    for dir in ["src", "proto/src", "client-rs/src", "bench/src"] {
         let found = circles(&graph(&crate_dir(dir)));
         assert!(found.is_empty(), "circles in {dir}:\n{}", found.join("\n"));
     }

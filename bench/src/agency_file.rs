@@ -4,15 +4,15 @@
 //! needed (a comma, a double quote or a line break in a field), which is what
 //! Python's `csv` module writes with `QUOTE_MINIMAL` and `lineterminator='\n'`
 //! and what it reads back unchanged. Read with the central's own row rules
-//! ([`lottery::bets::bet::parse_row`]), accepting CRLF too, as the course's files use it.
+//! ([`lottery_proto::bets::bet::parse_row`]), accepting CRLF too, as the course's files use it.
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use lottery::bets::agency_file::{Row, RowError, Rows, born_after};
-use lottery::bets::bet::{Bet, BetError, format_date, today};
+use lottery_proto::bets::agency_file::{Row, RowError, Rows, born_after};
+use lottery_proto::bets::bet::{Bet, BetError, format_date, today};
 
 use crate::synth::{Synth, SynthBet};
 

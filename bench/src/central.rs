@@ -66,7 +66,7 @@ impl Central {
             );
         }
         let dir = fresh_dir()?;
-        let port = lottery::support::loopback::free_port()?;
+        let port = lottery_proto::support::loopback::free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let bets_file = dir.join("bets.csv");
         let log_path = dir.join("central.log");

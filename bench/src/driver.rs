@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use indicatif::ProgressBar;
-use lottery::wire;
-use lottery::wire::reply::Reply;
+use lottery_proto::wire;
+use lottery_proto::wire::reply::Reply;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use lottery::wire;
+use lottery_proto::wire;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::cpus;

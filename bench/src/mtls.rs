@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::thread;
 
 use anyhow::{Context, Result};
-use lottery::net::certs::Authority;
-use lottery::net::tls::{self, Pem};
+use lottery_proto::certs::Authority;
+use lottery_proto::tls::{self, Pem};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 

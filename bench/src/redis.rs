@@ -15,9 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use lottery::bets::bet;
-use lottery::store::csv::push_row;
-use lottery::wire::BetFields;
+use lottery_proto::bets::bet;
+use lottery_proto::bets::row::push_row;
+use lottery_proto::wire::BetFields;
 
 use crate::synth::Synth;
 
@@ -102,7 +102,7 @@ pub struct RedisServer {
 impl RedisServer {
     pub fn start(server: &Path, dir: &Path) -> Result<RedisServer> {
         std::fs::create_dir_all(dir)?;
-        let port = lottery::support::loopback::free_port()?;
+        let port = lottery_proto::support::loopback::free_port()?;
         let child = Command::new(server)
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--appendonly", "yes", "--appendfsync", "always"])

@@ -16,8 +16,8 @@
 //! with leading zeros; birthdates from 1930 to 2005. Nothing allocates per
 //! bet: names borrow from tables, the document lives in the bet itself.
 
-use lottery::bets::bet::{Bet, civil_from_days};
-use lottery::wire::{BetRef, Date};
+use lottery_proto::bets::bet::{Bet, civil_from_days};
+use lottery_proto::wire::{BetRef, Date};
 
 /// The draw's number unless the central is configured otherwise.
 pub const DEFAULT_WINNING_NUMBER: u16 = 7574;
@@ -68,7 +68,7 @@ impl Synth {
     /// Uses another winning number (the central's `WINNING_NUMBER`).
     pub fn with_winning_number(mut self, number: u16) -> Synth {
         assert!(
-            number <= lottery::bets::bet::MAX_NUMBER,
+            number <= lottery_proto::bets::bet::MAX_NUMBER,
             "winning number above 9999"
         );
         self.winning_number = number;
@@ -305,7 +305,7 @@ const LAST_NAMES: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lottery::bets::bet::{is_calendar_date, parse_row, today};
+    use lottery_proto::bets::bet::{is_calendar_date, parse_row, today};
 
     fn all_bets(synth: &Synth, agency: u32) -> Vec<Bet> {
         synth.bets_of(agency).map(|b| b.to_bet()).collect()
@@ -381,7 +381,7 @@ mod tests {
         let today = today();
         for bet in s.bets_of(1) {
             let number = bet.number.to_string();
-            let date = lottery::bets::bet::format_date(bet.birthdate);
+            let date = lottery_proto::bets::bet::format_date(bet.birthdate);
             let row = [
                 bet.first_name,
                 bet.last_name,

@@ -126,7 +126,7 @@ impl TlsStream {
             let _ = self.flush_tls();
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("TLS: {}", lottery::net::tls::handshake_error(&e)),
+                format!("TLS: {}", lottery_proto::tls::handshake_error(&e)),
             ));
         }
         Ok(())

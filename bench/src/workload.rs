@@ -10,7 +10,7 @@ use std::path::Path;
 use std::thread;
 
 use anyhow::{Context, Result, bail};
-use lottery::wire::{BET_FIXED, BetRef, batch_fits, encode_batch};
+use lottery_proto::wire::{BET_FIXED, BetRef, batch_fits, encode_batch};
 
 use crate::agency_file::{file_name, read_agency_file};
 use crate::synth::Synth;
@@ -180,7 +180,7 @@ fn encode_agency<T>(
 mod tests {
     use super::*;
     use crate::synth::WinnerPlan;
-    use lottery::wire::{Frame, MAX_FRAME, decode};
+    use lottery_proto::wire::{Frame, MAX_FRAME, decode};
 
     #[test]
     fn batches_fill_frames_and_replay_every_bet_in_order() {

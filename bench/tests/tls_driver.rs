@@ -15,12 +15,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use lottery::net::tls::{self, Pem};
-use lottery::wire::{self, Frame};
 use lottery_bench::driver::{self, DriverOptions};
 use lottery_bench::mtls::TlsSetup;
 use lottery_bench::synth::{DEFAULT_WINNING_NUMBER, Synth, WinnerPlan};
 use lottery_bench::workload::Workload;
+use lottery_proto::tls::{self, Pem};
+use lottery_proto::wire::{self, Frame};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 /// What every connection of the fake central shares.

@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
-use lottery::wire::{self, ErrorCode, MAX_FRAME};
+use lottery_proto::wire::{self, ErrorCode, MAX_FRAME};
 
 use crate::batch::{self, Batch};
 use crate::bets::Bets;

@@ -5,7 +5,7 @@
 //! forces fewer. Pure code: which bets go in the batch starting at a
 //! position, and its bytes.
 
-use lottery::wire;
+use lottery_proto::wire;
 
 use crate::bets::Bets;
 
@@ -66,8 +66,8 @@ pub fn to_u32(position: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lottery::bets::bet::Bet;
-    use lottery::wire::{Date, Frame, MAX_FRAME};
+    use lottery_proto::bets::bet::Bet;
+    use lottery_proto::wire::{Date, Frame, MAX_FRAME};
 
     fn bets(n: usize, name_len: usize) -> Bets {
         let mut bets = Bets::default();

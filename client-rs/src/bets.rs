@@ -7,8 +7,8 @@
 //! third of the memory of one `Bet` with three `String`s per row, which
 //! matters for agencies with a million rows.
 
-use lottery::bets::bet::Bet;
-use lottery::wire::{BetRef, Date};
+use lottery_proto::bets::bet::Bet;
+use lottery_proto::wire::{BetRef, Date};
 
 #[derive(Clone, Debug, Default)]
 pub struct Bets {
@@ -29,7 +29,7 @@ struct Row {
 }
 
 impl Bets {
-    /// Appends a bet that passed `lottery::bets::bet::parse_row`.
+    /// Appends a bet that passed `lottery_proto::bets::bet::parse_row`.
     pub fn push(&mut self, bet: &Bet) {
         let len = |s: &str| u8::try_from(s.len()).expect("a valid bet's fields fit a str8");
         let row = Row {

@@ -2,7 +2,7 @@
 //! nacimiento,numero`, no header, CRLF or LF, UTF-8, fields may be quoted)
 //! or the one bet of the environment, into [`Bets`].
 //!
-//! The file is read by `lottery::bets::agency_file`, with the central's own rules
+//! The file is read by `lottery_proto::bets::agency_file`, with the central's own rules
 //! except the day's, so a bad row is never sent: it is logged with its line
 //! number and the reason, skipped, and counted in [`Loaded::invalid`] so
 //! that `main` can end the run with exit code 2 once everything else is done.
@@ -19,9 +19,9 @@ use std::io::Read;
 use std::path::Path;
 
 use log::{error, info, warn};
-use lottery::bets::agency_file::{self, Rows};
-use lottery::bets::bet::format_date;
-use lottery::wire::Date;
+use lottery_proto::bets::agency_file::{self, Rows};
+use lottery_proto::bets::bet::format_date;
+use lottery_proto::wire::Date;
 
 use crate::bets::Bets;
 use crate::config::BetSource;
@@ -147,7 +147,12 @@ pub fn read_csv(input: impl Read, today: Date, stop: &Stop) -> Result<Loaded, Lo
 
 /// Marks `bet`, the next of the stream, as held back if it is the first
 /// born after `today`.
-fn note_if_held(loaded: &mut Loaded, bet: &lottery::bets::bet::Bet, today: Date, place: &str) {
+fn note_if_held(
+    loaded: &mut Loaded,
+    bet: &lottery_proto::bets::bet::Bet,
+    today: Date,
+    place: &str,
+) {
     if loaded.held_from.is_none() && agency_file::born_after(bet, today) {
         loaded.held_from = Some(loaded.bets.len());
         let date = format_date(bet.birthdate);

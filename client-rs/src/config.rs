@@ -1,6 +1,6 @@
 //! The agency's settings: `config.yaml` (the course's keys), then `CLI_*`
 //! environment variables, which win (the layering and its errors are
-//! `lottery::support::settings`, shared with the central's `config.ini`).
+//! `lottery_proto::support::settings`, shared with the central's `config.ini`).
 //!
 //! Every value is checked here, at start-up, so that a bad one is a clear
 //! error naming the key, its source and the value (exit code 2 in `main`)
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use log::LevelFilter;
-use lottery::support::settings::Setting;
+use lottery_proto::support::settings::Setting;
 use serde::Deserialize;
 
 use crate::logfmt::clean;
@@ -126,7 +126,7 @@ const TLS_KEYS: [(&str, &str); 3] = [
     ("tls.key", "CLI_TLS_KEY"),
 ];
 
-pub use lottery::support::settings::ConfigError;
+pub use lottery_proto::support::settings::ConfigError;
 
 /// The YAML keys and the variables that override them.
 const KEYS: &[(&str, &str)] = &[
@@ -524,7 +524,7 @@ fn single_bet(env: &impl Fn(&str) -> Option<String>) -> Result<Option<[String; 5
 mod tests {
     use super::*;
 
-    use lottery::support::settings::env_of as env;
+    use lottery_proto::support::settings::env_of as env;
 
     const COURSE_YAML: &str = "server:\n  address: \"server:12345\"\nloop:\n  amount: 5\n  period: \"5s\"\nlog:\n  level: \"info\"\nbatch:\n  maxAmount: 120\n";
 

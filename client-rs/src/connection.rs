@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use socket2::{SockRef, TcpKeepalive};
 
-use lottery::wire;
-pub use lottery::wire::reply::Reply;
+use lottery_proto::wire;
+pub use lottery_proto::wire::reply::Reply;
 
 use crate::stop::Stop;
 use crate::transport::{self, Failed, Tls, Transport, is_wait};
@@ -368,8 +368,8 @@ mod tests {
 
     // --- Mutual TLS, against a small rustls central on loopback.
 
-    use lottery::net::certs::{Authority, Issued, Leaf};
-    use lottery::net::tls::{self as lottery_tls, Pem};
+    use lottery_proto::certs::{Authority, Issued, Leaf};
+    use lottery_proto::tls::{self as lottery_tls, Pem};
     use rustls::{ServerConnection, StreamOwned};
 
     /// A CA, the central's certificate for `names` and agency 1's.

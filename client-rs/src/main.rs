@@ -92,7 +92,7 @@ fn main() -> ExitCode {
     };
     info!("action: config | result: success | {}", config.describe());
 
-    let loaded = match bets_file::load(&config.bets, lottery::bets::bet::today(), &stop) {
+    let loaded = match bets_file::load(&config.bets, lottery_proto::bets::bet::today(), &stop) {
         Ok(loaded) => loaded,
         Err(LoadError::Stopped) => {
             log_shutdown(stop.requested().unwrap_or("signal"), 0);

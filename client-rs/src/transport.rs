@@ -21,7 +21,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lottery::net::tls::{self, Pem, TlsError};
+use lottery_proto::tls::{self, Pem, TlsError};
 use rustls::pki_types::ServerName;
 use rustls::{AlertDescription, ClientConfig, ClientConnection, StreamOwned};
 
@@ -275,10 +275,15 @@ mod tests {
         assert!(looks_like_tls(&[0x16, 0x03, 0x01]));
         assert!(!looks_like_tls(&[0x15, 0x03]));
         let mut ack = Vec::new();
-        lottery::wire::encode_ack(&mut ack, 1, 10);
+        lottery_proto::wire::encode_ack(&mut ack, 1, 10);
         assert!(!looks_like_tls(&ack));
         let mut error = Vec::new();
-        lottery::wire::encode_error(&mut error, lottery::wire::ErrorCode::Forbidden, 2, "no");
+        lottery_proto::wire::encode_error(
+            &mut error,
+            lottery_proto::wire::ErrorCode::Forbidden,
+            2,
+            "no",
+        );
         assert!(!looks_like_tls(&error));
     }
 

@@ -159,7 +159,7 @@ fn run(args: &Args) -> Result<String> {
         (None, None) => 1_000,
     };
     // A central started by the bench inherits the raised limit.
-    let fds = lottery::support::limits::raise_open_files(u64::from(agencies) + 256)?;
+    let fds = lottery_proto::support::limits::raise_open_files(u64::from(agencies) + 256)?;
     ensure!(
         fds >= u64::from(agencies) + 32,
         "{agencies} agencies need more open files than the limit of {fds} (raise `ulimit -Hn`)"
@@ -323,7 +323,7 @@ fn play_one(
 /// Times the floor on as many socket pairs as the open-files limit allows
 /// (up to `parked`), and prints the central's wake-up as a ratio to it.
 fn print_floor(parked: usize, central_ms: f64, cost: &RunCosts, pin: bool) -> Result<()> {
-    let limit = lottery::support::limits::raise_open_files(2 * parked as u64 + 64)?;
+    let limit = lottery_proto::support::limits::raise_open_files(2 * parked as u64 + 64)?;
     let sockets = parked.min((limit.saturating_sub(64) / 2) as usize).max(1);
     let floor = floor::measure(sockets, pin)?;
     let floor_ms = floor.ms_for(parked);

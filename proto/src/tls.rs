@@ -503,7 +503,7 @@ mod tests {
     use rustls::{ClientConnection, ConnectionCommon, ServerConnection, SideData};
 
     use super::*;
-    use crate::net::certs::{Authority, Issued, Leaf, Usage};
+    use crate::certs::{Authority, Issued, Leaf, Usage};
 
     const AGENCIES: u32 = 5;
 
