@@ -889,15 +889,17 @@ fn a_database_found_set_back_at_a_reconnect_stops_the_central_and_nothing_more_i
     else {
         return;
     };
+    // The central's sessions cut while the bets are locked and being
+    // deleted: whenever it connects again (its store's thread does so by
+    // itself), its first read waits for the lock and finds them gone.
     let mut client = pg.client();
     client
         .batch_execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            "BEGIN; LOCK TABLE lottery.bets IN ACCESS EXCLUSIVE MODE; \
+             DELETE FROM lottery.bets WHERE agency = 1 AND position >= 150; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid(); COMMIT",
         )
-        .unwrap();
-    client
-        .batch_execute("DELETE FROM lottery.bets WHERE agency = 1 AND position >= 150")
         .unwrap();
     let logs =
         never_acked_until_it_stops(&mut central, &mut peer, &batch_frame(1, 200, &bets[200..]));

@@ -144,6 +144,7 @@ impl Worker {
             stalled: false,
             drawn_told: false,
             unread: Vec::new(),
+            set_back_logged: false,
         };
         let thread = std::thread::Builder::new()
             .name("lottery-store".into())
@@ -228,6 +229,8 @@ struct Committer {
     drawn_told: bool,
     /// Agencies whose counts the loop asked for and could not be read yet.
     unread: Vec<u32>,
+    /// A set-back found between commits was logged (once).
+    set_back_logged: bool,
 }
 
 /// The thread's connections: the commits' sessions and one for the reads.
@@ -322,8 +325,10 @@ impl Committer {
                 }
                 Err(e) => {
                     self.backoff.failed(Instant::now());
-                    if e.fatal {
-                        // The next commit finds it again and stops the central.
+                    if e.fatal && !self.set_back_logged {
+                        // Once: the next commit finds it again and stops
+                        // the central.
+                        self.set_back_logged = true;
                         error!(
                             "action: leer_base | result: fail | error: {}",
                             e.to_string().replace('|', "/")
