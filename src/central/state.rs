@@ -19,10 +19,11 @@ use log::{debug, error, info, log_enabled, warn};
 
 use super::lottery::{DoneVerdict, Lottery};
 use crate::bets::bet::{self, InvalidBet};
+use crate::observe::figures::Figures;
 use crate::store::open::{self, OpenError, StoreSettings};
 use crate::store::seam::{BatchToStage, CommitError, CommitStats, Started, Store};
 use crate::support::log_budget::Tally;
-use crate::wire::{Bets, Date};
+use crate::wire::{Bets, Date, ErrorCode};
 
 /// What this iteration staged, kept to be logged after its commit.
 #[derive(Debug, Default)]
@@ -64,6 +65,10 @@ pub struct Central {
     failed_commits: u64,
     /// A commit is under way on the store's thread.
     under_way: bool,
+    /// When the store's commit under way (or just done) started.
+    commit_started: Instant,
+    /// What `/metrics` shows of the batches and commits.
+    figures: Figures,
 }
 
 impl Central {
@@ -91,11 +96,23 @@ impl Central {
             group: Group::default(),
             failed_commits: 0,
             under_way: false,
+            commit_started: Instant::now(),
+            figures: Figures::default(),
         })
     }
 
     pub fn lottery(&self) -> &Lottery {
         &self.lottery
+    }
+
+    /// The counts of batches and commits, for `/metrics`.
+    pub fn figures(&self) -> &Figures {
+        &self.figures
+    }
+
+    /// A batch was answered `ERROR code`.
+    pub fn count_refused(&mut self, code: ErrorCode) {
+        self.figures.batch_refused(code as u8);
     }
 
     /// The date bets' birthdates are checked against.
@@ -180,6 +197,7 @@ impl Central {
                 fatal: None,
             });
         }
+        self.commit_started = Instant::now();
         match self.store.start_commit(self.lottery.draw_pending()) {
             Started::Done(finished) => Some(self.settle(finished.result, finished.winners)),
             Started::Pending => {
@@ -239,6 +257,17 @@ impl Central {
         winners: Option<Result<Vec<Vec<Box<str>>>, CommitError>>,
     ) -> Commit {
         let mut fatal = None;
+        let took = self.commit_started.elapsed();
+        let recovered = result.is_ok() && self.failed_commits > 0;
+        if let Ok(stats) = &result {
+            debug!(
+                "action: commit_grupo | result: success | apuestas: {} | cierres: {} | ms: {:.3}",
+                stats.bets,
+                stats.closes,
+                took.as_secs_f64() * 1000.0
+            );
+        }
+        self.figures.commit_over(result.is_ok(), took, recovered);
         let committed = match result {
             Ok(_) => {
                 if self.failed_commits > 0 {
@@ -315,6 +344,9 @@ impl Central {
         let retried = std::mem::take(&mut self.group.retried);
         if committed {
             self.group.retries.add(retried);
+            self.figures.batches_retried += retried;
+        } else {
+            self.figures.batches_refused[ErrorCode::Storage as usize] += retried;
         }
         if !self.group.retries.is_empty()
             && let Some(n) = self.group.retries.take_due(Instant::now())
@@ -322,6 +354,11 @@ impl Central {
             info!("action: lotes_reintentados | result: success | lotes: {n}");
         }
         for (agency, stored) in self.group.batches.drain(..) {
+            if committed {
+                self.figures.batch_stored(stored);
+            } else {
+                self.figures.batch_refused(ErrorCode::Storage as u8);
+            }
             if committed {
                 info!("action: apuesta_recibida | result: success | cantidad: {stored}");
             } else {
