@@ -356,12 +356,9 @@ impl Central {
         for (agency, stored) in self.group.batches.drain(..) {
             if committed {
                 self.figures.batch_stored(stored);
-            } else {
-                self.figures.batch_refused(ErrorCode::Storage as u8);
-            }
-            if committed {
                 info!("action: apuesta_recibida | result: success | cantidad: {stored}");
             } else {
+                self.figures.batch_refused(ErrorCode::Storage as u8);
                 warn!(
                     "action: apuesta_recibida | result: fail | cantidad: {stored} | agencia: {agency} | error: STORAGE"
                 );
