@@ -42,7 +42,10 @@ capability (cap_drop: ALL) and without gaining privileges
          and central.env (STORAGE=, for the central), which the compose
          file names as env_file.
 
-The central gets AGENCIES=N and keeps its bets and journal in an anonymous
+The central gets AGENCIES=N and METRICS_PORT=9100 (/metrics, /status and
+a page at /, on the compose network only: no port is published), and a
+healthcheck that runs `/lottery-server --probe` (GET /status on that port);
+the agencies start once it is healthy. It keeps its bets and journal in an anonymous
 volume at /.data/central: they live as long as the deployment (kill,
 stop, restart and `up` again recover them; `down` ends the lottery, and
 `make docker-compose-down` first copies them to .data/lotteries/). Agency i
@@ -238,6 +241,7 @@ services:
     environment:
       - AGENCIES=${agencies}
       - BETS_FILE=/.data/central/bets.csv
+      - METRICS_PORT=9100
 EOF
     if [[ $tls -eq 1 ]]; then
         cat <<EOF
@@ -271,6 +275,13 @@ EOF
 EOF
     fi
     cat <<EOF
+    # The image has no shell: the central's own binary asks it for
+    # GET /status (METRICS_PORT); healthy once the loop answers.
+    healthcheck:
+      test: ["CMD", "/lottery-server", "--probe"]
+      interval: 1s
+      timeout: 5s
+      retries: 300
     networks:
       - lottery_net
 EOF
@@ -366,7 +377,8 @@ EOF
         confined
         cat <<EOF
     depends_on:
-      - server
+      server:
+        condition: service_healthy
 EOF
     done
     cat <<EOF

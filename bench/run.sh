@@ -15,6 +15,11 @@
 #   tls       1,000 agencies x 5,000 bets over plain TCP, then over mutual TLS
 #             (a fresh central each): bets/s of each, the ratio (target: TLS at
 #             least 80% of plain), how long the 1,000 handshakes took
+#   metrics   what the observation port costs: the standard traffic (1,000
+#             agencies x 10,000 bets) with METRICS_PORT off, then on with
+#             GET /metrics every 100 ms, taking turns, best of 3 each, and the
+#             cost in bets/s; then the conn traffic (10,000 parked agencies)
+#             once, scraped every 100 ms, and what the scrapes took
 #   pg        STORAGE=postgres with a synchronous standby (bench/pg.sh), beside
 #             the CSV figure and bare COPYs of the same bets into the same pair
 #   failover  a pg_auto_failover formation on loopback (a monitor, two nodes),
@@ -40,7 +45,7 @@ usage() {
 }
 
 case "$preset" in
-    smoke | course | standard | scale | conn | tls | pg | failover) ;;
+    smoke | course | standard | scale | conn | tls | pg | failover | metrics) ;;
     *) usage ;;
 esac
 
@@ -99,6 +104,32 @@ else:
     line += "; " + lines[3]
 print(line)
 '
+        ;;
+    metrics)
+        # Off and on take turns, so that a drift of the host weighs on both.
+        for run in 1 2 3; do
+            "$bench" --out "$out" --name "metrics-off-$run" --agencies 1000 --bets 10000 "$@" | tee "$out/metrics-off-$run.txt"
+            "$bench" --out "$out" --name "metrics-on-$run" --agencies 1000 --bets 10000 --scrape-ms 100 "$@" 2>&1 | tee "$out/metrics-on-$run.txt"
+        done
+        "$bench" --out "$out" --name metrics-conn --agencies 10000 --bets 100 --scrape-ms 100 "$@" 2>&1 | tee "$out/metrics-conn.txt"
+        python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+def rate(name):
+    lines = [l for l in open(f"{out}/{name}.txt") if l.startswith("bench ")]
+    return float(re.search(r"([0-9.]+) bets/s", lines[-1]).group(1))
+def scrapes(name):
+    m = re.search(r"scrapes: .*", open(f"{out}/{name}.txt").read())
+    return m.group(0) if m else "no scrapes line"
+off = [rate(f"metrics-off-{r}") for r in (1, 2, 3)]
+on = [rate(f"metrics-on-{r}") for r in (1, 2, 3)]
+best_off, best_on = max(off), max(on)
+print("bench metrics: standard best of 3, metrics off %.0f bets/s (runs %s), on and scraped every 100 ms %.0f bets/s (runs %s): cost %.1f%% (target <= 2%%)"
+      % (best_off, ", ".join("%.0f" % r for r in off), best_on, ", ".join("%.0f" % r for r in on), 100 * (best_off - best_on) / best_off))
+print("bench metrics: standard, the last run's " + scrapes("metrics-on-3"))
+conn = [l.strip() for l in open(f"{out}/metrics-conn.txt") if l.startswith("bench ")]
+print("bench metrics: conn scraped every 100 ms: " + (conn[-1] if conn else "no summary line") + "; " + scrapes("metrics-conn"))
+PY
         ;;
     tls)
         # Writes tls-plain.*, tls-tls.* (each run as the other presets do) and

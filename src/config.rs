@@ -66,6 +66,9 @@ pub struct Config {
     /// `STORAGE`: `csv` (default: `BETS_FILE` and `JOURNAL_FILE`) or a
     /// PostgreSQL connection string (`postgres://` or `postgresql://`).
     pub storage: Storage,
+    /// `METRICS_PORT`: the port of `/metrics`, `/status` and the page, on
+    /// `SERVER_IP`; none (the default), and nothing is served.
+    pub metrics_port: Option<u16>,
 }
 
 /// Which backend keeps the bets (`STORAGE`).
@@ -95,6 +98,7 @@ impl Default for Config {
             tls: None,
             tls_handshake_timeout: Duration::from_secs(5),
             storage: Storage::Csv,
+            metrics_port: None,
         }
     }
 }
@@ -121,6 +125,7 @@ pub const KEYS: &[&str] = &[
     "TLS_CLIENT_CA",
     "TLS_HANDSHAKE_TIMEOUT_MS",
     "STORAGE",
+    "METRICS_PORT",
 ];
 
 impl Config {
@@ -257,6 +262,10 @@ impl Config {
         if let Some(setting) = get("STORAGE") {
             config.storage = storage(&setting)?;
         }
+        if let Some(setting) = get("METRICS_PORT") {
+            let port = setting.parse(expectation("METRICS_PORT"), |p: &u16| *p > 0)?;
+            config.metrics_port = Some(port);
+        }
         Ok(config)
     }
 
@@ -309,7 +318,7 @@ impl Config {
         };
         let tls = self.tls.as_ref();
         format!(
-            "server_ip: {} | server_port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | bets_file: {} | journal_file: {} | winning_number: {} | park_timeout_ms: {} | idle_timeout_ms: {} | max_connections: {} | max_parked_per_agency: {} | sync: {} | tls: {} | tls_cert: {} | tls_key: {} | tls_client_ca: {} | tls_handshake_timeout_ms: {} | storage: {}",
+            "server_ip: {} | server_port: {} | listen_backlog: {} | logging_level: {} | agencies: {} | bets_file: {} | journal_file: {} | winning_number: {} | park_timeout_ms: {} | idle_timeout_ms: {} | max_connections: {} | max_parked_per_agency: {} | sync: {} | tls: {} | tls_cert: {} | tls_key: {} | tls_client_ca: {} | tls_handshake_timeout_ms: {} | storage: {} | metrics_port: {}",
             escape(&self.ip),
             self.port,
             self.listen_backlog,
@@ -332,6 +341,8 @@ impl Config {
             path(tls.map(|t| &t.client_ca)),
             self.tls_handshake_timeout.as_millis(),
             escape(&self.storage_shown()),
+            self.metrics_port
+                .map_or_else(|| "-".to_string(), |p| p.to_string()),
         )
     }
 }
@@ -371,7 +382,7 @@ fn storage(setting: &Setting) -> Result<Storage, ConfigError> {
 
 fn expectation(key: &str) -> &'static str {
     match key {
-        "SERVER_PORT" => "expected a port number from 1 to 65535",
+        "SERVER_PORT" | "METRICS_PORT" => "expected a port number from 1 to 65535",
         "WINNING_NUMBER" => "expected a number from 0 to 9999",
         _ => "expected a whole number greater than 0",
     }
@@ -592,7 +603,9 @@ mod tests {
         assert_eq!(c.store(), StoreSettings::Postgres { url: url.into() });
         let d = c.describe();
         assert!(
-            d.ends_with("| storage: postgresql://lot@10.0.0.1:5432,10.0.0.2:5432/bets"),
+            d.contains(
+                "| storage: postgresql://lot@10.0.0.1:5432,10.0.0.2:5432/bets | metrics_port: -"
+            ),
             "{d}"
         );
         assert!(!d.contains("pw"), "{d}");
@@ -610,6 +623,30 @@ mod tests {
                 "{err}"
             );
             assert!(!err.0.contains("pw"), "{err}");
+        }
+    }
+
+    #[test]
+    fn metrics_are_off_unless_a_metrics_port_is_given() {
+        let c = Config::from_sources(None, env(&[])).unwrap();
+        assert_eq!(c.metrics_port, None);
+        assert!(
+            c.describe().ends_with("| metrics_port: -"),
+            "{}",
+            c.describe()
+        );
+        let c = Config::from_sources(Some("[DEFAULT]\nMETRICS_PORT = 9100\n"), env(&[])).unwrap();
+        assert_eq!(c.metrics_port, Some(9100));
+        assert!(c.describe().ends_with("| metrics_port: 9100"));
+        let c = Config::from_sources(
+            Some("[DEFAULT]\nMETRICS_PORT = 9100\n"),
+            env(&[("METRICS_PORT", "9200")]),
+        )
+        .unwrap();
+        assert_eq!(c.metrics_port, Some(9200));
+        for bad in ["0", "http", "70000"] {
+            let err = Config::from_sources(None, env(&[("METRICS_PORT", bad)])).unwrap_err();
+            assert!(err.0.contains("METRICS_PORT"), "{err}");
         }
     }
 

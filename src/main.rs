@@ -1,4 +1,6 @@
 //! `lottery-server`: reads the config, starts logging, runs the central.
+//! `lottery-server --probe`: asks a running central whether it is up
+//! ([`lottery::probe`]), exit 0 if so, 1 if not (a compose healthcheck).
 //!
 //! Exit codes: 0 after a graceful shutdown (SIGTERM or SIGINT), 2 for a bad
 //! configuration (TLS files that cannot be used included), 1 when the files
@@ -18,6 +20,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if std::env::args().nth(1).as_deref() == Some("--probe") {
+        return match lottery::probe::run(&config) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(why) => {
+                eprintln!("lottery-server: unhealthy: {why}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Err(e) = SimpleLogger::new()
         .with_level(config.logging_level)
         .with_utc_timestamps()

@@ -39,16 +39,22 @@ use crate::connections::connection::{Connection, INPUT_CAPACITY, ReadOutcome, St
 use crate::connections::parking::{self, Parking};
 use crate::connections::schedule::Schedule;
 use crate::net::accept::Acceptor;
+use crate::net::accept::ListenError;
 use crate::net::transport::{CloseLog, TlsSetup, Transport};
+use crate::observe::endpoint::Endpoint;
 use crate::shutdown;
 pub use crate::start::StartError;
 use crate::support::deadlines::Timer;
+use crate::watch::{self, Sources, Watch};
 use crate::wire;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 /// The store's waker: a commit under way on its thread is over.
 const STORE: Token = Token(usize::MAX - 3);
+/// The observation port's listener (`METRICS_PORT`); its connections'
+/// tokens are [`Endpoint::owns`]'s.
+const METRICS: Token = Token(usize::MAX - 4);
 /// How often the date is refreshed and a stalled accept retried.
 const TICK: Duration = Duration::from_millis(50);
 /// Reads one connection may do per iteration before others get their turn.
@@ -81,6 +87,9 @@ pub struct Server {
     /// When the draw unparked requests, and how many: the flush of the same
     /// iteration answers them and logs how long that took.
     waking: Option<(Instant, usize)>,
+    /// `/metrics`, `/status` and the page, when `METRICS_PORT` is set.
+    http: Option<Endpoint>,
+    watch: Watch,
 }
 
 impl Server {
@@ -107,11 +116,16 @@ impl Server {
             config.tls_mode()
         );
         let address = acceptor.local_addr();
+        let http = match config.metrics_port {
+            Some(port) => Some(bind_metrics(&config.ip, port, poll.registry())?),
+            None => None,
+        };
         if config.tls.is_none() && !address.ip().is_loopback() {
             warn!(
                 "action: seguridad | result: in_progress | detail: plain TCP on {address}: any host that reaches it can send, close or read the bets of any agency, and read or change them on the wire; mutual TLS (TLS_CERT, TLS_KEY and TLS_CLIENT_CA; generar-compose.sh --tls) authenticates each agency by its certificate and encrypts the link"
             );
         }
+        let watch = Watch::new(config.agencies, central.lottery().drawn());
         Ok(Server {
             poll,
             acceptor,
@@ -132,11 +146,18 @@ impl Server {
             close_log: CloseLog::default(),
             now: Instant::now(),
             waking: None,
+            http,
+            watch,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.acceptor.local_addr()
+    }
+
+    /// The observation port's address, when `METRICS_PORT` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(Endpoint::local_addr)
     }
 
     /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
@@ -167,6 +188,8 @@ impl Server {
                     SIGNALS => stop = stop.or(self.signals.pending().next()),
                     // The commit step below takes the outcome.
                     STORE => {}
+                    METRICS => self.accept_http(),
+                    token if Endpoint::owns(token) => self.serve_http(token),
                     Token(key) => {
                         if let Some(conn) = self.connections.get_mut(key) {
                             if event.is_read_closed() || event.is_error() {
@@ -192,6 +215,12 @@ impl Server {
                 if self.acceptor.take_stalled() {
                     self.accept();
                 }
+                if let Some(http) = &mut self.http {
+                    http.expire(self.poll.registry(), self.now);
+                    // Retries an accept an error cut short: the listener
+                    // does not report the queued connections again.
+                    http.accept(self.poll.registry(), self.now);
+                }
                 next_tick = self.now + TICK;
             }
             self.expire_deadlines();
@@ -210,6 +239,7 @@ impl Server {
             self.poll.registry(),
         );
         let (next_id, now, tls) = (&mut self.next_id, self.now, self.tls.as_ref());
+        let watch = &mut self.watch;
         self.acceptor
             .accept(connections.len(), now, |socket, peer| {
                 let entry = connections.vacant_entry();
@@ -218,6 +248,7 @@ impl Server {
                 let mut conn = Connection::new(transport, peer, *next_id, now);
                 conn.register(registry, Token(key))?;
                 *next_id += 1;
+                watch.accepted();
                 let conn = entry.insert(conn);
                 // Read its first request now, not after this commit (a whole
                 // fsync more on a slow disk).
@@ -323,6 +354,7 @@ impl Server {
                             used += n;
                             let verdict = requests::handle(frame, &mut self.central, &mut r);
                             conn.progress(self.now);
+                            self.watch.activity(conn.agency(), self.now);
                             verdict
                         }
                         Err(e) => requests::malformed(e, r.peer, r.replies),
@@ -374,6 +406,9 @@ impl Server {
         let (connections, schedule) = (&mut self.connections, &mut self.schedule);
         let (central, parking) = (&mut self.central, &mut self.parking);
         let settled = commit_group(central, connections, parking, schedule, self.now);
+        if settled.woken.is_some() {
+            self.watch.drawn(self.now);
+        }
         self.waking = settled.woken;
         settled.fatal
     }
@@ -464,11 +499,65 @@ impl Server {
     /// naming it elsewhere go stale.
     fn close(&mut self, key: usize) {
         let mut conn = self.connections.remove(key);
+        self.watch.closed(conn.traffic());
         self.parking.forget(&conn);
         conn.close_notify();
         conn.deregister(self.poll.registry());
         conn.log_closed();
     }
+}
+
+impl Server {
+    fn accept_http(&mut self) {
+        if let Some(http) = &mut self.http {
+            http.accept(self.poll.registry(), self.now);
+        }
+    }
+
+    /// Reads, answers and writes one observation connection; a snapshot
+    /// is taken only when its request asks for one.
+    fn serve_http(&mut self, token: Token) {
+        let Some(http) = &mut self.http else {
+            return;
+        };
+        let sources = Sources {
+            central: &self.central,
+            connections: &self.connections,
+            parked: self.parking.len(),
+            refused: self.acceptor.refused(),
+            tls_handshakes_failed: self.close_log.handshakes_failed(),
+            http_refused: http.refused(),
+        };
+        let watch = &self.watch;
+        http.ready(token, self.poll.registry(), self.now, |route| {
+            watch::render(route, || watch.snapshot(sources))
+        });
+    }
+}
+
+/// Binds the observation port on `ip` (`SERVER_IP`) and `port`.
+fn bind_metrics(ip: &str, port: u16, registry: &mio::Registry) -> Result<Endpoint, StartError> {
+    let fail = |error| {
+        StartError::Listen(ListenError {
+            address: format!("{ip}:{port}"),
+            error,
+        })
+    };
+    let address = std::net::ToSocketAddrs::to_socket_addrs(&(ip, port))
+        .map_err(fail)?
+        .next()
+        .ok_or_else(|| {
+            fail(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the name has no address",
+            ))
+        })?;
+    let endpoint = Endpoint::bind(address, registry, METRICS).map_err(fail)?;
+    info!(
+        "action: escuchar_metricas | result: success | address: {} | rutas: /metrics /status /",
+        endpoint.local_addr()
+    );
+    Ok(endpoint)
 }
 
 /// Whether a request stages bets or a close (so waits while a commit is

@@ -17,7 +17,7 @@ const FLOORS: &[&[&str]] = &[
     &["support"],
     &["wire"],
     &["bets"],
-    &["store", "net"],
+    &["store", "net", "observe"],
     &["central"],
     &["connections"],
 ];

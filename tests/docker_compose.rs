@@ -669,6 +669,8 @@ fn generar_compose_writes_the_central_and_n_agencies_on_one_network() {
         "image: server:latest",
         "- AGENCIES=3",
         "- BETS_FILE=/.data/central/bets.csv",
+        "- METRICS_PORT=9100",
+        "test: [\"CMD\", \"/lottery-server\", \"--probe\"]",
         "- ./compose/server/config.ini:/config.ini:ro",
         "- /.data/central",
         "lottery_net: {}",
@@ -686,6 +688,12 @@ fn generar_compose_writes_the_central_and_n_agencies_on_one_network() {
         }
     }
     assert!(!text.contains("client4"), "a fourth agency in:\n{text}");
+    // The agencies start once the central's healthcheck passes.
+    for service in ["client1", "client2", "client3"] {
+        let block = service_block(&text, service) + "\n";
+        let waits = "\n    depends_on:\n      server:\n        condition: service_healthy\n";
+        assert!(block.contains(waits), "no `{waits}` in:\n{block}");
+    }
     // Every service without any capability nor a way to gain privileges
     // (the images' USER is not root).
     for service in ["server", "client1", "client2", "client3"] {

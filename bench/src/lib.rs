@@ -12,6 +12,7 @@
 //! - [`driver`]: the agencies on the wire, one mio loop, and what it observed.
 //! - [`redis`]: Redis with appendfsync always on the same bets, beside the central.
 //! - [`floor`]: the kernel's floor for answering N parked sockets, to compare the central's wake-up with.
+//! - [`scrape`]: `GET /metrics` every N ms during a run, and what the scrapes took.
 //! - [`report`]: the figures of a run: table, JSON, summary line.
 //! - [`chart`]: throughput and latency over time, as SVG and PNG.
 //!
@@ -27,6 +28,7 @@ pub mod mtls;
 pub mod procfs;
 pub mod redis;
 pub mod report;
+pub mod scrape;
 pub mod synth;
 pub mod transport;
 pub mod workload;

@@ -211,6 +211,12 @@ impl Lottery {
         self.agency(agency).map(|a| a.stored)
     }
 
+    /// The agency's durable stored count, and whether its close is durable.
+    pub fn durable(&self, agency: u32) -> Option<(u32, bool)> {
+        self.agency(agency)
+            .map(|a| (a.durable_stored, a.durable_closed))
+    }
+
     /// The agency's durable winners, in stored order.
     pub fn winners(&self, agency: u32) -> Option<&[Box<str>]> {
         self.agency(agency).map(|a| &a.winners[..a.durable_winners])

@@ -209,6 +209,20 @@ fn batch(
     first: u32,
     bets: wire::Bets<'_>,
 ) {
+    if let Err(code) = answer_batch(central, log, replies, agency, first, bets) {
+        central.count_refused(code);
+    }
+}
+
+/// Answers a BATCH; `Err` with the code it was refused with.
+fn answer_batch(
+    central: &mut Central,
+    log: &mut RequestLog,
+    replies: &mut Replies,
+    agency: u32,
+    first: u32,
+    bets: wire::Bets<'_>,
+) -> Result<(), ErrorCode> {
     let count = bets.len();
     let verdict = central.lottery().check_batch(agency, first, count);
     if let BatchVerdict::Refuse(r) = verdict
@@ -233,9 +247,13 @@ fn batch(
         BatchVerdict::AlreadyStored { stored } => {
             central.stage_retry();
             replies.push(true, |out| wire::encode_ack(out, agency, stored));
+            Ok(())
         }
         BatchVerdict::Store { skip } => match central.stage_bets(agency, first, bets, skip) {
-            Ok(stored) => replies.push(true, |out| wire::encode_ack(out, agency, stored)),
+            Ok(stored) => {
+                replies.push(true, |out| wire::encode_ack(out, agency, stored));
+                Ok(())
+            }
             Err(invalid) => refuse_invalid_bet(log, replies, agency, count, invalid),
         },
     }
@@ -247,7 +265,7 @@ fn refuse_invalid_bet(
     agency: u32,
     count: usize,
     invalid: InvalidBet,
-) {
+) -> Result<(), ErrorCode> {
     let refusal = Refusal {
         code: ErrorCode::InvalidBet,
         detail: invalid.index as u32,
@@ -264,7 +282,7 @@ fn refuse_batch(
     count: usize,
     r: Refusal,
     message: &str,
-) {
+) -> Result<(), ErrorCode> {
     if log.line() {
         warn!(
             "action: apuesta_recibida | result: fail | cantidad: {count} | agencia: {agency} | error: {} | detail: {} | motivo: {message}",
@@ -276,6 +294,7 @@ fn refuse_batch(
     replies.push(durable, |out| {
         wire::encode_error(out, r.code, r.detail, message)
     });
+    Err(r.code)
 }
 
 fn done(

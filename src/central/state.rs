@@ -19,12 +19,13 @@ use log::{debug, error, info, log_enabled, warn};
 
 use super::lottery::{DoneVerdict, Lottery};
 use crate::bets::bet::{self, InvalidBet};
+use crate::observe::figures::Figures;
 use crate::store::open::{self, OpenError, StoreSettings};
 use crate::store::seam::{
     BatchToStage, CommitError, CommitStats, News, RecoveredAgency, Started, Store,
 };
 use crate::support::log_budget::Tally;
-use crate::wire::{Bets, Date};
+use crate::wire::{Bets, Date, ErrorCode};
 
 /// What this iteration staged, kept to be logged after its commit.
 #[derive(Debug, Default)]
@@ -105,6 +106,10 @@ pub struct Central {
     /// other centrals also write; and those to ask for.
     reading: Vec<Reading>,
     wanted: Vec<u32>,
+    /// When the store's commit under way (or just done) started.
+    commit_started: Instant,
+    /// What `/metrics` shows of the batches and commits.
+    figures: Figures,
 }
 
 impl Central {
@@ -137,11 +142,23 @@ impl Central {
             under_way: false,
             reading: vec![Reading::Idle; agencies as usize],
             wanted: Vec::new(),
+            commit_started: Instant::now(),
+            figures: Figures::default(),
         })
     }
 
     pub fn lottery(&self) -> &Lottery {
         &self.lottery
+    }
+
+    /// The counts of batches and commits, for `/metrics`.
+    pub fn figures(&self) -> &Figures {
+        &self.figures
+    }
+
+    /// A batch was answered `ERROR code`.
+    pub fn count_refused(&mut self, code: ErrorCode) {
+        self.figures.batch_refused(code as u8);
     }
 
     /// The date bets' birthdates are checked against.
@@ -323,6 +340,7 @@ impl Central {
                 fatal: None,
             });
         }
+        self.commit_started = Instant::now();
         match self.store.start_commit(self.lottery.draw_pending()) {
             Started::Done(finished) => Some(self.settle(finished.result, finished.drawn)),
             Started::Pending => {
@@ -382,6 +400,17 @@ impl Central {
         drawn: Option<Result<Vec<RecoveredAgency>, CommitError>>,
     ) -> Commit {
         let mut fatal = None;
+        let took = self.commit_started.elapsed();
+        let recovered = result.is_ok() && self.failed_commits > 0;
+        if let Ok(stats) = &result {
+            debug!(
+                "action: commit_grupo | result: success | apuestas: {} | cierres: {} | ms: {:.3}",
+                stats.bets,
+                stats.closes,
+                took.as_secs_f64() * 1000.0
+            );
+        }
+        self.figures.commit_over(result.is_ok(), took, recovered);
         let committed = match result {
             Ok(_) => {
                 if self.failed_commits > 0 {
@@ -446,6 +475,9 @@ impl Central {
         let retried = std::mem::take(&mut self.group.retried);
         if committed {
             self.group.retries.add(retried);
+            self.figures.batches_retried += retried;
+        } else {
+            self.figures.batches_refused[ErrorCode::Storage as usize] += retried;
         }
         if !self.group.retries.is_empty()
             && let Some(n) = self.group.retries.take_due(Instant::now())
@@ -454,8 +486,10 @@ impl Central {
         }
         for (agency, stored) in self.group.batches.drain(..) {
             if committed {
+                self.figures.batch_stored(stored);
                 info!("action: apuesta_recibida | result: success | cantidad: {stored}");
             } else {
+                self.figures.batch_refused(ErrorCode::Storage as u8);
                 warn!(
                     "action: apuesta_recibida | result: fail | cantidad: {stored} | agencia: {agency} | error: STORAGE"
                 );

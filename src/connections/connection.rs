@@ -109,6 +109,22 @@ pub struct Connection {
     /// Marks kept by [`crate::connections::schedule::Schedule`], its only writer.
     pub(crate) marks: Marks,
     log: RequestLog,
+    /// Bytes read (after TLS) and written (before TLS) since the accept.
+    traffic: Traffic,
+}
+
+/// Bytes a connection read and wrote, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub received: u64,
+    pub sent: u64,
+}
+
+impl std::ops::AddAssign for Traffic {
+    fn add_assign(&mut self, other: Traffic) {
+        self.received += other.received;
+        self.sent += other.sent;
+    }
 }
 
 /// Where the loop has listed a connection; written only by the schedule.
@@ -147,6 +163,7 @@ impl Connection {
             last_progress: now,
             marks: Marks::default(),
             log: RequestLog::default(),
+            traffic: Traffic::default(),
         }
     }
 
@@ -156,6 +173,11 @@ impl Connection {
 
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// Bytes read and written since the accept.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
     }
 
     /// The agency this connection acts for, once bound.
@@ -318,6 +340,7 @@ impl Connection {
                     return Ok(ReadOutcome::Closed);
                 }
                 Ok(n) => {
+                    self.traffic.received += n as u64;
                     self.input.extend_from_slice(&scratch[..n]);
                     if n < room && self.transport.short_read_drains() && !self.read_closed {
                         // The kernel gave less than there was room for, so
@@ -365,6 +388,7 @@ impl Connection {
     /// it went, and all the transport holds (TLS records, a handshake's).
     pub fn write(&mut self, now: Instant) -> io::Result<bool> {
         let sent = write_until_blocked(&mut self.transport, &self.out[self.out_sent..])?;
+        self.traffic.sent += sent as u64;
         if sent > 0 {
             self.out_sent += sent;
             self.progress(now);
@@ -393,6 +417,7 @@ impl Connection {
         let mut sent = 0;
         if self.out_sent == self.out.len() {
             sent = write_until_blocked(&mut self.transport, frames)?;
+            self.traffic.sent += sent as u64;
             if sent > 0 {
                 self.progress(now);
             }

@@ -60,6 +60,8 @@ pub struct Acceptor {
     stalled: bool,
     /// Lines about refused connections, one per connection: budgeted.
     refusals_log: LogBudget,
+    /// Connections refused since start (cap or descriptors), for `/metrics`.
+    refused: u64,
 }
 
 impl Acceptor {
@@ -85,11 +87,17 @@ impl Acceptor {
             spare_descriptor: File::open("/dev/null").ok(),
             stalled: false,
             refusals_log: LogBudget::default(),
+            refused: 0,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Connections refused at accept since start: the cap, or descriptors.
+    pub fn refused(&self) -> u64 {
+        self.refused
     }
 
     /// Takes every queued connection: `admit` registers and keeps it, or
@@ -107,6 +115,7 @@ impl Acceptor {
             match listener.accept() {
                 Ok((socket, peer)) => {
                     if open >= self.max_connections {
+                        self.refused += 1;
                         if !self.refusals_log.allow(now) {
                             continue;
                         }
@@ -150,6 +159,7 @@ impl Acceptor {
                     self.spare_descriptor = File::open("/dev/null").ok();
                     match refused {
                         Ok(peer) => {
+                            self.refused += 1;
                             if self.refusals_log.allow(now) {
                                 warn!(
                                     "action: aceptar_conexion | result: fail | peer: {peer} | error: out of file descriptors ({e})"

@@ -308,18 +308,26 @@ impl TlsStream {
 #[derive(Debug)]
 pub struct CloseLog {
     budget: LogBudget,
+    /// TLS handshakes that failed or timed out since start, for `/metrics`.
+    handshakes_failed: u64,
 }
 
 impl Default for CloseLog {
     fn default() -> Self {
         CloseLog {
             budget: LogBudget::new(Self::PER_SECOND, Duration::from_secs(1)),
+            handshakes_failed: 0,
         }
     }
 }
 
 impl CloseLog {
     pub const PER_SECOND: u32 = 20;
+
+    /// TLS handshakes that failed or did not complete in time, since start.
+    pub fn handshakes_failed(&self) -> u64 {
+        self.handshakes_failed
+    }
 
     /// The connection from `peer` ended with `e`: a TLS failure is logged at
     /// a bounded rate, a hang-up is routine, anything else is worth a warning.
@@ -344,6 +352,7 @@ impl CloseLog {
 
     /// Logs (or counts) that the TLS connection from `peer` failed.
     pub fn failed(&mut self, now: Instant, peer: SocketAddr, failure: &TlsFailure) {
+        self.handshakes_failed += u64::from(failure.handshake);
         let action = if failure.handshake {
             "tls_handshake"
         } else {

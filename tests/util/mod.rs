@@ -780,3 +780,110 @@ pub fn report(line: std::fmt::Arguments<'_>) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{line}");
 }
+
+/// The central's observation port (`METRICS_PORT`), asked over HTTP/1.1.
+pub struct Observer {
+    pub addr: String,
+}
+
+/// An HTTP response: its status and body.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Observer {
+    pub fn new(port: u16) -> Observer {
+        Observer {
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    /// Sends `request` as it is and reads the response to the close.
+    pub fn raw(&self, request: &[u8]) -> HttpResponse {
+        let mut s = TcpStream::connect(&self.addr).expect("connect to the metrics port");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request).unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all)
+            .expect("the response, then the close");
+        parse_http(&all).unwrap_or_else(|| panic!("not an HTTP response: {all:?}"))
+    }
+
+    /// `GET path`, with `Connection: close` as a scraper sends it.
+    pub fn get(&self, path: &str) -> HttpResponse {
+        self.raw(
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    }
+
+    /// `GET /metrics`, checked to be a 200.
+    pub fn metrics(&self) -> Metrics {
+        let r = self.get("/metrics");
+        assert_eq!(r.status, 200, "{r:?}");
+        Metrics(r.body)
+    }
+
+    /// `GET /status`, checked to be a 200 of JSON.
+    pub fn status(&self) -> String {
+        let r = self.get("/status");
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(
+            r.head.contains("Content-Type: application/json"),
+            "{}",
+            r.head
+        );
+        r.body
+    }
+}
+
+/// Splits an HTTP response into status, head and body.
+pub fn parse_http(bytes: &[u8]) -> Option<HttpResponse> {
+    let text = String::from_utf8_lossy(bytes);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+    Some(HttpResponse {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    })
+}
+
+/// A Prometheus text exposition.
+#[derive(Debug)]
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of the sample named exactly `sample` (name and labels, as
+    /// written: `lottery_agency_done{agency="1"}`).
+    pub fn get(&self, sample: &str) -> Option<f64> {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+            .map(|v| v.trim().parse().unwrap())
+    }
+
+    /// Like [`Metrics::get`], for a sample that must be there.
+    pub fn value(&self, sample: &str) -> f64 {
+        self.get(sample)
+            .unwrap_or_else(|| panic!("{sample} is not in\n{}", self.0))
+    }
+}
+
+/// The number after `"key":` in `json`, from byte `from` on.
+pub fn json_number(json: &str, key: &str) -> Option<f64> {
+    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &json[at..];
+    let end = rest.find([',', '}', ']']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
+/// The JSON object of `agency` in a `/status` body.
+pub fn status_agency(json: &str, agency: u32) -> Option<String> {
+    let at = json.find(&format!("{{\"agency\":{agency},"))?;
+    let end = json[at..].find('}')?;
+    Some(json[at..=at + end].to_string())
+}

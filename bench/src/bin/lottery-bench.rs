@@ -27,6 +27,7 @@ use lottery_bench::central::{Central, CentralOptions, CentralTls, count_rows};
 use lottery_bench::driver::{self, DriverOptions, Milestone};
 use lottery_bench::mtls::{TlsAgencies, TlsSetup};
 use lottery_bench::report::{Report, RunCosts, RunShape, TransportComparison};
+use lottery_bench::scrape::Scraper;
 use lottery_bench::synth::{DEFAULT_WINNING_NUMBER, Synth, WinnerPlan};
 use lottery_bench::workload::{Workload, count_agency_files};
 use lottery_bench::{chart, procfs};
@@ -122,6 +123,11 @@ struct Args {
     /// (`lottery_bench::cpus` says why).
     #[arg(long)]
     no_pin: bool,
+    /// Turn the central's observation port on (`METRICS_PORT`) and scrape
+    /// `GET /metrics` every this many ms during the run (a central the
+    /// bench starts only); the scrapes' figures are printed after the run.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "addr")]
+    scrape_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -137,8 +143,35 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
+    let mut args = Args::parse();
+    let scraper = match args.scrape_ms {
+        Some(ms) => match lottery::support::loopback::free_port() {
+            Ok(port) => {
+                args.server_env
+                    .push(("METRICS_PORT".into(), port.to_string()));
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                Some(Scraper::start(addr, Duration::from_millis(ms)))
+            }
+            Err(e) => {
+                eprintln!(
+                    "lottery-bench {}: FAILED: no free port to scrape: {e}",
+                    args.name
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let result = run(&args);
+    if let Some(scraper) = scraper {
+        let period = scraper.period();
+        eprintln!(
+            "lottery-bench {}: {}",
+            args.name,
+            scraper.stop().line(period)
+        );
+    }
+    match result {
         Ok(summary) => {
             println!("{summary}");
             ExitCode::SUCCESS
