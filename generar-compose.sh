@@ -329,6 +329,10 @@ EOF
     confined
     if [[ $postgres -eq 1 ]]; then
         cat <<EOF
+    # A central that finds no node taking writes exits 1 (after \`up\`
+    # again, say, while the formation settles who is primary): docker
+    # starts it again until one does.
+    restart: on-failure
     # A name of a container that is down takes docker's DNS the
     # resolver's whole timeout to deny, and a lookup blocks whoever makes
     # it: the monitor's health checks, a central's reconnect. One second,

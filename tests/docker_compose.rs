@@ -1749,6 +1749,7 @@ fn generar_compose_with_postgres_adds_a_formation_a_second_central_and_both_cent
         "node1:",
         "node2:",
         "- timeout:1",
+        "restart: on-failure",
     ] {
         assert!(has_line(&server, line), "no `{line}` in:\n{server}");
     }
@@ -1843,6 +1844,7 @@ fn generar_compose_with_postgres_adds_a_formation_a_second_central_and_both_cent
         "node1",
         "CLI_SERVER_ADDRESS",
         "dns_opt",
+        "restart:",
     ] {
         assert!(!body.contains(word), "`{word}` in:\n{plain}");
     }
@@ -2017,15 +2019,23 @@ fn wait_for_bets(project: &Project, node: &str, expected: &str, what: &str) {
 fn assert_every_bet_on_both_nodes(project: &Project, expected: &str, what: &str) {
     let primary = primary_node(project);
     let standby = NODES.iter().find(|n| **n != primary).unwrap();
-    assert_eq!(
-        psql(
+    // A formation just started again may still be catching its standby up.
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        let state = psql(
             project,
             primary,
-            "SELECT sync_state FROM pg_stat_replication"
-        ),
-        "quorum",
-        "{what}: the primary {primary}'s standby"
-    );
+            "SELECT sync_state FROM pg_stat_replication",
+        );
+        if state == "quorum" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the primary {primary}'s standby: {state:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_ne!(
         psql(project, primary, "SHOW synchronous_standby_names"),
         "",
