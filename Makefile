@@ -32,8 +32,9 @@ CLIENT_IMAGE ?= client:latest
 TLS ?=
 TLS_ON := $(filter 1 yes true,$(TLS))
 # POSTGRES=1: a compose file made with `generar-compose.sh FILE N
-# --postgres` (the bets on a PostgreSQL primary and its synchronous standby,
-# both of POSTGRES_IMAGE, which `docker-image` then builds too).
+# --postgres` (the bets on a pg_auto_failover formation, a monitor and two
+# nodes of POSTGRES_IMAGE, which `docker-image` then builds too, and two
+# centrals).
 POSTGRES ?=
 POSTGRES_ON := $(filter 1 yes true,$(POSTGRES))
 POSTGRES_IMAGE ?= lottery-postgres:latest
@@ -57,9 +58,10 @@ docker-image: build $(if $(POSTGRES_ON),postgres-image)
 	docker build -f compose/server/Dockerfile -t $(SERVER_IMAGE) .
 	docker build -f compose/client/Dockerfile -t $(CLIENT_IMAGE) .
 
-# PostgreSQL 15 FROM scratch: Debian's server binaries and their libraries
-# (apt-get install postgresql first if they are missing) with the entrypoint
-# and configuration of compose/postgres/. Same files, same tar: a rebuild is
+# PostgreSQL 15 and pg_auto_failover FROM scratch: Debian's server binaries,
+# pg_autoctl and their libraries (apt-get install postgresql
+# pg-auto-failover-cli postgresql-15-auto-failover first if they are
+# missing) with the entrypoint and configuration of compose/postgres/. Same files, same tar: a rebuild is
 # a cache hit.
 postgres-image:
 	./compose/postgres/make-image.sh '$(POSTGRES_IMAGE)'
@@ -71,7 +73,7 @@ $(COMPOSE_FILE): | $(if $(TLS_ON),docker-image)
 		./generar-compose.sh $@ $(AGENCIES) $(if $(TLS_ON),--tls) $(if $(POSTGRES_ON),--postgres)
 
 # A file written with --postgres names the PostgreSQL image (its
-# postgres-primary service's): built here unless docker-image (POSTGRES=1)
+# monitor service's): built here unless docker-image (POSTGRES=1)
 # has just built that one.
 docker-compose-up: $(COMPOSE_FILE) docker-compose-bets docker-image
 	@if [[ -n '$(TLS_ON)' ]] && ! grep -q -- '- TLS_CERT=' '$(COMPOSE_FILE)'; then \
@@ -79,12 +81,12 @@ docker-compose-up: $(COMPOSE_FILE) docker-compose-bets docker-image
 		echo "  ./generar-compose.sh $(COMPOSE_FILE) N --tls (or delete it, and make docker-compose-up TLS=1 writes one for $(AGENCIES))" >&2; \
 		exit 1; \
 	fi
-	@if [[ -n '$(POSTGRES_ON)' ]] && ! grep -q '^  postgres-primary:$$' '$(COMPOSE_FILE)'; then \
+	@if [[ -n '$(POSTGRES_ON)' ]] && ! grep -q '^  monitor:$$' '$(COMPOSE_FILE)'; then \
 		echo "docker-compose-up: POSTGRES=1, but $(COMPOSE_FILE) keeps its bets in bets.csv:" >&2; \
 		echo "  ./generar-compose.sh $(COMPOSE_FILE) N --postgres (or delete it, and make docker-compose-up POSTGRES=1 writes one for $(AGENCIES))" >&2; \
 		exit 1; \
 	fi
-	@image=$$(sed -n '/^  postgres-primary:$$/,/^$$/s/^    image: //p' '$(COMPOSE_FILE)'); \
+	@image=$$(sed -n '/^  monitor:$$/,/^$$/s/^    image: //p' '$(COMPOSE_FILE)'); \
 	if [[ -n $$image && ( -z '$(POSTGRES_ON)' || $$image != '$(POSTGRES_IMAGE)' ) ]]; then \
 		echo "docker-compose-up: $(COMPOSE_FILE) keeps its bets in PostgreSQL: make postgres-image POSTGRES_IMAGE=$$image"; \
 		$(MAKE) --no-print-directory postgres-image POSTGRES_IMAGE="$$image"; \

@@ -23,24 +23,29 @@ capability (cap_drop: ALL) and without gaining privileges
          .data/tls/ is made mode 0700, so only its owner reaches the files
          on the host; the keys the containers mount are 0644 in it, for the
          containers' own user to read them (ca.key stays 0600).
-  --postgres  the central keeps its bets in PostgreSQL: two more services,
-         `postgres-primary` and `postgres-standby` (containers of the same
-         names), a primary and its synchronous standby (every COMMIT, and
-         so every ACK, waits until the standby has the bets on its disk
-         too), from the image POSTGRES_IMAGE that `make postgres-image`
-         builds out of Debian's postgresql package. The central gets
-         STORAGE=postgres://lottery:PASSWORD@postgres-primary:5432,
-         postgres-standby:5432/lottery?target_session_attrs=read-write and
-         starts once both servers answer (their healthchecks). Each server
-         keeps its cluster in an anonymous volume, as the central keeps its
-         files: `down` ends the lottery (`make docker-compose-down` first
-         dumps the database to .data/lotteries/). No port is published, and
-         the servers are on a network of their own with the central only
-         (`lottery_db`, internal): no agency reaches them. The password is
-         in no compose file: it is kept in .data/postgres/ beside FILE
-         (mode 0600), in postgres.env (POSTGRES_PASSWORD=, for the servers)
-         and central.env (STORAGE=, for the central), which the compose
-         file names as env_file.
+  --postgres  the bets in PostgreSQL, on a pg_auto_failover formation,
+         and two centrals: three more services of the image POSTGRES_IMAGE
+         that `make postgres-image` builds out of Debian's packages, the
+         monitor `monitor` and the nodes `node1` and `node2` (the first
+         primary, the second its synchronous standby; the monitor promotes
+         the standby when the primary stops answering), and a second
+         central, `server-2`, the same as `server` (containers of the
+         same names). Both centrals get
+         STORAGE=postgres://lottery:PASSWORD@node1:5432,node2:5432/lottery
+         ?target_session_attrs=read-write (whichever node takes writes)
+         and start once both nodes answer (their healthchecks); each
+         agency gets CLI_SERVER_ADDRESS=server:12345,server-2:12345 and
+         moves to the other central when one fails. Each PostgreSQL
+         service keeps its cluster in an anonymous volume, as the central
+         keeps its files: `down` ends the lottery (`make
+         docker-compose-down` first dumps the database to
+         .data/lotteries/). No port is published, and the formation is on
+         a network of its own with the centrals only (`lottery_db`,
+         internal): no agency reaches it. The password is in no compose
+         file: it is kept in .data/postgres/ beside FILE (mode 0600), in
+         postgres.env (POSTGRES_PASSWORD=, for the formation) and
+         central.env (STORAGE=, for the centrals), which the compose file
+         names as env_file.
 
 The central gets AGENCIES=N and METRICS_PORT=9100 (/metrics, /status and
 a page at /, on the compose network only: no port is published), and a
@@ -59,10 +64,11 @@ Environment:
   CLIENT_IMAGE      the agencies' image (default client:latest)
   CONTAINER_PREFIX  put before every container name (default: none), so
                     that several compose projects can run side by side
-  POSTGRES_IMAGE    with --postgres, the servers' image
+  POSTGRES_IMAGE    with --postgres, the formation's image
                     (default lottery-postgres:latest)
   POSTGRES_PASSWORD with --postgres, the password of the database users
-                    `lottery` and `replicator` (letters, digits and
+                    `lottery`, `autoctl_node` and
+                    `pgautofailover_replicator` (letters, digits and
                     . _ ~ - only). Without it, the one already kept in
                     .data/postgres/postgres.env, else a new random one
 EOF
@@ -200,7 +206,7 @@ if [[ $postgres -eq 1 ]]; then
         exit 2
     fi
     postgres_flag=" --postgres"
-    postgres_note=", the bets on a PostgreSQL primary and its synchronous standby"
+    postgres_note=", the bets on a pg_auto_failover formation (a monitor, a PostgreSQL primary and its synchronous standby) and a second central"
 fi
 tls_flag=""
 tls_note=""
@@ -212,9 +218,9 @@ fi
 if [[ $postgres -eq 1 ]]; then
     mkdir -p "$secrets" && chmod 700 "$secrets"
     write_secret "$secrets/postgres.env" "POSTGRES_PASSWORD=$postgres_password"
-    # The primary first; after a failover the standby, once promoted, is
-    # the one that takes writes (target_session_attrs=read-write).
-    write_secret "$secrets/central.env" "STORAGE=postgres://lottery:$postgres_password@postgres-primary:5432,postgres-standby:5432/lottery?target_session_attrs=read-write"
+    # Whichever node takes writes (target_session_attrs=read-write): node1
+    # first, node2 after a failover.
+    write_secret "$secrets/central.env" "STORAGE=postgres://lottery:$postgres_password@node1:5432,node2:5432/lottery?target_session_attrs=read-write"
 fi
 
 # What every service gets: no capability, and no way to gain privileges
@@ -226,6 +232,46 @@ confined() {
     security_opt:
       - no-new-privileges:true
 EOF
+}
+
+# One service of the pg_auto_failover formation (--postgres): NAME, its
+# command, and the service it waits for, if any: each node registers with
+# the monitor, and node1 is made the primary before node2 copies it.
+formation_service() {
+    local name=$1 command=$2 after=$3
+    cat <<EOF
+
+  ${name}:
+    container_name: ${prefix}${name}
+    image: ${postgres_image}
+    command: ${command}
+    # POSTGRES_PASSWORD, kept out of this file (mode 0600).
+    env_file:
+      - ./.data/postgres/postgres.env
+    volumes:
+      # Anonymous, like the central's: the cluster lives as long as the
+      # deployment.
+      - /var/lib/postgresql
+    healthcheck:
+      test: ["CMD", "pg_isready", "--quiet", "--host=127.0.0.1", "--port=5432"]
+      interval: 1s
+      timeout: 5s
+      retries: 300
+    networks:
+      - lottery_db
+    # See the central's.
+    dns_opt:
+      - timeout:1
+      - attempts:1
+EOF
+    confined
+    if [[ -n $after ]]; then
+        cat <<EOF
+    depends_on:
+      ${after}:
+        condition: service_healthy
+EOF
+    fi
 }
 
 # Written whole to a temporary file first, so a failed run leaves no half file.
@@ -294,52 +340,28 @@ EOF
     confined
     if [[ $postgres -eq 1 ]]; then
         cat <<EOF
-    # Its first COMMIT needs both: the standby must be streaming for the
-    # primary to confirm it.
+    # A central that finds no node taking writes exits 1 (after \`up\`
+    # again, say, while the formation settles who is primary): docker
+    # starts it again until one does.
+    restart: on-failure
+    # A name of a container that is down takes docker's DNS the
+    # resolver's whole timeout to deny, and a lookup blocks whoever makes
+    # it: the monitor's health checks, a central's reconnect. One second,
+    # once, keeps a dead node from holding a failover up.
+    dns_opt:
+      - timeout:1
+      - attempts:1
+    # It needs a node that takes writes; both answering, the primary has
+    # its standby.
     depends_on:
-      postgres-primary:
+      node1:
         condition: service_healthy
-      postgres-standby:
+      node2:
         condition: service_healthy
 EOF
-        for role in primary standby; do
-            cat <<EOF
-
-  postgres-${role}:
-    container_name: ${prefix}postgres-${role}
-    image: ${postgres_image}
-    command: ["${role}"]
-    # POSTGRES_PASSWORD, kept out of this file (mode 0600).
-    env_file:
-      - ./.data/postgres/postgres.env
-EOF
-            if [[ $role == standby ]]; then
-                cat <<EOF
-    environment:
-      - PRIMARY_HOST=postgres-primary
-EOF
-            fi
-            cat <<EOF
-    volumes:
-      # Anonymous, like the central's: the cluster lives as long as the
-      # deployment.
-      - /var/lib/postgresql
-    healthcheck:
-      test: ["CMD", "pg_isready", "--quiet", "--host=127.0.0.1", "--port=5432"]
-      interval: 1s
-      timeout: 5s
-      retries: 300
-    networks:
-      - lottery_db
-EOF
-            confined
-            if [[ $role == standby ]]; then
-                cat <<EOF
-    depends_on:
-      - postgres-primary
-EOF
-            fi
-        done
+        formation_service monitor '["monitor"]' ""
+        formation_service node1 '["node", "node1"]' monitor
+        formation_service node2 '["node", "node2"]' node1
     fi
     for ((i = 1; i <= agencies; i++)); do
         cat <<EOF
@@ -355,6 +377,12 @@ EOF
       - CLI_TLS_CA=/tls/ca.pem
       - CLI_TLS_CERT=/tls/agency-${i}.pem
       - CLI_TLS_KEY=/tls/agency-${i}.key
+EOF
+        fi
+        if [[ $postgres -eq 1 ]]; then
+            cat <<EOF
+      # Both centrals, in the order tried: on failures the agency moves on.
+      - CLI_SERVER_ADDRESS=server:12345,server-2:12345
 EOF
         fi
         cat <<EOF
@@ -388,12 +416,34 @@ networks:
 EOF
     if [[ $postgres -eq 1 ]]; then
         cat <<EOF
-  # The central and the PostgreSQL pair only; internal: no way out of it.
+  # The centrals and the formation only; internal: no way out of it.
   lottery_db:
     internal: true
 EOF
     fi
 } >"$tmp"
+if [[ $postgres -eq 1 ]]; then
+    # The second central: the first's block again, under the name
+    # server-2, so that the two never differ but in their names.
+    awk -v prefix="$prefix" '
+        /^  server:$/ { copying = 1 }
+        copying && /^$/ {
+            print
+            for (i = 1; i <= n; i++) print block[i]
+            print
+            copying = 0
+            next
+        }
+        copying {
+            line = $0
+            if (line == "  server:") line = "  server-2:"
+            if (line == "    container_name: " prefix "server") line = line "-2"
+            block[++n] = line
+        }
+        { print }
+    ' "$tmp" >"$tmp.2"
+    mv "$tmp.2" "$tmp"
+fi
 chmod 644 "$tmp"
 mv "$tmp" "$file"
 trap - EXIT

@@ -6,14 +6,16 @@
 # and `down`; a failure stops it before `down`, so nothing is thrown away.
 #
 # A deployment written with `generar-compose.sh --postgres` keeps its bets
-# in the PostgreSQL primary's volume instead: the primary, stopped with the
-# rest, is started alone for `pg_dump` of the database `lottery` into
+# in its pg_auto_failover formation instead: the monitor and both nodes,
+# stopped with the rest, are started again (a node alone, cut off from the
+# monitor and its standby, would stop serving within seconds), and the
+# node that takes writes gives `pg_dump` of the database `lottery` into
 # lottery.sql (plain SQL: `psql -f lottery.sql` into an empty database
-# gives it back) and for the central's image's /lottery-export, run on the
-# database's network with the central's STORAGE, which writes bets.csv
-# as the CSV store would have; then it is stopped again. STORAGE holds the
-# database's password: it reaches `docker run` through the environment,
-# never on a command line.
+# gives it back); the central's image's /lottery-export, run on the
+# database's network with the central's STORAGE, writes bets.csv as the
+# CSV store would have; then what was started is stopped again. STORAGE
+# holds the database's password: it reaches `docker run` through the
+# environment, never on a command line.
 #
 # What it keeps holds people's names and documents, so it is readable by
 # this user only: directories 0700, files 0600, whatever modes the files
@@ -48,19 +50,39 @@ docker cp "$server:/.data/central/." "$to/"
 chmod -R go= "$to"
 "${compose[@]}" logs --no-color >"$to/logs.txt" 2>&1 || true
 
-primary=$("${compose[@]}" ps -a -q postgres-primary 2>/dev/null || true)
-if [[ -z $primary ]]; then
+monitor=$("${compose[@]}" ps -a -q monitor 2>/dev/null || true)
+if [[ -z $monitor ]]; then
     bets=$(wc -l <"$to/bets.csv" 2>/dev/null || echo 0)
     closed=$(wc -l <"$to/bets.csv.journal" 2>/dev/null || echo 0)
     echo "keep-lottery: the ended lottery ($bets bets, $closed agencies closed) is kept in $to/"
     exit 0
 fi
-running=$(docker inspect --format '{{.State.Running}}' "$primary")
-[[ $running == true ]] || docker start "$primary" >/dev/null
-for _ in $(seq 1 60); do
-    docker exec "$primary" pg_isready --quiet && break
+formation=("$monitor")
+for node in node1 node2; do
+    formation+=("$("${compose[@]}" ps -a -q "$node")")
+done
+started=()
+for container in "${formation[@]}"; do
+    if [[ $(docker inspect --format '{{.State.Running}}' "$container") != true ]]; then
+        docker start "$container" >/dev/null
+        started+=("$container")
+    fi
+done
+primary=""
+for _ in $(seq 1 120); do
+    for node in "${formation[@]:1}"; do
+        if [[ $(docker exec "$node" psql --username=postgres --dbname=postgres --no-psqlrc --tuples-only --no-align \
+            --command 'SELECT NOT pg_is_in_recovery()' 2>/dev/null) == t ]]; then
+            primary=$node
+            break 2
+        fi
+    done
     sleep 1
 done
+[[ -n $primary ]] || {
+    echo "keep-lottery: no node of the formation takes writes: the deployment is left as it is" >&2
+    exit 1
+}
 docker exec "$primary" pg_dump --username=postgres --dbname=lottery >"$to/lottery.sql"
 # No schema yet if the central never opened the database: nothing stored.
 psql=(docker exec "$primary" psql --username=postgres --dbname=lottery --no-psqlrc --tuples-only --no-align --command)
@@ -83,5 +105,7 @@ else
     bets=0
     closed=0
 fi
-[[ $running == true ]] || docker stop "$primary" >/dev/null
+if [[ ${#started[@]} -gt 0 ]]; then
+    docker stop "${started[@]}" >/dev/null
+fi
 echo "keep-lottery: the ended lottery ($bets bets in PostgreSQL, $closed agencies closed) is kept in $to/ (bets.csv by lottery-export; lottery.sql, pg_dump of the database)"

@@ -1559,7 +1559,7 @@ fn keep_lottery_keeps_the_lottery_readable_by_the_user_only() {
     // Called as `compose -f FILE ps -a -q SERVICE` or `compose -f FILE logs ...`.
     let compose = script(
         "compose",
-        "#!/bin/sh\nshift 2\ncase \"$1 $4\" in\n  \"ps server\") echo c0ffee ;;\n  \"ps postgres-primary\") ;;\n  logs*) echo 'server | action: sorteo | result: success' ;;\n  *) echo \"compose $*\" >&2; exit 1 ;;\nesac\n",
+        "#!/bin/sh\nshift 2\ncase \"$1 $4\" in\n  \"ps server\") echo c0ffee ;;\n  \"ps monitor\") ;;\n  logs*) echo 'server | action: sorteo | result: success' ;;\n  *) echo \"compose $*\" >&2; exit 1 ;;\nesac\n",
     );
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let said = run(Command::new("sh")
@@ -1667,13 +1667,24 @@ fn five_agencies_over_mutual_tls_get_their_winners_and_each_container_holds_only
 }
 
 // ---------------------------------------------------------------------------
-// PostgreSQL (`generar-compose.sh FILE N --postgres`).
+// PostgreSQL (`generar-compose.sh FILE N --postgres`): a pg_auto_failover
+// formation (`monitor`, `node1`, `node2`) and two centrals (`server`,
+// `server-2`).
 
-/// The central's connection string in a `--postgres` deployment whose
+/// The services of the formation, the monitor first.
+const FORMATION: [&str; 3] = ["monitor", "node1", "node2"];
+
+/// The PostgreSQL nodes of the formation.
+const NODES: [&str; 2] = ["node1", "node2"];
+
+/// The centrals of a `--postgres` deployment.
+const CENTRALS: [&str; 2] = ["server", "server-2"];
+
+/// The centrals' connection string in a `--postgres` deployment whose
 /// database password is `password`.
 fn compose_storage(password: &str) -> String {
     format!(
-        "postgres://lottery:{password}@postgres-primary:5432,postgres-standby:5432/lottery?target_session_attrs=read-write"
+        "postgres://lottery:{password}@node1:5432,node2:5432/lottery?target_session_attrs=read-write"
     )
 }
 
@@ -1714,9 +1725,15 @@ fn service_block(text: &str, service: &str) -> String {
     rest[..rest.find("\n\n").unwrap_or(rest.len())].to_string()
 }
 
+/// Whether `block` holds `line`, whatever its indentation.
+fn has_line(block: &str, line: &str) -> bool {
+    block.lines().any(|l| l.trim() == line)
+}
+
 /// `generar-compose.sh --postgres` on its own: no Docker needed.
 #[test]
-fn generar_compose_with_postgres_adds_a_primary_and_its_synchronous_standby_before_the_central() {
+fn generar_compose_with_postgres_adds_a_formation_a_second_central_and_both_centrals_to_each_agency()
+ {
     let dir = util::temp_dir("generar-compose-postgres");
     let file = dir.join("docker-compose-dev.yaml");
     let generate = |args: &[&str]| {
@@ -1735,47 +1752,66 @@ fn generar_compose_with_postgres_adds_a_primary_and_its_synchronous_standby_befo
     let text = std::fs::read_to_string(&file).unwrap();
     let server = service_block(&text, "server");
     for line in [
-        "- ./.data/postgres/central.env".to_string(),
-        "- AGENCIES=2".to_string(),
-        "postgres-primary:".to_string(),
-        "postgres-standby:".to_string(),
+        "- ./.data/postgres/central.env",
+        "- AGENCIES=2",
+        "node1:",
+        "node2:",
+        "- timeout:1",
+        "restart: on-failure",
     ] {
-        assert!(
-            server.lines().any(|l| l.trim() == line),
-            "no `{line}` in:\n{server}"
-        );
+        assert!(has_line(&server, line), "no `{line}` in:\n{server}");
     }
     assert_eq!(
         server.matches("condition: service_healthy").count(),
         2,
         "{server}"
     );
-    for (role, other) in [("primary", "standby"), ("standby", "primary")] {
-        let block = service_block(&text, &format!("postgres-{role}"));
+    // The second central is the first under another name.
+    assert_eq!(
+        service_block(&text, "server-2"),
+        server
+            .replace("  server:", "  server-2:")
+            .replace("container_name: server", "container_name: server-2"),
+    );
+    for (service, command, after) in [
+        ("monitor", r#"["monitor"]"#, None),
+        ("node1", r#"["node", "node1"]"#, Some("monitor")),
+        ("node2", r#"["node", "node2"]"#, Some("node1")),
+    ] {
+        let block = service_block(&text, service);
         for line in [
-            format!("container_name: postgres-{role}"),
+            format!("container_name: {service}"),
             "image: lottery-postgres:latest".to_string(),
-            format!("command: [\"{role}\"]"),
+            format!("command: {command}"),
             "- ./.data/postgres/postgres.env".to_string(),
             "- /var/lib/postgresql".to_string(),
             "test: [\"CMD\", \"pg_isready\", \"--quiet\", \"--host=127.0.0.1\", \"--port=5432\"]"
                 .to_string(),
             "- lottery_db".to_string(),
+            "- ALL".to_string(),
+            "- no-new-privileges:true".to_string(),
         ] {
-            assert!(
-                block.lines().any(|l| l.trim() == line),
-                "no `{line}` in:\n{block}"
-            );
+            assert!(has_line(&block, &line), "no `{line}` in:\n{block}");
         }
-        // Only the standby waits for the other (its entrypoint waits for
-        // the primary to answer, too).
-        assert_eq!(
-            block.contains(&format!("- postgres-{other}")),
-            role == "standby",
+        // Each node registers with the monitor; node1, the first, is the
+        // primary before node2 copies it.
+        match after {
+            Some(after) => assert!(
+                block.contains(&format!(
+                    "    depends_on:\n      {after}:\n        condition: service_healthy"
+                )),
+                "{block}"
+            ),
+            None => assert!(!block.contains("depends_on"), "{block}"),
+        }
+    }
+    for agency in ["client1", "client2"] {
+        let block = service_block(&text, agency);
+        assert!(
+            has_line(&block, "- CLI_SERVER_ADDRESS=server:12345,server-2:12345"),
             "{block}"
         );
     }
-    assert!(service_block(&text, "postgres-standby").contains("- PRIMARY_HOST=postgres-primary"));
     assert!(
         text.starts_with(&format!(
             "# Written by ./generar-compose.sh {} 2 --postgres:",
@@ -1808,10 +1844,18 @@ fn generar_compose_with_postgres_adds_a_primary_and_its_synchronous_standby_befo
     let plain = std::fs::read_to_string(&file).unwrap();
     // Past the first line, which names the file.
     let body = plain.split_once('\n').unwrap().1;
-    assert!(
-        !body.contains("postgres") && !body.contains("STORAGE"),
-        "{plain}"
-    );
+    for word in [
+        "postgres",
+        "STORAGE",
+        "server-2",
+        "monitor",
+        "node1",
+        "CLI_SERVER_ADDRESS",
+        "dns_opt",
+        "restart:",
+    ] {
+        assert!(!body.contains(word), "`{word}` in:\n{plain}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -1866,11 +1910,13 @@ fn generar_compose_with_postgres_keeps_a_random_password_in_data_and_the_databas
         );
     }
 
-    // The central is on both networks, the PostgreSQL pair on the
-    // database's only, the agencies on theirs only.
+    // The centrals are on both networks, the formation on the database's
+    // only, the agencies on theirs only.
     let on = |service: &str| networks_in_block(&service_block(&text, service));
-    assert_eq!(on("server"), ["lottery_net", "lottery_db"], "{text}");
-    for service in ["postgres-primary", "postgres-standby"] {
+    for service in CENTRALS {
+        assert_eq!(on(service), ["lottery_net", "lottery_db"], "{text}");
+    }
+    for service in FORMATION {
         assert_eq!(on(service), ["lottery_db"], "{service}:\n{text}");
     }
     for service in ["client1", "client2"] {
@@ -1911,6 +1957,30 @@ fn psql(project: &Project, service: &str, sql: &str) -> String {
     .to_string()
 }
 
+/// The node that takes writes, once one does (within [`RUN_TIMEOUT`]).
+fn primary_node(project: &Project) -> &'static str {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        for node in NODES {
+            let answer = docker()
+                .args(["exec", &project.container(node), "psql"])
+                .args(["--username=postgres", "--dbname=postgres", "--no-psqlrc"])
+                .args(["--tuples-only", "--no-align", "--command"])
+                .arg("SELECT NOT pg_is_in_recovery()")
+                .output();
+            if answer.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "t") {
+                return node;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no node takes writes:\n{}",
+            project.all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// `agency|bets|winners` of every agency, as the bets `service` holds say.
 fn bets_in_database(project: &Project, service: &str) -> String {
     psql(
@@ -1934,33 +2004,105 @@ fn bets_expected(project: &Project, winners: &[u32]) -> String {
         .join("\n")
 }
 
+/// Waits until `node` holds `expected` (a standby shows what it has
+/// flushed once it has replayed it too, which it does in moments).
+fn wait_for_bets(project: &Project, node: &str, expected: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let held = bets_in_database(project, node);
+        if held == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {node}'s bets:\n{held}\nexpected:\n{expected}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Checks the formation after a run: the primary has its synchronous
+/// standby, and both nodes hold every bet of the files once, with the
+/// winners among them, and every agency closed.
+fn assert_every_bet_on_both_nodes(project: &Project, expected: &str, what: &str) {
+    let primary = primary_node(project);
+    let standby = NODES.iter().find(|n| **n != primary).unwrap();
+    // A formation just started again may still be catching its standby up.
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        let state = psql(
+            project,
+            primary,
+            "SELECT sync_state FROM pg_stat_replication",
+        );
+        if state == "quorum" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the primary {primary}'s standby: {state:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_ne!(
+        psql(project, primary, "SHOW synchronous_standby_names"),
+        "",
+        "{what}: the primary {primary} waits for no standby"
+    );
+    assert_eq!(
+        bets_in_database(project, primary),
+        expected,
+        "{what}: the primary {primary}'s bets"
+    );
+    assert_eq!(
+        psql(
+            project,
+            primary,
+            "SELECT count(*) FROM lottery.closed_agencies"
+        ),
+        project.agencies.to_string()
+    );
+    wait_for_bets(project, standby, expected, what);
+}
+
+/// Starts a `--postgres` project on the course dataset (generated bets
+/// without it); the winners expected.
+fn postgres_project(compose: Vec<&'static str>, test: &str) -> (Project, Vec<u32>) {
+    let mut project = Project::new_of(compose, test, true);
+    let winners = match util::course_dataset() {
+        Some(zip) => {
+            say(&format!("{test}: the course dataset"));
+            util::unzip_course_dataset(&zip, &project.data_dir());
+            COURSE_WINNERS.to_vec()
+        }
+        None => {
+            say(&format!(
+                "{test}: no course dataset, generated bets instead"
+            ));
+            util::generate(&project.data_dir(), 5, 5_000, 5)
+        }
+    };
+    let said = project.generate_with(5, &["--postgres"]);
+    assert!(said.contains("pg_auto_failover formation"), "{said}");
+    (project, winners)
+}
+
 /// The course dataset through compose with `--postgres`: the agencies get
-/// their winners, and every bet is in the primary and in its synchronous
-/// standby, once. A central recreated with a new, empty volume resumes the
-/// lottery from the database; `keep-lottery.sh` dumps it; `down` ends it,
-/// and the next `up` is a new lottery on new clusters.
+/// their winners, every bet is on the primary and on its synchronous
+/// standby once, and the second central heard the draw. `up -d` again on
+/// the stopped deployment restarts the formation and both centrals resume
+/// the lottery; a central recreated with a new, empty volume resumes it from
+/// the database; `keep-lottery.sh` dumps it; `down` ends it, and the next
+/// `up` is a new lottery on a new formation.
 #[test]
-fn the_course_dataset_on_postgres_gets_its_winners_and_every_bet_is_on_the_primary_and_its_synchronous_standby()
+fn the_course_dataset_on_a_postgres_formation_with_two_centrals_gets_its_winners_and_every_bet_is_on_both_nodes()
  {
     let _one_at_a_time = lock();
     let Some(compose) = compose_or_skip("postgres") else {
         return;
     };
     let started = Instant::now();
-    let mut project = Project::new_of(compose, "pg", true);
-    let winners = match util::course_dataset() {
-        Some(zip) => {
-            say("postgres: the course dataset");
-            util::unzip_course_dataset(&zip, &project.data_dir());
-            COURSE_WINNERS.to_vec()
-        }
-        None => {
-            say("postgres: no course dataset, generated bets instead");
-            util::generate(&project.data_dir(), 5, 5_000, 5)
-        }
-    };
-    let said = project.generate_with(5, &["--postgres"]);
-    assert!(said.contains("PostgreSQL primary"), "{said}");
+    let (project, winners) = postgres_project(compose, "pg");
     let total = bets_in_files(&project);
     let expected = bets_expected(&project, &winners);
 
@@ -1976,48 +2118,49 @@ fn the_course_dataset_on_postgres_gets_its_winners_and_every_bet_is_on_the_prima
                 .is_some_and(|l| field(l, "apuestas") == Some("0")),
             "round {round}: the central did not start a new lottery: {recovered:?}"
         );
-        assert_eq!(
-            psql(
-                &project,
-                "postgres-primary",
-                "SELECT application_name, sync_state FROM pg_stat_replication"
-            ),
-            "standby|sync",
-            "round {round}: the primary's standby"
-        );
-        assert_eq!(
-            bets_in_database(&project, "postgres-primary"),
-            expected,
-            "round {round}: the primary's bets"
-        );
-        assert_eq!(
-            psql(
-                &project,
-                "postgres-primary",
-                "SELECT count(*) FROM lottery.closed_agencies"
-            ),
-            "5"
-        );
-        // The standby has flushed every committed bet; it shows them once
-        // it has replayed them too, which it does in moments.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let standby = bets_in_database(&project, "postgres-standby");
-            if standby == expected {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: the standby's bets:\n{standby}\nexpected:\n{expected}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        assert_eq!(primary_node(&project), "node1", "round {round}");
+        assert_every_bet_on_both_nodes(&project, &expected, &format!("round {round}"));
+        // The second central, which no agency needed, heard the draw the
+        // database recorded.
+        project.wait_for_log("server-2", "action: sorteo | result: success");
         say(&format!(
             "postgres: round {round}: {total} bets, on the primary and its synchronous standby; winners {winners:?}; {:.1} s so far",
             started.elapsed().as_secs_f64()
         ));
 
         if round == 1 {
+            // The whole deployment stopped and started again: the formation
+            // restarts on its volumes, both centrals resume the lottery.
+            run(&mut project.compose(&["stop", "--timeout", "20"]));
+            let restarted = SystemTime::now();
+            // The centrals and, by their depends_on, the formation (the
+            // agencies are done).
+            run(&mut project.compose(&["up", "--detach", "server", "server-2"]));
+            for central in CENTRALS {
+                let deadline = Instant::now() + RUN_TIMEOUT;
+                loop {
+                    let log = logged_since(&project.container(central), restarted);
+                    if let Some(line) = log
+                        .lines()
+                        .find(|l| l.contains("action: recuperar | result: success"))
+                    {
+                        assert_eq!(
+                            field(line, "apuestas"),
+                            Some(total.to_string().as_str()),
+                            "{central} after `up` again: {line}"
+                        );
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "{central} did not resume after `up` again:\n{}",
+                        project.all_logs()
+                    );
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+            }
+            assert_every_bet_on_both_nodes(&project, &expected, "after `up` again");
+
             // A central with a new, empty volume of its own has nothing
             // but the database to resume from.
             let volumes = central_volumes(&project);
@@ -2051,14 +2194,11 @@ fn the_course_dataset_on_postgres_gets_its_winners_and_every_bet_is_on_the_prima
             );
         }
         stop_and_check_central(&project);
-        let servers = [
-            project.container("postgres-primary"),
-            project.container("postgres-standby"),
-        ];
+        let formation: Vec<String> = FORMATION.iter().map(|s| project.container(s)).collect();
         assert_eq!(
-            project.states(&servers),
-            [("exited".to_string(), 0), ("exited".to_string(), 0)],
-            "the PostgreSQL servers after `stop`"
+            project.states(&formation),
+            vec![("exited".to_string(), 0); 3],
+            "the formation after `stop`"
         );
 
         if round == 1 {
@@ -2092,17 +2232,177 @@ fn the_course_dataset_on_postgres_gets_its_winners_and_every_bet_is_on_the_prima
                 &util::agency_files(&project.data_dir(), 5),
             );
             assert_eq!(
-                project.states(&servers[..1]),
-                [("exited".to_string(), 0)],
-                "the primary after the dump"
+                project
+                    .states(&formation)
+                    .iter()
+                    .filter(|(status, _)| status == "running")
+                    .count(),
+                0,
+                "the formation after the dump"
             );
             // `down` ends the lottery with the volumes; the next `up` is a
-            // new lottery on new clusters.
+            // new lottery on a new formation.
             run(&mut project.compose(&["down", "--volumes", "--timeout", "20"]));
         }
     }
     say(&format!(
         "postgres: two rounds in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+}
+
+/// The `cantidad` sum of the batches `container` stored, from its log.
+fn stored_by(container: &str) -> u64 {
+    let output = docker().args(["logs", container]).output().unwrap();
+    // The central logs to stderr.
+    let log = String::from_utf8_lossy(&output.stderr);
+    log.lines()
+        .filter(|l| l.contains("action: apuesta_recibida | result: success"))
+        .filter_map(|l| field(l, "cantidad")?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Waits until the centrals together have stored `bets` bets.
+fn wait_until_stored(project: &Project, bets: u64) {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        let stored: u64 = CENTRALS
+            .iter()
+            .map(|c| stored_by(&project.container(c)))
+            .sum();
+        if stored >= bets {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the centrals stored {stored} of {bets} bets in {RUN_TIMEOUT:?}:\n{}",
+            project.all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until `container` logs a line holding `needle` after `since`;
+/// the seconds from `since` to when the test saw it (within the 100 ms of
+/// a poll and the time `docker logs` takes).
+fn seconds_until_logged(
+    project: &Project,
+    container: &str,
+    since: SystemTime,
+    needle: &str,
+) -> f64 {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        if logged_since(container, since).contains(needle) {
+            return since.elapsed().unwrap().as_secs_f64();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{container} did not log {needle:?} within {RUN_TIMEOUT:?} of the kill:\n{}",
+            project.all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A `--postgres` deployment loses neither an agency nor a bet when one
+/// central and then the primary PostgreSQL node are killed (`docker kill`)
+/// while the agencies send: the agencies move to the other central, the
+/// monitor promotes the standby, the surviving central reconnects to it,
+/// and every agency finishes with its winners; the new primary holds every
+/// bet of the files once. The seconds from each kill to the next batch
+/// stored are printed (figures, not assertions).
+#[test]
+fn a_postgres_deployment_survives_a_central_and_its_primary_killed_mid_run() {
+    let _one_at_a_time = lock();
+    let Some(compose) = compose_or_skip("postgres_kills") else {
+        return;
+    };
+    let started = Instant::now();
+    let mut project = Project::new_of(compose, "pgkill", true);
+    // Enough bets for a run of many seconds, so that both kills land while
+    // the agencies send.
+    let per_agency = util::env_or("POSTGRES_KILL_BETS", 300_000u32);
+    let winners = util::generate(&project.data_dir(), 5, per_agency, 23);
+    project.generate_with(5, &["--postgres"]);
+    let total = bets_in_files(&project);
+    let expected = bets_expected(&project, &winners);
+    run(&mut project.compose(&["up", "--detach"]));
+    assert_eq!(primary_node(&project), "node1");
+
+    // Every agency tries `server` first; one that found it not yet
+    // listening has moved to server-2 already.
+    wait_until_stored(&project, total / 5);
+    let server = project.container("server");
+    let server_2 = project.container("server-2");
+    let before = (stored_by(&server), stored_by(&server_2));
+    let killed = SystemTime::now();
+    run(docker().args(["kill", &server]));
+    let moved = seconds_until_logged(
+        &project,
+        &server_2,
+        killed,
+        "action: apuesta_recibida | result: success",
+    );
+    say(&format!(
+        "postgres_kills: central `server` killed with {} bets stored by it and {} by server-2, of {total}; server-2 stored a batch {moved:.1} s later",
+        before.0, before.1
+    ));
+
+    wait_until_stored(&project, total / 2);
+    let primary = project.container("node1");
+    let killed = SystemTime::now();
+    run(docker().args(["kill", &primary]));
+    let resumed = seconds_until_logged(
+        &project,
+        &server_2,
+        killed,
+        "action: guardar_apuestas | result: success | reconectado",
+    );
+    say(&format!(
+        "postgres_kills: primary node1 killed at {} of {total} bets stored; server-2 committed on the promoted node2 {resumed:.1} s later",
+        stored_by(&server) + stored_by(&server_2)
+    ));
+
+    let codes = project.wait_for_agencies();
+    let agency_logs = project.agency_logs();
+    for (i, (code, log)) in codes.iter().zip(&agency_logs).enumerate() {
+        assert_eq!(
+            *code,
+            0,
+            "agency {} exited with {code}:\n{}",
+            i + 1,
+            log.join("\n")
+        );
+        let reported: Vec<&str> = log
+            .iter()
+            .filter(|l| l.contains("action: consulta_ganadores | result: success"))
+            .filter_map(|l| field(l, "cant_ganadores"))
+            .collect();
+        assert_eq!(
+            reported,
+            [winners[i].to_string()],
+            "agency {}'s winners:\n{}",
+            i + 1,
+            log.join("\n")
+        );
+    }
+    assert_eq!(primary_node(&project), "node2");
+    assert_eq!(
+        bets_in_database(&project, "node2"),
+        expected,
+        "the promoted node2's bets"
+    );
+    assert_eq!(
+        psql(
+            &project,
+            "node2",
+            "SELECT count(*) FROM lottery.closed_agencies"
+        ),
+        "5"
+    );
+    say(&format!(
+        "postgres_kills: {total} bets, winners {winners:?}, in {:.1} s",
         started.elapsed().as_secs_f64()
     ));
 }
@@ -2118,9 +2418,9 @@ fn container_networks(container: &str, what: &str) -> Vec<String> {
         .collect()
 }
 
-/// A `--postgres` deployment keeps the database to the central: the
-/// PostgreSQL pair shares no network with the agencies, so a container on
-/// the agencies' network reaches neither server, by name nor by address,
+/// A `--postgres` deployment keeps the database to the centrals: the
+/// formation shares no network with the agencies, so a container on the
+/// agencies' network reaches none of its servers, by name nor by address,
 /// while one on the database's network does. The password is in no compose
 /// file and on no command line: not in any container's processes, nor in
 /// the `docker` commands of `keep-lottery.sh`. Every container runs
@@ -2137,19 +2437,23 @@ fn no_agency_reaches_the_database_of_a_postgres_deployment_and_its_password_is_o
     project.generate_with(2, &["--postgres"]);
     run_lottery(&project, &winners);
 
-    let primary = project.container("postgres-primary");
-    let standby = project.container("postgres-standby");
-    let server = project.container("server");
+    let formation: Vec<String> = FORMATION.iter().map(|s| project.container(s)).collect();
+    let centrals: Vec<String> = CENTRALS.iter().map(|s| project.container(s)).collect();
 
     let agency_networks = container_networks(&project.container("client1"), "{{$name}}");
-    let database_networks = container_networks(&primary, "{{$name}}");
+    let database_networks = container_networks(&formation[0], "{{$name}}");
     assert!(
         agency_networks
             .iter()
             .all(|n| !database_networks.contains(n)),
         "the agencies ({agency_networks:?}) share a network with the database ({database_networks:?})"
     );
-    assert_eq!(container_networks(&standby, "{{$name}}"), database_networks);
+    for container in &formation {
+        assert_eq!(
+            container_networks(container, "{{$name}}"),
+            database_networks
+        );
+    }
     let postgres_image = project.postgres_image.clone().unwrap();
     let probe = |network: &str, host: &str| {
         docker()
@@ -2162,20 +2466,20 @@ fn no_agency_reaches_the_database_of_a_postgres_deployment_and_its_password_is_o
     };
     // The probe works where the database is.
     for network in &database_networks {
-        let output = probe(network, "postgres-primary");
-        assert!(
-            output.status.success(),
-            "from {network}: {}",
-            printed(&output)
-        );
+        for host in FORMATION {
+            let output = probe(network, host);
+            assert!(
+                output.status.success(),
+                "from {network} to {host}: {}",
+                printed(&output)
+            );
+        }
     }
     // Where the agencies are: no answer (2), by name or by address.
-    let mut hosts = vec![
-        "postgres-primary".to_string(),
-        "postgres-standby".to_string(),
-    ];
-    hosts.extend(container_networks(&primary, "{{$net.IPAddress}}"));
-    hosts.extend(container_networks(&standby, "{{$net.IPAddress}}"));
+    let mut hosts: Vec<String> = FORMATION.iter().map(|s| s.to_string()).collect();
+    for container in &formation {
+        hosts.extend(container_networks(container, "{{$net.IPAddress}}"));
+    }
     for network in &agency_networks {
         for host in &hosts {
             let output = probe(network, host);
@@ -2189,15 +2493,16 @@ fn no_agency_reaches_the_database_of_a_postgres_deployment_and_its_password_is_o
     }
 
     let mut containers = project.agency_containers();
-    containers.extend([server.clone(), primary.clone(), standby.clone()]);
+    containers.extend(centrals.iter().cloned());
+    containers.extend(formation.iter().cloned());
     assert_confined(&containers);
 
-    // The central reached the database with the password kept in .data/,
+    // The centrals reached the database with the password kept in .data/,
     // which no process of the deployment has on its command line.
     let password = kept_password(&project.dir);
     let text = std::fs::read_to_string(project.compose_file()).unwrap();
     assert!(!text.contains(&password), "{text}");
-    for container in [&server, &primary, &standby] {
+    for container in centrals.iter().chain(&formation) {
         let processes = run(docker().args(["top", container, "-o", "pid,args"]));
         assert!(
             !processes.contains(&password),

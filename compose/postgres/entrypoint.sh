@@ -1,37 +1,53 @@
 #!/bin/sh
-# The entrypoint of the lottery's PostgreSQL image (/entrypoint): one server
-# of the compose deployment's primary/standby pair, run as `postgres` (the
-# image's USER; the server refuses root). Debian's dash is the shell, with
-# the server binaries; `sleep`, `rm` and `sync` come from coreutils. The
-# standby's password for streaming is in the primary_conninfo that -R
-# writes.
+# The entrypoint of the lottery's PostgreSQL image (/entrypoint): one
+# member of the compose deployment's pg_auto_failover formation, run as
+# `postgres` (the image's USER; pg_autoctl and PostgreSQL refuse root).
+# Debian's dash is the shell; `sleep`, `rm`, `mkdir`, `sync` and `cat` come
+# from coreutils.
 #
-#   /entrypoint primary   a new cluster on first start (initdb, the roles
-#                         `lottery` and `replicator`, the database `lottery`),
-#                         then the server, which waits for the standby
-#                         named `standby` at every COMMIT
-#   /entrypoint standby   on first start waits for the primary and copies it
-#                         (pg_basebackup -R), then the server as its
-#                         synchronous standby, named `standby`
+#   /entrypoint monitor       the formation's monitor (service `monitor`):
+#                             it watches the nodes and promotes the
+#                             secondary when the primary stops answering
+#   /entrypoint node NAME     a PostgreSQL node named and reached as NAME
+#                             (`node1`, `node2`): the first to register is
+#                             the primary, made with the lottery's role and
+#                             database; the next copies it and becomes its
+#                             synchronous standby
 #
-# The cluster lives in $PGDATA under the volume /var/lib/postgresql; the
-# file `ready` beside it says the first start finished. A start cut before
-# that (killed during initdb or the copy) throws the half cluster away and
-# begins again, so no half-made cluster is ever served.
+# Each keeps everything under the volume /var/lib/postgresql: the cluster
+# in data/, pg_autoctl's configuration and state (its XDG_CONFIG_HOME and
+# XDG_DATA_HOME), and the file `ready`, which says the first start
+# finished. A first start cut short runs `pg_autoctl create` again, which
+# takes up where the cut one stopped; a later start only runs the service
+# (`docker kill` then `up -d`, `stop` then `start`, `restart`). The pid file
+# of the service is kept in /tmp/pg_autoctl, removed at every start: one
+# left by a killed container would say the service still runs.
+#
+# The formation's own connections (the nodes to the monitor as
+# `autoctl_node`, a standby to its primary as `pgautofailover_replicator`)
+# and the centrals' (as `lottery`) all need POSTGRES_PASSWORD
+# (scram-sha-256, pg_hba.conf). pg_autoctl, pg_basebackup and the WAL
+# receiver find it in ~/.pgpass, written at every start (mode 0600), never
+# on a command line.
 #
 # Environment:
-#   POSTGRES_PASSWORD  the password of `lottery` and `replicator` (letters,
-#                      digits and . _ ~ - only, so it needs no quoting in
-#                      SQL nor in a connection URL)
-#   PRIMARY_HOST       the standby's primary (default postgres-primary)
+#   POSTGRES_PASSWORD  the password of `lottery`, `autoctl_node` and
+#                      `pgautofailover_replicator` (letters, digits and
+#                      . _ ~ - only, so it needs no quoting in SQL nor in a
+#                      connection URL)
+#   MONITOR_HOST       the nodes' monitor (default monitor)
 set -eu
 
 bin=/usr/lib/postgresql/15/bin
 volume=/var/lib/postgresql
 PGDATA=$volume/data
-export PGDATA
 ready=$volume/ready
-conf=/etc/postgresql/postgresql.conf
+HOME=$volume
+XDG_CONFIG_HOME=$volume/config
+XDG_DATA_HOME=$volume/share
+XDG_RUNTIME_DIR=/tmp/pg_autoctl
+PGPASSFILE=$volume/.pgpass
+export PGDATA HOME XDG_CONFIG_HOME XDG_DATA_HOME XDG_RUNTIME_DIR PGPASSFILE
 
 say() {
     echo "postgres-entrypoint: $*" >&2
@@ -43,9 +59,15 @@ die() {
 }
 
 role=${1:-}
+name=${2:-}
 case $role in
-primary | standby) ;;
-*) die "usage: /entrypoint primary|standby (got '${role}')" ;;
+monitor) name=monitor ;;
+node)
+    case $name in
+    '' | *[!a-z0-9-]*) die "usage: /entrypoint node NAME (letters, digits, -; got '${name}')" ;;
+    esac
+    ;;
+*) die "usage: /entrypoint monitor | node NAME (got '${role}')" ;;
 esac
 
 password=${POSTGRES_PASSWORD:-}
@@ -54,49 +76,84 @@ case $password in
 *[!A-Za-z0-9._~-]*) die "POSTGRES_PASSWORD may hold only letters, digits and . _ ~ -" ;;
 esac
 
-# A new cluster with the lottery's roles, served only on the local socket
-# while it is made, so that nobody (the standby's wait included) sees it
-# before the roles exist.
-make_primary() {
-    "$bin/initdb" --pgdata="$PGDATA" --username=postgres --encoding=UTF8 \
-        --locale=C --auth-local=trust --auth-host=scram-sha-256 >/dev/null
-    "$bin/pg_ctl" --pgdata="$PGDATA" --wait --silent \
-        --options="-c config_file=$conf -c listen_addresses= -c synchronous_standby_names=" start
-    "$bin/psql" --quiet --no-psqlrc --set=ON_ERROR_STOP=1 --username=postgres --dbname=postgres <<EOF
-CREATE ROLE lottery LOGIN PASSWORD '$password';
-CREATE ROLE replicator REPLICATION LOGIN PASSWORD '$password';
-CREATE DATABASE lottery OWNER lottery;
+rm -rf "$XDG_RUNTIME_DIR"
+mkdir -p "$XDG_RUNTIME_DIR"
+(
+    umask 077
+    cat >"$PGPASSFILE" <<EOF
+*:*:*:autoctl_node:$password
+*:*:*:pgautofailover_replicator:$password
 EOF
+)
+
+# Runs SQL on this server, started alone on its local socket only (no
+# node, central or monitor sees it meanwhile), then stops it again.
+local_sql() {
+    "$bin/pg_ctl" --pgdata="$PGDATA" --wait --silent \
+        --options="-c listen_addresses=" start
+    "$bin/psql" --quiet --no-psqlrc --set=ON_ERROR_STOP=1 --username=postgres --dbname=postgres
     "$bin/pg_ctl" --pgdata="$PGDATA" --wait --silent --mode=fast stop
 }
 
-# A copy of the primary, streamed with its WAL, set up (-R) to follow it.
-make_standby() {
-    primary=${PRIMARY_HOST:-postgres-primary}
+# The settings of the image (/etc/postgresql/NAME.conf) after pg_autoctl's
+# own in postgresql.conf: the last setting wins.
+include_settings() {
+    line="include '/etc/postgresql/$1.conf'"
+    case $(cat "$PGDATA/postgresql.conf") in
+    *"$line"*) ;;
+    *) echo "$line" >>"$PGDATA/postgresql.conf" ;;
+    esac
+}
+
+make_monitor() {
+    pg_autoctl create monitor --pgdata "$PGDATA" --pgport 5432 \
+        --hostname monitor --skip-pg-hba --no-ssl
+    include_settings monitor
+    local_sql <<EOF
+ALTER ROLE autoctl_node PASSWORD '$password';
+EOF
+}
+
+make_node() {
+    monitor=${MONITOR_HOST:-monitor}
     waited=0
-    # As `lottery`, whom pg_hba.conf lets in from here: the primary then
-    # asks for the password, which pg_isready counts as up without a FATAL
-    # in the primary's log.
-    until "$bin/pg_isready" --quiet --host="$primary" --port=5432 --username=lottery --dbname=lottery; do
+    until "$bin/pg_isready" --quiet --host="$monitor" --port=5432 --username=autoctl_node --dbname=pg_auto_failover; do
         if [ "$waited" -eq 0 ]; then
-            say "waiting for the primary $primary:5432"
+            say "waiting for the monitor $monitor:5432"
         fi
         waited=$((waited + 1))
         sleep 1
     done
-    PGPASSWORD=$password "$bin/pg_basebackup" --pgdata="$PGDATA" \
-        --host="$primary" --port=5432 --username=replicator \
-        --wal-method=stream --checkpoint=fast --write-recovery-conf --no-password
+    pg_autoctl create postgres --pgdata "$PGDATA" --pgport 5432 --listen '*' \
+        --name "$name" --hostname "$name" --dbname lottery \
+        --monitor "postgres://autoctl_node@$monitor:5432/pg_auto_failover" \
+        --skip-pg-hba --no-ssl
+    # A primary cut off from the monitor and its standby stops taking
+    # writes after this many seconds (the monitor's timeouts are longer).
+    pg_autoctl config set --pgdata "$PGDATA" timeout.network_partition_timeout 2 >/dev/null
+    if [ -f "$PGDATA/standby.signal" ]; then
+        # A copy of the primary: its roles, database and settings came with it.
+        return
+    fi
+    include_settings node
+    # The formation's first node: the lottery's role and database, and a
+    # password for the replication role that pg_autoctl made without one.
+    local_sql <<EOF
+SELECT 'CREATE ROLE lottery LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lottery')
+\gexec
+ALTER ROLE lottery PASSWORD '$password';
+ALTER DATABASE lottery OWNER TO lottery;
+ALTER ROLE pgautofailover_replicator PASSWORD '$password';
+EOF
 }
 
 if [ ! -f "$ready" ]; then
-    rm -rf "$PGDATA"
-    say "first start: making the $role"
+    say "first start: making the $role $name"
     "make_$role"
     : >"$ready"
-    # On disk before the server serves anything: a `ready` lost in a crash
-    # would have the next start throw away a cluster holding bets.
+    # On disk before the service runs: a `ready` lost in a crash would
+    # only run `create` again, which finds the node made.
     sync
-    say "the $role is made"
+    say "the $role $name is made"
 fi
-exec "$bin/postgres" -c config_file="$conf" -c cluster_name="$role"
+exec pg_autoctl run --pgdata "$PGDATA"

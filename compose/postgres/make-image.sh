@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Builds the lottery's PostgreSQL image FROM scratch out of this machine's
-# Debian `postgresql` 15 package (installed with apt-get if it is missing):
-# the server binaries of /usr/lib/postgresql/15/bin, its modules of
-# /usr/lib/postgresql/15/lib (without the LLVM JIT), /usr/share/postgresql/15
-# (initdb's catalog scripts), every shared library they load (by ldd), the
-# dynamic loader, Debian's dash as /bin/sh with coreutils' sleep, rm and sync for
-# the entrypoint, a passwd and group with the user `postgres` (999:999), and
-# compose/postgres/{entrypoint.sh,postgresql.conf,pg_hba.conf,pg_ident.conf};
-# and pg_auto_failover's /usr/bin/pg_autoctl with its libraries when the
-# host has it (Debian's pg-auto-failover-cli; the monitor's extension,
-# postgresql-15-auto-failover, is in the directories above).
+# Debian packages `postgresql` 15, `pg-auto-failover-cli` (pg_autoctl) and
+# `postgresql-15-auto-failover` (the monitor's extension), installed with
+# apt-get if they are missing: the server binaries of
+# /usr/lib/postgresql/15/bin, its modules of /usr/lib/postgresql/15/lib
+# (without the LLVM JIT), /usr/share/postgresql/15 (initdb's catalog
+# scripts, the extensions), /usr/bin/pg_autoctl, every shared library they
+# load (by ldd), the dynamic loader, Debian's dash as /bin/sh with
+# coreutils' sleep, rm, mkdir, sync and cat for the entrypoint, a passwd and
+# group with the user `postgres` (999:999), and compose/postgres/
+# {entrypoint.sh,monitor.conf,monitor_hba.conf,node.conf,node_hba.conf}.
 # No image is pulled: the engine here cannot. `make postgres-image` runs it.
 #
 # All of it goes into one tar (owned by root, but for the server's own
@@ -40,19 +40,25 @@ die() {
     exit 1
 }
 
-# A fresh machine (CI's Debian 12) may lack the package; it is installed
-# the ordinary way. The cluster Debian's package may create and start on
-# the host is not used: only its files are.
-if [[ ! -x $pgbin/postgres || ! -d $pgshare ]]; then
-    say "no PostgreSQL $version in $pgbin: installing Debian's postgresql"
+# A fresh machine (CI's Debian 12) may lack the packages; they are
+# installed the ordinary way. The cluster Debian's package may create and
+# start on the host is not used: only its files are.
+packages=()
+[[ -x $pgbin/postgres && -d $pgshare ]] || packages+=(postgresql)
+[[ -x /usr/bin/pg_autoctl ]] || packages+=(pg-auto-failover-cli)
+[[ -f $pgshare/extension/pgautofailover.control ]] || packages+=("postgresql-$version-auto-failover")
+if [[ ${#packages[@]} -gt 0 ]]; then
+    say "installing Debian's ${packages[*]}"
     apt=(apt-get)
     if [[ $(id -u) -ne 0 ]]; then
-        command -v sudo >/dev/null || die "PostgreSQL $version is not installed and this user cannot install it: apt-get install postgresql (as root)"
+        command -v sudo >/dev/null || die "${packages[*]} not installed and this user cannot install them: apt-get install ${packages[*]} (as root)"
         apt=(sudo apt-get)
     fi
     "${apt[@]}" update -qq
-    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq postgresql >/dev/null
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq "${packages[@]}" >/dev/null
     [[ -x $pgbin/postgres && -d $pgshare ]] || die "apt-get install postgresql gave no PostgreSQL $version in $pgbin"
+    [[ -x /usr/bin/pg_autoctl ]] || die "apt-get install pg-auto-failover-cli gave no /usr/bin/pg_autoctl"
+    [[ -f $pgshare/extension/pgautofailover.control ]] || die "apt-get install postgresql-$version-auto-failover gave no pgautofailover extension in $pgshare"
 fi
 command -v docker >/dev/null || die "no docker command"
 
@@ -73,18 +79,17 @@ mkdir -p "$root/bin"
 cp -L /usr/bin/dash "$root/bin/sh"
 put /usr/bin/sleep
 put /usr/bin/rm
+put /usr/bin/mkdir
 put /usr/bin/sync
+put /usr/bin/cat
 # initdb asks `locale -a` which collations the system has: C, C.utf8, POSIX.
 put /usr/bin/locale
 mkdir -p "$root/usr/lib/locale"
 cp -a /usr/lib/locale/C.utf8 "$root/usr/lib/locale/"
-# pg_auto_failover's pg_autoctl (Debian's pg-auto-failover-cli), when
-# installed: it runs initdb, pg_ctl, postgres, pg_basebackup and pg_rewind
-# of $pgbin; its monitor extension (postgresql-15-auto-failover) lives in
-# $pglib and $pgshare/extension, copied below.
-if [[ -x /usr/bin/pg_autoctl ]]; then
-    put /usr/bin/pg_autoctl
-fi
+# pg_auto_failover's pg_autoctl runs initdb, pg_ctl, postgres,
+# pg_basebackup and pg_rewind of $pgbin (first in the image's PATH); its
+# monitor extension lives in $pglib and $pgshare/extension, copied below.
+put /usr/bin/pg_autoctl
 for dir in "$pgbin" "$pglib" "$pgshare"; do
     mkdir -p "$root$dir"
     cp -a "$dir/." "$root$dir/"
@@ -129,14 +134,14 @@ postgres:x:$uid:
 EOF
 printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$root/etc/nsswitch.conf"
 mkdir -p "$root/etc/postgresql"
-cp "$here/postgresql.conf" "$here/pg_hba.conf" "$here/pg_ident.conf" "$root/etc/postgresql/"
+cp "$here/monitor.conf" "$here/monitor_hba.conf" "$here/node.conf" "$here/node_hba.conf" "$root/etc/postgresql/"
 cp "$here/entrypoint.sh" "$root/entrypoint"
 chmod 755 "$root/entrypoint"
 mkdir -p "$root/tmp" "$root/dev" "$root/proc" "$root/sys"
 chmod 1777 "$root/tmp"
 
-# The server's own directories: the volume (the cluster is made inside it)
-# and the local socket's directory.
+# The server's own directories: the volume (the cluster and pg_autoctl's
+# files are made inside it) and the local socket's directory.
 mkdir -p "$owned/var/lib/postgresql" "$owned/var/run/postgresql"
 chmod 700 "$owned/var/lib/postgresql"
 chmod 2775 "$owned/var/run/postgresql"
@@ -147,6 +152,6 @@ tar -rf "$work/rootfs.tar" "${tar_flags[@]}" --owner=$uid --group=$uid -C "$owne
     ./var/lib/postgresql ./var/run/postgresql
 rm -rf "$root" "$owned"
 cp "$here/Dockerfile" "$work/Dockerfile"
-say "$(du -h "$work/rootfs.tar" | cut -f1) of files from $(dpkg-query -W -f '${Package} ${Version}' postgresql-$version 2>/dev/null || echo "PostgreSQL $version")"
+say "$(du -h "$work/rootfs.tar" | cut -f1) of files from $(dpkg-query -W -f '${Package} ${Version}, ' postgresql-$version pg-auto-failover-cli postgresql-$version-auto-failover 2>/dev/null || echo "PostgreSQL $version and pg_auto_failover")"
 docker build --quiet -t "$image" "$work" >/dev/null
 say "built $image"
