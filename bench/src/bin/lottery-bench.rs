@@ -145,7 +145,7 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let mut args = Args::parse();
     let scraper = match args.scrape_ms {
-        Some(ms) => match lottery::support::loopback::free_port() {
+        Some(ms) => match lottery_proto::support::loopback::free_port() {
             Ok(port) => {
                 args.server_env
                     .push(("METRICS_PORT".into(), port.to_string()));
