@@ -4,9 +4,10 @@
 //!
 //! Every value is checked here, at start-up, so that a bad one is a clear
 //! error naming the key, its source and the value (exit code 2 in `main`)
-//! rather than a surprise halfway through a run. Unknown YAML keys (the
-//! course's `loop.amount`, `loop.period`) are ignored. [`Config::describe`]
-//! is what the `action: config` log line shows.
+//! rather than a surprise halfway through a run. The course's
+//! `loop.period` paces the requests; its `loop.amount` has no meaning for
+//! an agency that sends a file, and is ignored. [`Config::describe`] is
+//! what the `action: config` log line shows.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
