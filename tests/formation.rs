@@ -183,7 +183,7 @@ fn with_the_monitor_stopped_first_nobody_promotes_the_secondary() {
 const LOTTERY_AGENCIES: u32 = util::pg::AGENCIES as u32;
 
 /// How long the agencies have to finish after the cut.
-const FINISH_WITHIN: Duration = Duration::from_secs(60);
+const FINISH_WITHIN: Duration = Duration::from_secs(30);
 
 /// Two centrals on the formation's connection string, and agencies driving
 /// them (both addresses each) until `share` of their bets is acknowledged.
