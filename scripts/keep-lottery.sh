@@ -72,7 +72,7 @@ primary=""
 for _ in $(seq 1 120); do
     for node in "${formation[@]:1}"; do
         if [[ $(docker exec "$node" psql --username=postgres --dbname=postgres --no-psqlrc --tuples-only --no-align \
-            --command 'SELECT NOT pg_is_in_recovery()' 2>/dev/null) == t ]]; then
+            --command "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'" 2>/dev/null) == t ]]; then
             primary=$node
             break 2
         fi
@@ -90,9 +90,19 @@ if [[ $("${psql[@]}" "SELECT to_regclass('lottery.bets') IS NOT NULL") == t ]]; 
     storage=$(docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$server" | sed -n 's/^STORAGE=//p')
     image=$(docker inspect --format '{{.Config.Image}}' "$server")
     network=$(docker inspect --format '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}' "$primary")
-    STORAGE=$storage docker run --rm --network "${network%% *}" --env STORAGE \
-        --cap-drop ALL --security-opt no-new-privileges:true \
-        --entrypoint /lottery-export "$image" >"$to/bets.csv" 2>"$to/export.log" || {
+    # Tried again for a while: a formation just started may still be
+    # settling which node takes writes (a read-only primary meanwhile).
+    exported=0
+    for _ in $(seq 1 30); do
+        if STORAGE=$storage docker run --rm --network "${network%% *}" --env STORAGE \
+            --cap-drop ALL --security-opt no-new-privileges:true \
+            --entrypoint /lottery-export "$image" >"$to/bets.csv" 2>"$to/export.log"; then
+            exported=1
+            break
+        fi
+        sleep 2
+    done
+    [[ $exported -eq 1 ]] || {
         cat "$to/export.log" >&2
         echo "keep-lottery: /lottery-export of $image could not write bets.csv: the deployment is left as it is" >&2
         exit 1

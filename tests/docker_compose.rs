@@ -1948,13 +1948,31 @@ fn generar_compose_with_postgres_keeps_a_random_password_in_data_and_the_databas
 }
 
 /// What `sql` prints on `service`'s server, in psql's unaligned form.
+/// `sql` on `service`'s server, asked again for up to a minute while the
+/// server does not answer: pg_autoctl restarts a node's PostgreSQL when the
+/// monitor changes its role ("the database system is shutting down").
 fn psql(project: &Project, service: &str, sql: &str) -> String {
-    run(docker()
-        .args(["exec", &project.container(service), "psql"])
-        .args(["--username=postgres", "--dbname=lottery", "--no-psqlrc"])
-        .args(["--tuples-only", "--no-align", "--command", sql]))
-    .trim()
-    .to_string()
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut command = docker();
+        command
+            .args(["exec", &project.container(service), "psql"])
+            .args(["--username=postgres", "--dbname=lottery", "--no-psqlrc"])
+            .args(["--tuples-only", "--no-align", "--command", sql]);
+        let output = command
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+        if output.status.success() {
+            return String::from_utf8_lossy(&output.stdout).trim().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{command:?} failed ({}):\n{}",
+            output.status,
+            printed(&output)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// The node that takes writes, once one does (within [`RUN_TIMEOUT`]).
@@ -1966,7 +1984,10 @@ fn primary_node(project: &Project) -> &'static str {
                 .args(["exec", &project.container(node), "psql"])
                 .args(["--username=postgres", "--dbname=postgres", "--no-psqlrc"])
                 .args(["--tuples-only", "--no-align", "--command"])
-                .arg("SELECT NOT pg_is_in_recovery()")
+                // As a read-write session of libpq finds it: out of
+                // recovery, and not read-only (pg_auto_failover makes a
+                // primary read-only while its role changes).
+                .arg("SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'")
                 .output();
             if answer.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "t") {
                 return node;
