@@ -68,53 +68,62 @@ for container in "${formation[@]}"; do
         started+=("$container")
     fi
 done
-primary=""
-for _ in $(seq 1 120); do
+# The node that takes writes now, as a read-write session of libpq finds
+# it (out of recovery, not read-only), or nothing.
+writable_node() {
+    local node
     for node in "${formation[@]:1}"; do
         if [[ $(docker exec "$node" psql --username=postgres --dbname=postgres --no-psqlrc --tuples-only --no-align \
             --command "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'" 2>/dev/null) == t ]]; then
-            primary=$node
-            break 2
+            echo "$node"
+            return
         fi
     done
-    sleep 1
+}
+
+# Dumps the database and exports bets.csv from the node that takes writes.
+# A formation just started again may still change which node that is (its
+# monitor restarts a node's server as it assigns the roles): a try cut
+# short that way fails, and is made again.
+keep_once() {
+    primary=$(writable_node)
+    [[ -n $primary ]] || return 1
+    docker exec "$primary" pg_dump --username=postgres --dbname=lottery >"$to/lottery.sql" 2>"$to/dump.log" || return 1
+    psql=(docker exec "$primary" psql --username=postgres --dbname=lottery --no-psqlrc --tuples-only --no-align --command)
+    # No schema yet if the central never opened the database: nothing stored.
+    local has_bets
+    has_bets=$("${psql[@]}" "SELECT to_regclass('lottery.bets') IS NOT NULL") || return 1
+    if [[ $has_bets == t ]]; then
+        local storage image network
+        storage=$(docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$server" | sed -n 's/^STORAGE=//p')
+        image=$(docker inspect --format '{{.Config.Image}}' "$server")
+        network=$(docker inspect --format '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}' "$primary")
+        STORAGE=$storage docker run --rm --network "${network%% *}" --env STORAGE \
+            --cap-drop ALL --security-opt no-new-privileges:true \
+            --entrypoint /lottery-export "$image" >"$to/bets.csv" 2>"$to/export.log" || return 1
+        bets=$(wc -l <"$to/bets.csv")
+        closed=$("${psql[@]}" "SELECT count(*) FROM lottery.closed_agencies") || return 1
+    else
+        : >"$to/bets.csv"
+        bets=0
+        closed=0
+    fi
+}
+
+kept=0
+for _ in $(seq 1 60); do
+    if keep_once; then
+        kept=1
+        break
+    fi
+    sleep 2
 done
-[[ -n $primary ]] || {
-    echo "keep-lottery: no node of the formation takes writes: the deployment is left as it is" >&2
+[[ $kept -eq 1 ]] || {
+    cat "$to/dump.log" "$to/export.log" >&2 2>/dev/null
+    echo "keep-lottery: no node of the formation took writes long enough to dump the lottery and export bets.csv: the deployment is left as it is" >&2
     exit 1
 }
-docker exec "$primary" pg_dump --username=postgres --dbname=lottery >"$to/lottery.sql"
-# No schema yet if the central never opened the database: nothing stored.
-psql=(docker exec "$primary" psql --username=postgres --dbname=lottery --no-psqlrc --tuples-only --no-align --command)
-if [[ $("${psql[@]}" "SELECT to_regclass('lottery.bets') IS NOT NULL") == t ]]; then
-    storage=$(docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$server" | sed -n 's/^STORAGE=//p')
-    image=$(docker inspect --format '{{.Config.Image}}' "$server")
-    network=$(docker inspect --format '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}' "$primary")
-    # Tried again for a while: a formation just started may still be
-    # settling which node takes writes (a read-only primary meanwhile).
-    exported=0
-    for _ in $(seq 1 30); do
-        if STORAGE=$storage docker run --rm --network "${network%% *}" --env STORAGE \
-            --cap-drop ALL --security-opt no-new-privileges:true \
-            --entrypoint /lottery-export "$image" >"$to/bets.csv" 2>"$to/export.log"; then
-            exported=1
-            break
-        fi
-        sleep 2
-    done
-    [[ $exported -eq 1 ]] || {
-        cat "$to/export.log" >&2
-        echo "keep-lottery: /lottery-export of $image could not write bets.csv: the deployment is left as it is" >&2
-        exit 1
-    }
-    rm -f "$to/export.log"
-    bets=$(wc -l <"$to/bets.csv")
-    closed=$("${psql[@]}" "SELECT count(*) FROM lottery.closed_agencies")
-else
-    : >"$to/bets.csv"
-    bets=0
-    closed=0
-fi
+rm -f "$to/dump.log" "$to/export.log"
 if [[ ${#started[@]} -gt 0 ]]; then
     docker stop "${started[@]}" >/dev/null
 fi
