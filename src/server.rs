@@ -543,15 +543,7 @@ fn bind_metrics(ip: &str, port: u16, registry: &mio::Registry) -> Result<Endpoin
             error,
         })
     };
-    let address = std::net::ToSocketAddrs::to_socket_addrs(&(ip, port))
-        .map_err(fail)?
-        .next()
-        .ok_or_else(|| {
-            fail(io::Error::new(
-                io::ErrorKind::NotFound,
-                "the name has no address",
-            ))
-        })?;
+    let address = crate::net::accept::resolve(ip, port).map_err(StartError::Listen)?;
     let endpoint = Endpoint::bind(address, registry, METRICS).map_err(fail)?;
     info!(
         "action: escuchar_metricas | result: success | address: {} | rutas: /metrics /status /",

@@ -222,14 +222,13 @@ fn is_out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
-/// Binds the listening socket with the configured backlog.
-fn listen(config: &Listen) -> Result<TcpListener, ListenError> {
-    let address = format!("{}:{}", config.ip, config.port);
+/// The first address `ip` and `port` name (an IP, or a host name).
+pub fn resolve(ip: &str, port: u16) -> Result<SocketAddr, ListenError> {
     let fail = |error: io::Error| ListenError {
-        address: address.clone(),
+        address: format!("{ip}:{port}"),
         error,
     };
-    let addr = (config.ip.as_str(), config.port)
+    (ip, port)
         .to_socket_addrs()
         .map_err(fail)?
         .next()
@@ -238,7 +237,17 @@ fn listen(config: &Listen) -> Result<TcpListener, ListenError> {
                 io::ErrorKind::NotFound,
                 "the name has no address",
             ))
-        })?;
+        })
+}
+
+/// Binds the listening socket with the configured backlog.
+fn listen(config: &Listen) -> Result<TcpListener, ListenError> {
+    let address = format!("{}:{}", config.ip, config.port);
+    let fail = |error: io::Error| ListenError {
+        address: address.clone(),
+        error,
+    };
+    let addr = resolve(&config.ip, config.port)?;
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
